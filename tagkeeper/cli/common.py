@@ -1,0 +1,78 @@
+"""Shared pieces of the CLI: state, option types, output helpers."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from tagkeeper.config import Config, discover, load_file
+
+
+class Format(StrEnum):
+    text = "text"
+    json = "json"
+    github = "github"
+
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="Read defaults from this file instead of the nearest tagkeeper.toml or "
+        "pyproject.toml [tool.tagkeeper].",
+        dir_okay=False,
+    ),
+]
+FormatOpt = Annotated[
+    Format, typer.Option("--format", "-f", help="Output format: text, json, or github.")
+]
+
+
+@dataclass
+class State:
+    """Per-invocation state, loaded lazily."""
+
+    config_path: Path | None = None
+    _config: Config | None = field(default=None, repr=False)
+
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = (
+                load_file(self.config_path) if self.config_path else discover(Path.cwd())
+            )
+        return self._config
+
+
+def state(ctx: typer.Context) -> State:
+    obj = ctx.find_root().obj
+    if not isinstance(obj, State):  # called without the root callback (library tests)
+        obj = State()
+        ctx.find_root().obj = obj
+    return obj
+
+
+def error(message: str) -> None:
+    """Print a message for people on stderr."""
+    typer.echo(f"tagkeeper: {message}", err=True)
+
+
+def info(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def emit_json(payload: Any) -> None:
+    """Print the machine payload on stdout."""
+    sys.stdout.write(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+
+
+def pick(flag: Any, config: Config, key: str, default: Any) -> Any:
+    """A flag's value when given, else the configuration's, else ``default``."""
+    if flag is not None:
+        return flag
+    return config.get(key, default)

@@ -1,0 +1,106 @@
+"""The one error tree of tagkeeper and the exit codes it maps to.
+
+Every failure a user can act on is a :class:`TagkeeperError` subclass. Each subclass
+carries its own exit code (all of them are listed in :class:`ExitCode`, and in the
+README) and a message that says what to do next. The CLI catches only the base class,
+so a bug still shows its traceback.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import ClassVar
+
+
+class ExitCode(IntEnum):
+    """Process exit codes. Stable: scripts depend on them."""
+
+    OK = 0
+    INTERNAL = 1  # a bug: an uncaught exception with its traceback
+    USAGE = 2  # bad input or usage (also what the CLI parser uses)
+    POLICY = 3  # a reference breaks the environment's tag rules
+    AUTH = 4  # authentication or permission refused
+    REGISTRY = 5  # the registry, API or network failed
+    PARTIAL = 6  # some deletes (or other steps) failed: rerun to finish
+    CAP = 7  # the plan exceeds --max-delete: nothing was deleted
+    NO_TARGET = 8  # no rollback target qualifies
+    CONFIG = 9  # a configuration file is invalid
+    RATE_LIMITED = 10  # stopped on the primary rate limit: rerun after the reset
+    ABORTED = 11  # the user declined the confirmation
+
+
+class TagkeeperError(Exception):
+    """Base of every error a user can act on."""
+
+    exit_code: ClassVar[ExitCode] = ExitCode.INTERNAL
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def diagnostics(self) -> str:
+        """A human message: what went wrong, then what to do next."""
+        if self.hint:
+            return f"{self.message}\n  hint: {self.hint}"
+        return self.message
+
+
+class UsageError(TagkeeperError):
+    """Bad input: an argument, a reference or a file that cannot be used."""
+
+    exit_code = ExitCode.USAGE
+
+
+class PolicyViolation(TagkeeperError):
+    """A reference is not acceptable for the environment."""
+
+    exit_code = ExitCode.POLICY
+
+
+class AuthError(TagkeeperError):
+    """Credentials missing, invalid, or lacking a permission."""
+
+    exit_code = ExitCode.AUTH
+
+
+class RegistryError(TagkeeperError):
+    """The registry, the GitHub API or the network failed."""
+
+    exit_code = ExitCode.REGISTRY
+
+
+class PartialApply(TagkeeperError):
+    """A plan was applied in part; rerunning finishes it."""
+
+    exit_code = ExitCode.PARTIAL
+
+
+class CapExceeded(TagkeeperError):
+    """The plan deletes more than the safety cap allows; nothing was deleted."""
+
+    exit_code = ExitCode.CAP
+
+
+class NoRollbackTarget(TagkeeperError):
+    """No earlier deploy or release qualifies as a rollback target."""
+
+    exit_code = ExitCode.NO_TARGET
+
+
+class ConfigError(TagkeeperError):
+    """A configuration file is invalid; the message names the file and the key."""
+
+    exit_code = ExitCode.CONFIG
+
+
+class RateLimited(TagkeeperError):
+    """The primary rate limit ran out; the run stopped cleanly and can be resumed."""
+
+    exit_code = ExitCode.RATE_LIMITED
+
+
+class Aborted(TagkeeperError):
+    """The user declined to go on."""
+
+    exit_code = ExitCode.ABORTED

@@ -1,0 +1,135 @@
+"""The inventory model: what a backend knows about the images of one repository.
+
+Backends (GHCR, any OCI registry, the local Docker engine) describe a repository as a
+list of :class:`Version` values, read manifests on demand through a
+:class:`ManifestReader`, and delete through a :class:`Backend`. The retention planner
+works only on these values; it never imports a backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Protocol
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
+MANIFEST_TYPES = frozenset({OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST})
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """One manifest in a repository (an image, an index, an attestation, a signature...).
+
+    ``digest`` identifies it; ``tags`` are the tags that point at it now; ``created`` is
+    the push (or image creation) time, timezone-aware. ``key`` is the backend's own
+    handle when it differs from the digest (a GHCR package version id, a local image id).
+    """
+
+    digest: str
+    tags: frozenset[str]
+    created: datetime
+    key: str | None = None
+    media_type: str | None = None
+
+    @property
+    def tagged(self) -> bool:
+        return bool(self.tags)
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestInfo:
+    """What a manifest says about reachability."""
+
+    digest: str
+    media_type: str
+    children: tuple[str, ...] = ()  # manifests an index lists (platforms, attestations)
+    subject: str | None = None  # OCI 1.1 subject of a referrer
+    created: datetime | None = None  # from the config or annotations, when present
+
+
+class ManifestUnreadable(Exception):
+    """A manifest could not be read; whatever it could reach must be kept."""
+
+    def __init__(self, digest: str, reason: str) -> None:
+        super().__init__(f"{digest}: {reason}")
+        self.digest = digest
+        self.reason = reason
+
+
+class ManifestReader(Protocol):
+    """Reads manifests on demand; each digest is read at most once per run."""
+
+    def manifest(self, digest: str) -> ManifestInfo:
+        """The manifest of ``digest``; raises :class:`ManifestUnreadable` on failure."""
+        ...
+
+    def referrers(self, digest: str) -> Sequence[str]:
+        """Digests of the manifests whose ``subject`` is ``digest`` (OCI 1.1).
+
+        Backends without a referrers API answer from the ``sha256-<hex>`` tag schema
+        index, or with an empty sequence. Raises :class:`ManifestUnreadable` when the
+        answer exists but cannot be read.
+        """
+        ...
+
+
+class DeleteStatus(Enum):
+    DELETED = "deleted"
+    ALREADY_GONE = "already-gone"  # answered 404: someone deleted it first
+    CHANGED = "changed"  # its tags moved since the plan: skipped
+    REFUSED = "refused"  # the backend refused (last version, download limit, in use...)
+    FAILED = "failed"  # a transient failure that outlived the retries
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteResult:
+    version: Version
+    status: DeleteStatus
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class RequestStats:
+    """Requests a backend sent, by kind (for dry-run reports and benchmarks)."""
+
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+    def count(self, kind: str) -> None:
+        self.by_kind[kind] = self.by_kind.get(kind, 0) + 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_kind.values())
+
+
+class Backend(Protocol):
+    """One repository in one place (a GHCR package, an OCI repository, a local engine)."""
+
+    @property
+    def display(self) -> str:
+        """How the repository is named in output, e.g. ``ghcr.io/acme/app``."""
+        ...
+
+    @property
+    def stats(self) -> RequestStats: ...
+
+    @property
+    def reader(self) -> ManifestReader: ...
+
+    def versions(self) -> Sequence[Version]:
+        """Every version of the repository, tagged or not."""
+        ...
+
+    def current_tags(self, version: Version) -> frozenset[str] | None:
+        """The tags ``version`` has right now, or ``None`` when it no longer exists."""
+        ...
+
+    def delete(self, version: Version) -> DeleteResult:
+        """Delete one version (paced and retried as the backend needs)."""
+        ...

@@ -1,0 +1,113 @@
+"""Image references and the OCI tag grammar.
+
+A reference is ``[host[:port]/]path[:tag][@digest]`` as the Docker engine and the OCI
+distribution spec read it. The first path component is a registry host only when it
+contains a ``.`` or a ``:`` or is ``localhost`` (so ``registry:5000/app`` has no tag: the
+colon is the port).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from tagkeeper.errors import UsageError
+
+TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_PATH_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+_HOST_RE = re.compile(
+    r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*)(?::[0-9]+)?"
+)
+DIGEST_RE = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[0-9a-fA-F]{32,}")
+SHA256_DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def is_valid_tag(tag: str) -> bool:
+    """True when ``tag`` satisfies the OCI tag grammar."""
+    return TAG_RE.fullmatch(tag) is not None
+
+
+def require_valid_tag(tag: str) -> str:
+    """Return ``tag`` or raise a :class:`UsageError` that says why it is not a tag."""
+    if not tag:
+        raise UsageError("an empty string is not a valid image tag")
+    if len(tag) > 128:
+        raise UsageError(
+            f"tag {tag[:40]!r}... is {len(tag)} characters long; OCI tags allow at most 128"
+        )
+    if not is_valid_tag(tag):
+        raise UsageError(
+            f"{tag!r} is not a valid image tag: tags use letters, digits, '_', '.' and '-' "
+            "and must not start with '.' or '-'"
+        )
+    return tag
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRef:
+    """A parsed image reference. ``host`` is ``None`` when the reference names none."""
+
+    host: str | None
+    path: str
+    tag: str | None = None
+    digest: str | None = None
+
+    @property
+    def repository(self) -> str:
+        """The reference without tag or digest, as written (``host/path`` or ``path``)."""
+        return f"{self.host}/{self.path}" if self.host else self.path
+
+    def with_tag(self, tag: str) -> ImageRef:
+        return ImageRef(self.host, self.path, require_valid_tag(tag), None)
+
+    def with_digest(self, digest: str) -> ImageRef:
+        return ImageRef(self.host, self.path, self.tag, digest)
+
+    def __str__(self) -> str:
+        text = self.repository
+        if self.tag is not None:
+            text += f":{self.tag}"
+        if self.digest is not None:
+            text += f"@{self.digest}"
+        return text
+
+
+def parse_reference(text: str) -> ImageRef:
+    """Parse an image reference, raising :class:`UsageError` with the reason on bad input."""
+    if not text or text != text.strip():
+        raise UsageError(
+            f"{text!r} is not an image reference: it is empty or has surrounding whitespace"
+        )
+    rest = text
+    digest: str | None = None
+    if "@" in rest:
+        rest, digest = rest.split("@", 1)
+        if not DIGEST_RE.fullmatch(digest):
+            raise UsageError(
+                f"{text!r}: {digest!r} is not a digest (expected e.g. sha256:<64 hex digits>)"
+            )
+        if digest.startswith("sha256:") and not SHA256_DIGEST_RE.fullmatch(digest):
+            raise UsageError(f"{text!r}: a sha256 digest has exactly 64 lowercase hex digits")
+    host: str | None = None
+    first, sep, remainder = rest.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
+        if not _HOST_RE.fullmatch(first):
+            raise UsageError(f"{text!r}: {first!r} is not a valid registry host")
+        host, rest = first, remainder
+    tag: str | None = None
+    last_slash = rest.rfind("/")
+    colon = rest.rfind(":")
+    if colon > last_slash:
+        rest, tag = rest[:colon], rest[colon + 1 :]
+        if not is_valid_tag(tag):
+            raise UsageError(f"{text!r}: {tag!r} is not a valid tag")
+    if not _PATH_RE.fullmatch(rest):
+        raise UsageError(
+            f"{text!r}: {rest!r} is not a valid repository path (lowercase letters, digits "
+            "and separators '.', '_', '__', '-' between '/'-separated components)"
+        )
+    if len(f"{host}/{rest}" if host else rest) > 255:
+        raise UsageError(f"{text!r}: repository names are limited to 255 characters")
+    return ImageRef(host=host, path=rest, tag=tag, digest=digest)
