@@ -1,0 +1,169 @@
+"""``tagkeeper tags``: the tags of the build being run."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from tagkeeper.cli import common
+
+if TYPE_CHECKING:
+    from tagkeeper.tagging import TagResult
+
+
+def _summary(result: TagResult, lines: list[str]) -> str:
+    from tagkeeper.gha import md_escape
+
+    ctx = result.context
+    rows = [
+        ("channel", str(result.channel)),
+        ("environment", result.env),
+        ("version", str(result.version) if result.version is not None else "-"),
+        ("commit", f"{ctx.sha} ({ctx.sha_source})"),
+        ("ref", ctx.ref or "-"),
+        ("event", ctx.event or "-"),
+    ]
+    out = ["### tagkeeper tags", "", "| | |", "|---|---|"]
+    out += [f"| {name} | {md_escape(value)} |" for name, value in rows]
+    out += ["", "Tags:", ""]
+    out += [f"- `{line}`" for line in lines] or ["- (none)"]
+    return "\n".join(out) + "\n"
+
+
+def _explain(result: TagResult) -> None:
+    ctx = result.context
+    source = {
+        "head": "the pull request head commit (pull_request.head.sha); "
+        "--pr-sha merge selects the merge commit",
+        "merge": "the pull request merge commit; --pr-sha head selects the head commit",
+        "push": "$GITHUB_SHA",
+        "git": "git HEAD",
+        "flag": "--sha",
+    }[str(ctx.sha_source)]
+    what = f"pull request #{ctx.pr_number}: " if ctx.pr_number is not None else ""
+    common.info(f"{what}commit {ctx.sha} from {source}")
+    common.info(f"{result.channel} build for {result.env}" + (f" ({ctx.ref})" if ctx.ref else ""))
+    for note in (*ctx.notes, *result.notes):
+        common.info(f"note: {note}")
+
+
+def tags(  # noqa: PLR0917 - Typer passes options as arguments
+    ctx: typer.Context,
+    sha: Annotated[
+        str | None,
+        typer.Option(
+            "--sha", metavar="SHA", help="The commit built (default: $GITHUB_SHA or git HEAD)."
+        ),
+    ] = None,
+    ref: Annotated[
+        str | None,
+        typer.Option(
+            "--ref",
+            metavar="REF",
+            help="The git ref built: refs/heads/B, refs/tags/T or refs/pull/N/merge "
+            "(default: $GITHUB_REF, or a SemVer tag at git HEAD, or the current branch).",
+        ),
+    ] = None,
+    env: Annotated[
+        str | None,
+        typer.Option(
+            "--env", metavar="ENV", help="The environment (default: prod for releases, else dev)."
+        ),
+    ] = None,
+    sha_length: Annotated[
+        int | None,
+        typer.Option(
+            "--sha-length",
+            metavar="N",
+            help="Hex digits of the sha in dev-<sha> (4-40, default 7).",
+        ),
+    ] = None,
+    bare_version: Annotated[
+        bool | None,
+        typer.Option(
+            "--bare-version/--v-prefix", help="Release tag 1.2.3 or v1.2.3 (default v1.2.3)."
+        ),
+    ] = None,
+    aliases: Annotated[
+        bool | None,
+        typer.Option(
+            "--aliases/--no-aliases",
+            help="Also emit floating v1.2 and v1 for stable releases (default: no).",
+        ),
+    ] = None,
+    dev_pointer: Annotated[
+        str | None,
+        typer.Option(
+            "--dev-pointer",
+            metavar="NAME",
+            help="Opt-in moving tag for dev branch builds, e.g. dev-latest ('' for none).",
+        ),
+    ] = None,
+    pr_sha: Annotated[
+        str | None,
+        typer.Option(
+            "--pr-sha",
+            metavar="head|merge",
+            help="Pull requests: tag the head (default) or merge commit.",
+        ),
+    ] = None,
+    image: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--image",
+            "-i",
+            metavar="IMAGE",
+            help="Image repository; print full references (repeatable).",
+        ),
+    ] = None,
+    fmt: common.FormatOpt = common.Format.text,
+) -> None:
+    """Compute the immutable tags of the build being run."""
+    import os
+
+    from tagkeeper import gha
+    from tagkeeper.context import detect
+    from tagkeeper.tagging import DEFAULT_SHA_LENGTH, TagOptions, compute_tags, image_references
+
+    config = common.state(ctx).config()
+    images: list[str] = list(image) if image else config.images()
+    pointer = common.pick(dev_pointer, config, "dev-pointer", None)
+    options = TagOptions(
+        sha_length=common.pick(sha_length, config, "sha-length", DEFAULT_SHA_LENGTH),
+        v_prefix=not common.pick(bare_version, config, "bare-version", False),
+        aliases=common.pick(aliases, config, "aliases", False),
+        dev_pointer=pointer or None,
+        env=common.pick(env, config, "env", None),
+    )
+    image_references(images, [])  # bad images are bad input: fail before any other work
+    context = detect(
+        os.environ,
+        sha=sha,
+        ref=ref,
+        pr_sha=common.pick(pr_sha, config, "pr-sha", "head"),
+    )
+    result = compute_tags(context, options)
+    references = image_references(images, result.tags) if images else list(result.tags)
+    payload = result.to_dict(images)
+    _explain(result)
+    if fmt is common.Format.json:
+        common.emit_json(payload)
+        return
+    if fmt is common.Format.github:
+        import json
+
+        gha.write_outputs(
+            {
+                "tags": "\n".join(references),
+                "version": payload["version"] or "",
+                "env": result.env,
+                "channel": str(result.channel),
+                "sha": result.sha,
+                "sha-source": str(result.context.sha_source),
+                "json": json.dumps(payload, separators=(",", ":")),
+            }
+        )
+        gha.append_summary(_summary(result, references))
+    for line in references:
+        typer.echo(line)

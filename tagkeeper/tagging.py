@@ -1,0 +1,282 @@
+"""Tag computation: which tags a build gets. Pure: a build context and options in, tags out.
+
+- Branch builds get ``dev-<sha>`` (the first ``sha_length`` hex digits of the commit built).
+- Pull request builds get ``dev-<sha>`` and ``pr-<number>``; the context says whether the
+  sha is the PR head or the merge commit.
+- Release builds (a git tag ``vX.Y.Z[-pre][+build]``) get the exact version tag, with the
+  ``v`` by default or bare on request; build metadata is written after ``_`` because image
+  tags cannot hold ``+`` (see :mod:`tagkeeper.semver`). Floating aliases (``v1.2``,
+  ``v1``) only on request and only for stable releases (never ``v0``: a 0.y.z series
+  promises no compatibility).
+- ``latest`` is never produced. An opt-in moving pointer such as ``dev-latest`` is added to
+  branch builds for the dev environment only (never to pull requests or releases).
+- prod takes release builds only: a branch or pull request build with ``env="prod"`` is a
+  :class:`~tagkeeper.errors.PolicyViolation` (its ``dev-<sha>`` tag is refused by prod).
+- The environment is ``prod`` for stable release tags and ``dev`` otherwise (prereleases
+  included: prod refuses them by default), unless overridden.
+
+Every emitted tag is checked against the OCI tag grammar; input that cannot give a valid
+tag is a :class:`~tagkeeper.errors.UsageError`, never a silently mangled tag.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from tagkeeper.errors import PolicyViolation, UsageError
+from tagkeeper.refs import parse_reference, require_valid_tag
+from tagkeeper.semver import SemVer, explain_tag, format_tag, parse_tag
+
+SHA_RE = re.compile(r"[0-9a-f]{4,64}")
+_REF_RE = re.compile(r"refs/(?:heads|tags)/\S+|refs/pull/[1-9][0-9]*/(?:merge|head)")
+_PR_REF_RE = re.compile(r"refs/pull/([1-9][0-9]*)/(?:merge|head)")
+_IMMUTABLE_LOOKALIKE = re.compile(r"(?i)dev-[0-9a-f]{4,64}|pr-[0-9]+")
+PROD = "prod"
+DEV = "dev"
+MIN_SHA_LENGTH = 4
+MAX_SHA_LENGTH = 40
+DEFAULT_SHA_LENGTH = 7
+
+
+class Channel(StrEnum):
+    """What kind of build this is."""
+
+    release = "release"
+    prerelease = "prerelease"
+    dev = "dev"
+    pr = "pr"
+
+
+class ShaSource(StrEnum):
+    """Where the commit sha came from (reported so nobody has to guess)."""
+
+    push = "push"  # GITHUB_SHA of a push, tag, dispatch, schedule... event
+    head = "head"  # pull request head commit (pull_request.head.sha)
+    merge = "merge"  # pull request merge commit
+    git = "git"  # ``git rev-parse HEAD`` outside CI
+    flag = "flag"  # given on the command line
+
+
+@dataclass(frozen=True, slots=True)
+class BuildContext:
+    """What is being built: the commit, the git ref, and the GitHub event if any.
+
+    ``ref`` is a full ref (``refs/heads/main``, ``refs/tags/v1.2.3``,
+    ``refs/pull/5/merge``) or ``None`` (detached HEAD outside CI). ``notes`` are facts
+    worth telling the user (for example a non-SemVer tag that was ignored).
+    """
+
+    sha: str
+    sha_source: ShaSource
+    ref: str | None = None
+    event: str | None = None
+    pr_number: int | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def tag_name(self) -> str | None:
+        if self.ref and self.ref.startswith("refs/tags/"):
+            return self.ref[len("refs/tags/") :]
+        return None
+
+    @property
+    def branch_name(self) -> str | None:
+        if self.ref and self.ref.startswith("refs/heads/"):
+            return self.ref[len("refs/heads/") :]
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class TagOptions:
+    """How tags are formed. ``env`` overrides the environment the build is meant for."""
+
+    sha_length: int = DEFAULT_SHA_LENGTH
+    v_prefix: bool = True
+    aliases: bool = False
+    dev_pointer: str | None = None
+    env: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TagResult:
+    """The tags of one build and the facts they were computed from."""
+
+    tags: tuple[str, ...]
+    version: SemVer | None
+    env: str
+    channel: Channel
+    context: BuildContext
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def sha(self) -> str:
+        return self.context.sha
+
+    def references(self, images: Sequence[str]) -> list[str]:
+        """Every tag on every image (image order, then tag order)."""
+        return image_references(images, self.tags)
+
+    def to_dict(self, images: Sequence[str] = ()) -> dict[str, Any]:
+        """The machine payload (what ``--format json`` prints)."""
+        refs = self.references(images) if images else list(self.tags)
+        return {
+            "tags": refs,
+            "tag_names": list(self.tags),
+            "images": list(images),
+            "version": str(self.version) if self.version is not None else None,
+            "env": self.env,
+            "channel": str(self.channel),
+            "sha": self.context.sha,
+            "sha_source": str(self.context.sha_source),
+            "ref": self.context.ref,
+            "event": self.context.event,
+            "pr_number": self.context.pr_number,
+            "notes": list(self.context.notes + self.notes),
+        }
+
+
+def validate_sha(sha: str, what: str = "sha") -> str:
+    """A lowercase hex commit id (4 to 64 digits), or a :class:`UsageError`."""
+    text = sha.strip().lower()
+    if text != sha.lower() or not SHA_RE.fullmatch(text):
+        raise UsageError(
+            f"{what} {sha!r} is not a commit id: expected 4 to 64 hexadecimal digits",
+            hint="pass the full commit sha, e.g. the output of `git rev-parse HEAD`",
+        )
+    return text
+
+
+def validate_ref(ref: str) -> str:
+    """A full git ref that tagkeeper understands, or a :class:`UsageError`."""
+    if not _REF_RE.fullmatch(ref):
+        raise UsageError(
+            f"ref {ref!r} is not a full git ref tagkeeper understands",
+            hint="use refs/heads/<branch>, refs/tags/<tag> or refs/pull/<number>/merge",
+        )
+    return ref
+
+
+def pr_number_from_ref(ref: str | None) -> int | None:
+    match = _PR_REF_RE.fullmatch(ref or "")
+    return int(match.group(1)) if match else None
+
+
+def check_dev_pointer(name: str) -> str:
+    """A valid moving-pointer name, or a :class:`UsageError` saying why not."""
+    require_valid_tag(name)
+    if name.lower() == "latest":
+        raise UsageError(
+            "'latest' is never produced: a moving pointer named latest is what rollbacks "
+            "cannot follow",
+            hint="choose a name that says what it tracks, such as dev-latest",
+        )
+    if parse_tag(name) is not None:
+        raise UsageError(
+            f"dev pointer {name!r} looks like a release version",
+            hint="choose a name such as dev-latest",
+        )
+    if _IMMUTABLE_LOOKALIKE.fullmatch(name):
+        raise UsageError(
+            f"dev pointer {name!r} has the form of an immutable build tag (dev-<sha> or pr-<n>)",
+            hint="choose a name such as dev-latest",
+        )
+    return name
+
+
+def _release_tags(version: SemVer, options: TagOptions) -> tuple[list[str], list[str]]:
+    tags = [format_tag(version, v_prefix=options.v_prefix)]
+    notes: list[str] = []
+    if options.aliases:
+        prefix = "v" if options.v_prefix else ""
+        if version.is_prerelease:
+            notes.append(f"no floating aliases for prerelease {version}")
+        else:
+            tags.append(f"{prefix}{version.major}.{version.minor}")
+            if version.major > 0:
+                tags.append(f"{prefix}{version.major}")
+            else:
+                notes.append(f"no {prefix}0 alias: a 0.y.z series promises no compatibility")
+    return tags, notes
+
+
+def compute_tags(context: BuildContext, options: TagOptions | None = None) -> TagResult:
+    """The tags, version and environment of the build ``context`` describes."""
+    opts = options or TagOptions()
+    if not MIN_SHA_LENGTH <= opts.sha_length <= MAX_SHA_LENGTH:
+        raise UsageError(
+            f"sha length {opts.sha_length} is out of range",
+            hint=f"use a length from {MIN_SHA_LENGTH} to {MAX_SHA_LENGTH} (default 7)",
+        )
+    sha = validate_sha(context.sha)
+    if len(sha) < opts.sha_length:
+        raise UsageError(
+            f"sha {sha!r} has {len(sha)} digits, fewer than the sha length {opts.sha_length}",
+            hint="pass the full commit sha",
+        )
+    if opts.env is not None and not opts.env.strip():
+        raise UsageError("the environment name is empty", hint="use e.g. --env dev or --env prod")
+    notes: list[str] = []
+    version: SemVer | None = None
+    tag_name = context.tag_name
+    if tag_name is not None:
+        version = parse_tag(tag_name)
+        if version is None:
+            raise UsageError(
+                f"git tag {tag_name!r} cannot be released: "
+                + (explain_tag(tag_name) or "it is not SemVer"),
+                hint="release tags are vX.Y.Z[-pre][+build] (e.g. v1.2.3); for a dev build "
+                "pass --ref refs/heads/<branch>",
+            )
+        channel = Channel.prerelease if version.is_prerelease else Channel.release
+        tags, release_notes = _release_tags(version, opts)
+        notes += release_notes
+    else:
+        short = f"dev-{sha[: opts.sha_length]}"
+        tags = [short]
+        channel = Channel.dev
+        if context.pr_number is not None:
+            channel = Channel.pr
+            tags.append(f"pr-{context.pr_number}")
+    env = opts.env if opts.env is not None else (PROD if channel is Channel.release else DEV)
+    is_prod = env.lower() == PROD
+    if is_prod and channel in (Channel.dev, Channel.pr):
+        raise PolicyViolation(
+            f"a {channel} build is tagged {tags[0]}, which prod refuses",
+            hint="prod takes release builds from a tag vX.Y.Z; drop --env prod for this build",
+        )
+    if opts.dev_pointer:
+        pointer = check_dev_pointer(opts.dev_pointer)
+        if channel is Channel.dev and env.lower() == DEV:
+            tags.append(pointer)
+        else:
+            notes.append(f"dev pointer {pointer!r} is only moved by branch builds for dev")
+    for tag in tags:
+        require_valid_tag(tag)
+        if tag.lower() == "latest":  # a guard: nothing above can produce it
+            raise PolicyViolation("refusing to emit the tag 'latest'")
+    return TagResult(
+        tags=tuple(dict.fromkeys(tags)),
+        version=version,
+        env=env,
+        channel=channel,
+        context=context,
+        notes=tuple(notes),
+    )
+
+
+def image_references(images: Iterable[str], tags: Sequence[str]) -> list[str]:
+    """``image:tag`` for every image and tag; an image that already names a tag is an error."""
+    out: list[str] = []
+    for image in images:
+        ref = parse_reference(image)
+        if ref.tag is not None or ref.digest is not None:
+            raise UsageError(
+                f"image {image!r} already names a " + ("tag" if ref.tag is not None else "digest"),
+                hint=f"pass the repository only, e.g. --image {ref.repository}",
+            )
+        out.extend(str(ref.with_tag(tag)) for tag in tags)
+    return out
