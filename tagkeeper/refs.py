@@ -17,11 +17,14 @@ TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _PATH_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 _HOST_RE = re.compile(
-    r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+    r"(?:\[[0-9A-Fa-f:]+\]|[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*)(?::[0-9]+)?"
 )
 DIGEST_RE = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[0-9a-fA-F]{32,}")
 SHA256_DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
+# The digest algorithms the Docker engine and registries accept, with their hex lengths.
+DIGEST_HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
+_HEX64_RE = re.compile(r"[0-9a-f]{64}")
 
 
 def is_valid_tag(tag: str) -> bool:
@@ -88,14 +91,25 @@ def parse_reference(text: str) -> ImageRef:
             raise UsageError(
                 f"{text!r}: {digest!r} is not a digest (expected e.g. sha256:<64 hex digits>)"
             )
-        if digest.startswith("sha256:") and not SHA256_DIGEST_RE.fullmatch(digest):
-            raise UsageError(f"{text!r}: a sha256 digest has exactly 64 lowercase hex digits")
+        algorithm, _, hex_part = digest.partition(":")
+        length = DIGEST_HEX_LENGTHS.get(algorithm)
+        if length is None:
+            raise UsageError(
+                f"{text!r}: digest algorithm {algorithm!r} is not supported "
+                "(use sha256, sha384 or sha512)"
+            )
+        if len(hex_part) != length or hex_part != hex_part.lower():
+            raise UsageError(
+                f"{text!r}: a {algorithm} digest has exactly {length} lowercase hex digits"
+            )
     host: str | None = None
     first, sep, remainder = rest.partition("/")
     if sep and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
-        if not _HOST_RE.fullmatch(first):
+        if _HOST_RE.fullmatch(first):
+            host, rest = first, remainder
+        elif ":" in first or not _PATH_RE.fullmatch(first):
             raise UsageError(f"{text!r}: {first!r} is not a valid registry host")
-        host, rest = first, remainder
+        # else: not a host name (e.g. 'a_b.c'), but a valid path component, as docker reads it
     tag: str | None = None
     last_slash = rest.rfind("/")
     colon = rest.rfind(":")
@@ -103,10 +117,19 @@ def parse_reference(text: str) -> ImageRef:
         rest, tag = rest[:colon], rest[colon + 1 :]
         if not is_valid_tag(tag):
             raise UsageError(f"{text!r}: {tag!r} is not a valid tag")
+    if not _PATH_RE.fullmatch(rest) and _PATH_RE.fullmatch(rest.lower()):
+        raise UsageError(
+            f"{text!r}: repository path {rest!r} must be lowercase",
+            hint=f"write {rest.lower()!r}; registries use lowercase repository names",
+        )
     if not _PATH_RE.fullmatch(rest):
         raise UsageError(
             f"{text!r}: {rest!r} is not a valid repository path (lowercase letters, digits "
             "and separators '.', '_', '__', '-' between '/'-separated components)"
+        )
+    if host is None and _HEX64_RE.fullmatch(rest):
+        raise UsageError(
+            f"{text!r}: a repository name cannot be 64 hex digits (that is an image id)"
         )
     if len(f"{host}/{rest}" if host else rest) > 255:
         raise UsageError(f"{text!r}: repository names are limited to 255 characters")

@@ -1,0 +1,316 @@
+"""``tagkeeper check`` run in-process: exit codes, text, json and GitHub output."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tagkeeper.cli import main
+from tagkeeper.errors import ExitCode
+
+SHA = "sha256:" + "cd" * 32
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run in an empty folder with an empty config, outside GitHub Actions."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tagkeeper.toml").write_text("", encoding="utf-8")
+    for name in ("GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY", "GITHUB_ACTIONS"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, object]]:
+    code = main(["check", "--format", "json", *args])
+    out = capsys.readouterr().out
+    return code, json.loads(out)
+
+
+def test_all_acceptable_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["check", "ghcr.io/o/app:v1.2.3", f"ghcr.io/o/app@{SHA}", "--env", "prod"])
+    captured = capsys.readouterr()
+    assert code == ExitCode.OK
+    assert "ghcr.io/o/app:v1.2.3: ok" in captured.out
+    assert "2 reference(s) acceptable for prod" in captured.err
+
+
+def test_one_bad_reference_is_a_policy_violation(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["check", "ghcr.io/o/app:v1.2.3", "registry:5000/app", "app:LATEST"])
+    captured = capsys.readouterr()
+    assert code == ExitCode.POLICY
+    assert int(ExitCode.POLICY) == 3  # documented, scripts rely on it
+    lines = captured.out.splitlines()
+    assert lines[0].startswith("ghcr.io/o/app:v1.2.3: ok")
+    assert lines[1].startswith("registry:5000/app: no tag means 'latest'")
+    assert lines[1].endswith("[untagged]")
+    assert lines[2].startswith("app:LATEST: ") and lines[2].endswith("[latest]")
+    assert "2 of 3 reference(s) are not acceptable for prod" in captured.err
+
+
+def test_default_env_is_prod(capsys: pytest.CaptureFixture[str]) -> None:
+    code, payload = run_json(capsys, "ghcr.io/o/app:dev-abc1234")
+    assert code == ExitCode.POLICY
+    assert payload["env"] == "prod"
+    assert payload["rules"] == "prod"
+
+
+def test_env_from_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "tagkeeper.toml").write_text('env = "dev"\n', encoding="utf-8")
+    code, payload = run_json(capsys, "ghcr.io/o/app:dev-abc1234")
+    assert code == ExitCode.OK
+    assert payload["env"] == "dev"
+    # the flag overrides the configuration
+    code, payload = run_json(capsys, "ghcr.io/o/app:dev-abc1234", "--env", "production")
+    assert code == ExitCode.POLICY
+    assert payload["rules"] == "prod"
+
+
+def test_dev_refuses_latest_untagged_and_pointer(capsys: pytest.CaptureFixture[str]) -> None:
+    code, payload = run_json(
+        capsys, "--env", "dev", "app:dev-abc1234", "app:latest", "app", "app:dev-latest"
+    )
+    assert code == ExitCode.POLICY
+    results = payload["results"]
+    assert isinstance(results, list)
+    assert [(r["ref"], r["ok"], r["code"]) for r in results] == [
+        ("app:dev-abc1234", True, "ok"),
+        ("app:latest", False, "latest"),
+        ("app", False, "untagged"),
+        ("app:dev-latest", False, "dev-pointer"),
+    ]
+
+
+def test_prerelease_flag_and_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "app:v1.2.3-rc.1"]) == ExitCode.POLICY
+    assert "[prerelease]" in capsys.readouterr().out
+    assert main(["check", "app:v1.2.3-rc.1", "--allow-prerelease"]) == ExitCode.OK
+    (tmp_path / "tagkeeper.toml").write_text("allow-prerelease = true\n", encoding="utf-8")
+    assert main(["check", "app:v1.2.3-rc.1"]) == ExitCode.OK
+    assert main(["check", "app:v1.2.3-rc.1", "--no-allow-prerelease"]) == ExitCode.POLICY
+
+
+def test_configured_dev_pointer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "tagkeeper.toml").write_text('dev-pointer = "edge"\n', encoding="utf-8")
+    code, payload = run_json(capsys, "--env", "dev", "app:edge")
+    assert code == ExitCode.POLICY
+    results = payload["results"]
+    assert isinstance(results, list)
+    assert results[0]["code"] == "dev-pointer"
+
+
+def test_unparseable_argument_is_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["check", "ghcr.io/o/app:v1.2.3", "ghcr.io/Owner/app:v1", "app@sha256:abc"])
+    captured = capsys.readouterr()
+    assert code == ExitCode.USAGE
+    assert captured.out == ""  # nothing judged, nothing printed
+    assert "'ghcr.io/Owner/app:v1'" in captured.err
+    assert "must be lowercase" in captured.err
+    assert "'app@sha256:abc'" in captured.err
+
+
+def test_nothing_to_check_is_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--env", "prod"]) == ExitCode.USAGE
+    assert "nothing to check" in capsys.readouterr().err
+
+
+def test_missing_file_is_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = tmp_path / "compose.yml"
+    good.write_text("services:\n  a:\n    image: app:latest\n", encoding="utf-8")
+    code = main(["check", "--file", str(good), "--file", "missing.yml", "--format", "json"])
+    captured = capsys.readouterr()
+    assert code == ExitCode.USAGE
+    assert "missing.yml" in captured.err
+    assert captured.out == ""
+
+
+def test_unreadable_files_are_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "binary.env").write_bytes(b"IMAGE=\xff\xfe\n")
+    assert main(["check", "--file", "binary.env"]) == ExitCode.USAGE
+    assert "binary.env: not UTF-8" in capsys.readouterr().err
+    (tmp_path / "folder").mkdir()
+    assert main(["check", "--file", "folder"]) == ExitCode.USAGE
+    assert "folder: is a directory" in capsys.readouterr().err
+
+
+COMPOSE = """\
+services:
+  web:
+    image: ghcr.io/acme/web:v1.2.3
+  worker:
+    image: ghcr.io/acme/worker:latest
+"""
+DEPLOY = """\
+#!/bin/sh
+IMAGE=ghcr.io/acme/web:dev-latest PROFILE=prod ./deploy.sh
+IMAGE="${IMAGE:-ghcr.io/acme/web:v1.2.3}" ./deploy.sh
+"""
+
+
+def test_files_report_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "compose.yml").write_text(COMPOSE, encoding="utf-8")
+    (tmp_path / "deploy.sh").write_text(DEPLOY, encoding="utf-8")
+    code = main(["check", "--env", "prod", "--file", "compose.yml", "--file", "deploy.sh"])
+    out = capsys.readouterr().out.splitlines()
+    assert code == ExitCode.POLICY
+    assert (
+        out[0] == "compose.yml:3: ghcr.io/acme/web:v1.2.3: ok (exact release 1.2.3; "
+        "acceptable for prod)"
+    )
+    assert out[1].startswith("compose.yml:5: ghcr.io/acme/worker:latest: ")
+    assert out[1].endswith("[latest]")
+    assert out[2].startswith("deploy.sh:2: ghcr.io/acme/web:dev-latest: ")
+    assert out[2].endswith("[dev-pointer]")
+    assert out[3].startswith("deploy.sh:3: ${IMAGE:-ghcr.io/acme/web:v1.2.3}: ")
+    assert out[3].endswith("[unresolved]")
+    assert len(out) == 4
+
+
+def test_json_payload_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "compose.yml").write_text(COMPOSE, encoding="utf-8")
+    (tmp_path / "empty.env").write_text("TAG=v1\n", encoding="utf-8")
+    code, payload = run_json(capsys, "app:v2.0.0", "--file", "compose.yml", "--file", "empty.env")
+    assert code == ExitCode.POLICY
+    assert payload["ok"] is False
+    assert payload["env"] == "prod"
+    assert payload["files"] == [
+        {"path": "compose.yml", "references": 2},
+        {"path": "empty.env", "references": 0},
+    ]
+    results = payload["results"]
+    assert isinstance(results, list)
+    latest_message = results[2]["message"]
+    assert results == [
+        {
+            "ref": "app:v2.0.0",
+            "ok": True,
+            "code": "ok",
+            "message": "exact release 2.0.0; acceptable for prod",
+            "file": None,
+            "line": None,
+            "column": None,
+        },
+        {
+            "ref": "ghcr.io/acme/web:v1.2.3",
+            "ok": True,
+            "code": "ok",
+            "message": "exact release 1.2.3; acceptable for prod",
+            "file": "compose.yml",
+            "line": 3,
+            "column": 12,
+        },
+        {
+            "ref": "ghcr.io/acme/worker:latest",
+            "ok": False,
+            "code": "latest",
+            "message": latest_message,
+            "file": "compose.yml",
+            "line": 5,
+            "column": 12,
+        },
+    ]
+    assert isinstance(latest_message, str)
+    assert latest_message.startswith("'latest' is a moving tag")
+
+
+def test_files_without_references_are_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A check that saw nothing must not pass: an empty pipe or the wrong file."""
+    (tmp_path / "empty.env").write_text("TAG=v1\n", encoding="utf-8")
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    code = main(["check", "--file", "empty.env", "--file", "-", "--format", "json"])
+    captured = capsys.readouterr()
+    assert code == ExitCode.USAGE
+    assert captured.out == ""
+    assert "no image references found in empty.env, <stdin>" in captured.err
+
+
+def test_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(COMPOSE))
+    code = main(["check", "--file", "-"])
+    out = capsys.readouterr().out
+    assert code == ExitCode.POLICY
+    assert "<stdin>:5: ghcr.io/acme/worker:latest" in out
+
+
+def test_vars_resolve_file_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "compose.yml").write_text(
+        "services:\n  a:\n    image: ghcr.io/acme/a:${TAG}\n", encoding="utf-8"
+    )
+    assert main(["check", "--file", "compose.yml"]) == ExitCode.POLICY
+    assert "[unresolved]" in capsys.readouterr().out
+    assert main(["check", "--file", "compose.yml", "--var", "TAG=v1.0.0"]) == ExitCode.OK
+    capsys.readouterr()
+    assert main(["check", "--file", "compose.yml", "--var", "TAG=latest"]) == ExitCode.POLICY
+    assert "[latest]" in capsys.readouterr().out
+    assert main(["check", "--file", "compose.yml", "--var", "TAG"]) == ExitCode.USAGE
+    assert "NAME=VALUE" in capsys.readouterr().err
+
+
+def test_resolve_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "deploy.sh").write_text('IMAGE="ghcr.io/acme/a:$TAG"\n', encoding="utf-8")
+    monkeypatch.setenv("TAG", "v3.2.1")
+    assert main(["check", "--file", "deploy.sh", "--resolve-env"]) == ExitCode.OK
+    assert "ghcr.io/acme/a:v3.2.1: ok" in capsys.readouterr().out
+    # --var wins over the environment
+    code = main(["check", "--file", "deploy.sh", "--resolve-env", "--var", "TAG=dev-abc1234"])
+    assert code == ExitCode.POLICY
+
+
+def test_github_format(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "output"
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_OUTPUT", str(output))
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    (tmp_path / "compose.yml").write_text(COMPOSE, encoding="utf-8")
+    code = main(["check", "app:v1.0.0", "--file", "compose.yml", "--format", "github"])
+    out = capsys.readouterr().out.splitlines()
+    assert code == ExitCode.POLICY
+    errors = [line for line in out if line.startswith("::error")]
+    assert len(errors) == 1
+    assert errors[0].startswith(
+        "::error file=compose.yml,line=5,title=tagkeeper check%3A latest::"
+        "ghcr.io/acme/worker:latest: "
+    )
+    outputs = output.read_text(encoding="utf-8")
+    assert "ok=false\n" in outputs
+    json_line = next(line for line in outputs.splitlines() if line.startswith("json="))
+    payload = json.loads(json_line.removeprefix("json="))
+    assert payload["ok"] is False
+    assert len(payload["results"]) == 3
+    markdown = summary.read_text(encoding="utf-8")
+    assert "tagkeeper check failed for `prod`" in markdown
+    assert "| ❌ | `ghcr.io/acme/worker:latest` | compose.yml:5 | latest: " in markdown
+    assert "| ✅ | `app:v1.0.0` |" in markdown
+
+
+def test_github_format_passing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "output"
+    monkeypatch.setenv("GITHUB_OUTPUT", str(output))
+    assert main(["check", "app:v1.0.0", "--format", "github"]) == ExitCode.OK
+    assert "::error" not in capsys.readouterr().out
+    assert "ok=true\n" in output.read_text(encoding="utf-8")
+
+
+def test_github_format_needs_github_output(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "app:v1.0.0", "--format", "github"]) == ExitCode.USAGE
+    assert "GITHUB_OUTPUT" in capsys.readouterr().err
+
+
+def test_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--help"]) == ExitCode.OK
+    out = capsys.readouterr().out
+    for option in ("--env", "--allow-prerelease", "--file", "--format", "--var"):
+        assert option in out
