@@ -1,0 +1,213 @@
+"""An in-memory registry that implements the real ``Backend`` and ``ManifestReader``.
+
+It behaves like a registry that deletes per manifest: deleting a version removes the
+manifest and every tag on it, and leaves its children alone. Faults are injected by
+setting its attributes: unreadable manifests or referrers, refusals, failures, a tag
+pushed between plan and apply, a rate limit after N deletes. Every read and delete is
+logged so tests can check what the planner and the executor asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from tagkeeper.errors import RateLimited
+from tagkeeper.inventory import (
+    OCI_INDEX,
+    OCI_MANIFEST,
+    DeleteResult,
+    DeleteStatus,
+    ManifestInfo,
+    ManifestUnreadable,
+    RequestStats,
+    Version,
+)
+from tagkeeper.retention import referrer_subject
+
+T0 = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def digest_of(name: str) -> str:
+    """A stable, valid sha256 digest for a readable name (``digest_of("app-amd64")``)."""
+    return "sha256:" + hashlib.sha256(name.encode()).hexdigest()
+
+
+def sig_tag(subject: str, kind: str = "sig") -> str:
+    """The cosign tag for ``subject`` (``sha256-<hex>.sig``); ``kind=""``: bare schema tag."""
+    algo, _, hexpart = subject.partition(":")
+    return f"{algo}-{hexpart}" + (f".{kind}" if kind else "")
+
+
+def at(minutes: float) -> datetime:
+    """``T0`` plus ``minutes`` (push times in tests read as minutes after T0)."""
+    return T0 + timedelta(minutes=minutes)
+
+
+class FakeRegistry:
+    """One repository held in memory: ``Backend`` and ``ManifestReader`` at once."""
+
+    def __init__(self, display: str = "registry.test/acme/app") -> None:
+        self._display = display
+        self._stats = RequestStats()
+        self._versions: dict[str, Version] = {}
+        self.manifests: dict[str, ManifestInfo] = {}
+        self.subjects: dict[str, str] = {}  # referrer digest -> subject (OCI 1.1)
+        self.unreadable: dict[str, str] = {}  # digest -> why its manifest cannot be read
+        self.unreadable_referrers: dict[str, str] = {}  # digest -> why referrers fail
+        self.refuse: dict[str, str] = {}  # digest -> why a delete is refused
+        self.fail: dict[str, str] = {}  # digest -> why a delete fails
+        self.rate_limit_after: int | None = None  # RateLimited once this many are deleted
+        self.before_check: Callable[[Version], None] | None = None  # e.g. push a tag
+        self.manifest_reads: list[str] = []
+        self.referrer_reads: list[str] = []
+        self.checks: list[str] = []
+        self.delete_calls: list[str] = []
+        self.deleted: list[str] = []
+
+    # ------------------------------------------------------------ building
+
+    def add(
+        self,
+        name: str,
+        *,
+        tags: Iterable[str] = (),
+        created: datetime | float = 0.0,
+        children: Sequence[str] = (),
+        subject: str | None = None,
+        media_type: str | None = None,
+        listed: bool = True,
+        key: str | None = None,
+        hide_media_type: bool = False,
+    ) -> Version:
+        """Add a manifest named ``name`` (or a digest). ``created`` in minutes after T0.
+
+        ``children`` makes it an index; ``subject`` an OCI 1.1 referrer; ``listed=False``
+        stores the manifest without listing it as a version (it is not in the listing).
+        ``hide_media_type`` lists it without a media type, as GHCR's listing does.
+        """
+        digest = name if name.startswith("sha256:") else digest_of(name)
+        when = created if isinstance(created, datetime) else at(created)
+        mtype = media_type or (OCI_INDEX if children else OCI_MANIFEST)
+        self.manifests[digest] = ManifestInfo(digest, mtype, tuple(children), subject, when)
+        if subject is not None:
+            self.subjects[digest] = subject
+        version = Version(
+            digest=digest,
+            tags=frozenset(tags),
+            created=when,
+            key=key,
+            media_type=None if hide_media_type else mtype,
+        )
+        if listed:
+            for tag in version.tags:
+                self._untag(tag)
+            self._versions[digest] = version
+        return version
+
+    def _untag(self, tag: str) -> None:
+        for digest, v in list(self._versions.items()):
+            if tag in v.tags:
+                self._versions[digest] = Version(
+                    v.digest, v.tags - {tag}, v.created, v.key, v.media_type
+                )
+
+    def push_tag(self, tag: str, digest: str) -> None:
+        """Point ``tag`` at ``digest`` (moving it off whatever had it), as a push does."""
+        self._untag(tag)
+        v = self._versions[digest]
+        self._versions[digest] = Version(v.digest, v.tags | {tag}, v.created, v.key, v.media_type)
+
+    def remove(self, digest: str) -> None:
+        """Someone else deleted ``digest``."""
+        self._versions.pop(digest, None)
+        self.manifests.pop(digest, None)
+
+    def version(self, name: str) -> Version:
+        return self._versions[name if name.startswith("sha256:") else digest_of(name)]
+
+    def edges(self, digest: str) -> list[str]:
+        """The true reach of ``digest`` (children, OCI referrers, cosign-tagged versions),
+        whatever faults are injected."""
+        info = self.manifests.get(digest)
+        out = list(info.children) if info else []
+        out += [r for r, s in self.subjects.items() if s == digest and r in self.manifests]
+        out += [
+            v.digest
+            for v in self._versions.values()
+            if any(referrer_subject(t) == digest for t in v.tags)
+        ]
+        return out
+
+    def closure(self, digests: Iterable[str]) -> set[str]:
+        """Every listed version reachable from ``digests`` (themselves included)."""
+        seen: set[str] = set()
+        todo = [d for d in digests]
+        while todo:
+            d = todo.pop()
+            if d in seen:
+                continue
+            seen.add(d)
+            todo.extend(self.edges(d))
+        return {d for d in seen if d in self._versions}
+
+    # ------------------------------------------------------------ ManifestReader
+
+    def manifest(self, digest: str) -> ManifestInfo:
+        self.manifest_reads.append(digest)
+        self._stats.count("manifest")
+        if digest in self.unreadable:
+            raise ManifestUnreadable(digest, self.unreadable[digest])
+        info = self.manifests.get(digest)
+        if info is None:
+            raise ManifestUnreadable(digest, "manifest unknown")
+        return info
+
+    def referrers(self, digest: str) -> Sequence[str]:
+        self.referrer_reads.append(digest)
+        self._stats.count("referrers")
+        if digest in self.unreadable_referrers:
+            raise ManifestUnreadable(digest, self.unreadable_referrers[digest])
+        return sorted(r for r, s in self.subjects.items() if s == digest and r in self.manifests)
+
+    # ------------------------------------------------------------ Backend
+
+    @property
+    def display(self) -> str:
+        return self._display
+
+    @property
+    def stats(self) -> RequestStats:
+        return self._stats
+
+    @property
+    def reader(self) -> FakeRegistry:
+        return self
+
+    def versions(self) -> Sequence[Version]:
+        self._stats.count("list")
+        return list(self._versions.values())
+
+    def current_tags(self, version: Version) -> frozenset[str] | None:
+        self.checks.append(version.digest)
+        self._stats.count("check")
+        if self.before_check is not None:
+            self.before_check(version)
+        now = self._versions.get(version.digest)
+        return None if now is None else now.tags
+
+    def delete(self, version: Version) -> DeleteResult:
+        self.delete_calls.append(version.digest)
+        if self.rate_limit_after is not None and len(self.deleted) >= self.rate_limit_after:
+            raise RateLimited("the primary rate limit is spent", hint="rerun after the reset")
+        self._stats.count("delete")
+        if version.digest in self.refuse:
+            return DeleteResult(version, DeleteStatus.REFUSED, self.refuse[version.digest])
+        if version.digest in self.fail:
+            return DeleteResult(version, DeleteStatus.FAILED, self.fail[version.digest])
+        if version.digest not in self._versions:
+            return DeleteResult(version, DeleteStatus.ALREADY_GONE, "404")
+        self.remove(version.digest)
+        self.deleted.append(version.digest)
+        return DeleteResult(version, DeleteStatus.DELETED)

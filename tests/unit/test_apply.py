@@ -1,0 +1,209 @@
+"""The plan executor against the in-memory fake registry."""
+
+from __future__ import annotations
+
+import pytest
+
+from tagkeeper.apply import ApplyReport, apply_plan
+from tagkeeper.errors import CapExceeded, ExitCode
+from tagkeeper.inventory import DeleteResult, DeleteStatus, Version
+from tagkeeper.retention import Plan, Policy, plan
+from tests.unit.fakes import FakeRegistry, at, digest_of, sig_tag
+
+NOW = at(10_000)
+
+
+def package() -> FakeRegistry:
+    """Two multi-arch dev images (one kept), a signature of the old one, two old
+    single-arch dev images and some garbage."""
+    reg = FakeRegistry()
+    for name, t in (("new", 50), ("old", 40)):
+        parts = [f"{name}-amd64", f"{name}-arm64"]
+        for part in parts:
+            reg.add(part, created=t)
+        tag = "dev-0000002" if name == "new" else "dev-0000001"
+        reg.add(name, tags=[tag], created=t + 1, children=[digest_of(p) for p in parts])
+    reg.add("old-sig", tags=[sig_tag(digest_of("old"))], created=42)
+    reg.add("older", tags=["dev-000000a"], created=30)
+    reg.add("oldest", tags=["pr-7"], created=20)
+    reg.add("garbage", created=10)
+    return reg
+
+
+def make_plan(reg: FakeRegistry) -> Plan:
+    return plan(reg.versions(), Policy(keep_dev=1, keep_pr=0), now=NOW, reader=reg)
+
+
+def names(digests: list[str]) -> list[str]:
+    table = {
+        digest_of(n): n
+        for n in (
+            "new",
+            "old",
+            "old-amd64",
+            "old-arm64",
+            "old-sig",
+            "older",
+            "oldest",
+            "garbage",
+        )
+    }
+    return [table.get(d, d) for d in digests]
+
+
+def test_deletes_in_plan_order_and_reports_progress() -> None:
+    reg = package()
+    p = make_plan(reg)
+    seen: list[DeleteResult] = []
+    report = apply_plan(p, reg, on_result=seen.append)
+    # referrer tag, then tagged images newest first, then untagged newest first (the two
+    # platform manifests were pushed at the same minute: by digest)
+    platforms = sorted(["old-amd64", "old-arm64"], key=digest_of)
+    assert names(reg.deleted) == ["old-sig", "old", "older", "oldest", *platforms, "garbage"]
+    # each version re-checked just before its delete
+    assert reg.checks == reg.delete_calls
+    assert [r.version.digest for r in seen] == reg.deleted
+    assert report.deleted == 7 and report.complete and report.stopped is None
+    assert {v.digest for v in reg.versions()} == {
+        digest_of(n) for n in ("new", "new-amd64", "new-arm64")
+    }
+
+
+def test_cap_refuses_before_deleting_anything() -> None:
+    reg = package()
+    p = make_plan(reg)
+    with pytest.raises(CapExceeded) as info:
+        apply_plan(p, reg, max_delete=6)
+    assert info.value.exit_code is ExitCode.CAP
+    assert "deletes 7 versions of registry.test/acme/app, more than --max-delete 6" in str(
+        info.value
+    )
+    assert info.value.hint == "raise --max-delete or lower the backlog with a smaller run"
+    assert reg.checks == [] and reg.delete_calls == []
+    assert apply_plan(p, reg, max_delete=7).deleted == 7  # exactly at the cap is fine
+
+
+def test_changed_tags_are_skipped_and_hold_back_untagged() -> None:
+    reg = package()
+    p = make_plan(reg)
+
+    def push_between_plan_and_apply(version: Version) -> None:
+        if version.digest == digest_of("older") and "v9.0.0" not in version.tags:
+            reg.push_tag("v9.0.0", version.digest)  # a CI job re-tagged it meanwhile
+
+    reg.before_check = push_between_plan_and_apply
+    report = apply_plan(p, reg)
+    changed = [r for r in report.results if r.status is DeleteStatus.CHANGED]
+    assert [r.version.digest for r in changed] == [digest_of("older")]
+    assert "now tagged v9.0.0" in changed[0].detail
+    assert digest_of("older") not in reg.delete_calls
+    assert digest_of("older") in {v.digest for v in reg.versions()}
+    # tagged deletes go on; untagged ones are held back and reported
+    assert names(reg.deleted) == ["old-sig", "old", "oldest"]
+    assert sorted(names([v.digest for v in report.skipped])) == [
+        "garbage",
+        "old-amd64",
+        "old-arm64",
+    ]
+    assert report.held_back is not None and "dev-000000a was changed" in report.held_back
+    assert not report.complete
+
+
+def test_untagged_version_that_gained_a_tag_is_changed() -> None:
+    reg = package()
+    p = make_plan(reg)
+    reg.push_tag("rescued", digest_of("garbage"))
+    report = apply_plan(p, reg)
+    assert report.changed == 1
+    assert digest_of("garbage") in {v.digest for v in reg.versions()}
+
+
+def test_already_gone_is_success() -> None:
+    reg = package()
+    p = make_plan(reg)
+    reg.remove(digest_of("older"))  # someone deleted it between plan and apply
+    report = apply_plan(p, reg)
+    gone = [r for r in report.results if r.status is DeleteStatus.ALREADY_GONE]
+    assert [r.version.digest for r in gone] == [digest_of("older")]
+    assert digest_of("older") not in reg.delete_calls
+    assert report.complete and report.deleted == 6 and report.already_gone == 1
+
+
+def test_refused_tagged_delete_is_reported_and_holds_back_untagged() -> None:
+    reg = package()
+    p = make_plan(reg)
+    reg.refuse[digest_of("old")] = "the package has a version with more than 5,000 downloads"
+    report = apply_plan(p, reg)
+    assert report.refused == 1
+    (refused,) = [r for r in report.results if r.status is DeleteStatus.REFUSED]
+    assert "5,000 downloads" in refused.detail
+    # the index stays, so its platform manifests must stay too
+    left = {v.digest for v in reg.versions()}
+    assert {digest_of("old"), digest_of("old-amd64"), digest_of("old-arm64")} <= left
+    assert names(reg.deleted) == ["old-sig", "older", "oldest"]
+    assert report.held_back is not None and len(report.skipped) == 3
+
+
+def test_failed_untagged_delete_does_not_stop_the_others() -> None:
+    reg = package()
+    p = make_plan(reg)
+    reg.fail[digest_of("old-amd64")] = "502 after 5 attempts"
+    report = apply_plan(p, reg)
+    assert report.failed == 1 and report.held_back is None
+    assert digest_of("garbage") in reg.deleted
+
+
+def test_rate_limit_stops_cleanly_and_a_rerun_finishes() -> None:
+    reg = package()
+    p = make_plan(reg)
+    reg.rate_limit_after = 3
+    report = apply_plan(p, reg)
+    assert report.deleted == 3
+    assert len(report.skipped) == 4
+    assert report.stopped is not None
+    assert "after 3 deletes, 4 left" in report.stopped
+    assert not report.complete
+    # the next run plans again on what is left and finishes the job
+    reg.rate_limit_after = None
+    rerun = apply_plan(make_plan(reg), reg)
+    assert rerun.deleted == 4 and rerun.complete
+    assert len(reg.versions()) == 3
+
+
+def test_applying_twice_changes_nothing() -> None:
+    reg = package()
+    p = make_plan(reg)
+    apply_plan(p, reg)
+    before = reg.versions()
+    again = apply_plan(p, reg)
+    assert again.already_gone == len(p.delete) and again.deleted == 0
+    assert reg.versions() == before
+
+
+def test_report_json() -> None:
+    reg = package()
+    reg.refuse[digest_of("oldest")] = "last version of the package"
+    data = apply_plan(make_plan(reg), reg).to_json()
+    assert data["counts"] == {
+        "deleted": 3,  # old-sig, old, older; untagged held back after the refusal
+        "already_gone": 0,
+        "changed": 0,
+        "refused": 1,
+        "failed": 0,
+        "skipped": 3,
+    }
+    assert data["stopped"] is None
+    results = data["results"]
+    assert isinstance(results, list)
+    assert results[-1] == {
+        "digest": digest_of("oldest"),
+        "tags": ["pr-7"],
+        "status": "refused",
+        "detail": "last version of the package",
+    }
+
+
+def test_empty_plan() -> None:
+    report = apply_plan(Plan(decisions=()), FakeRegistry(), max_delete=0)
+    assert report == ApplyReport(results=())
+    assert report.complete

@@ -1,0 +1,237 @@
+"""Properties of the planner on random packages (hypothesis).
+
+The random packages follow what registries guarantee: an index is pushed after the
+manifests it lists (a registry refuses an index whose children are missing), a referrer
+after its subject; OCI referrers are untagged and cosign signatures carry only their
+``sha256-<hex>.<kind>`` tag. Everything else is random: DAGs of (nested) indexes, shared
+children, children missing from the listing, tags from every channel, push times with
+ties, media types hidden as GHCR's listing hides them, unreadable manifests and
+referrers, policies and protected references.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tagkeeper.apply import apply_plan
+from tagkeeper.inventory import DeleteStatus, Version
+from tagkeeper.retention import Plan, Policy, plan
+from tests.unit.fakes import FakeRegistry, at, digest_of, sig_tag
+
+SETTINGS = settings(max_examples=200, deadline=None)
+KEEP_RULES = {
+    "newest-dev",
+    "newest-pr",
+    "newest-release",
+    "newest-prerelease",
+    "protect-pattern",
+    "protected",
+    "grace-period",
+    "reachable",
+    "unmatched-tag",
+    "unreadable",
+    "untagged-keep",
+}
+DELETE_RULES = {
+    "old-dev",
+    "old-pr",
+    "old-release",
+    "old-prerelease",
+    "unmatched-delete",
+    "orphan-referrer",
+    "garbage",
+}
+
+# one pool, drawn with a single choice each: generation stays cheap
+TAG_POOL = (
+    [f"dev-{k:07x}" for k in range(40)] * 2
+    + [f"pr-{k}" for k in range(1, 16)]
+    + [
+        f"{v}{a}.{b}.{c}"
+        for v in ("v", "")
+        for a in range(3)
+        for b in (0, 1, 2, 9, 10)
+        for c in range(2)
+    ]
+    + [
+        f"v1.{a}.0-{pre}"
+        for a in range(3)
+        for pre in ("rc.1", "rc.2", "rc.10", "alpha", "beta.2", "1", "2")
+    ]
+    + ["v1.2.3_build.5", "latest", "nightly", "1.2", "dev-latest", "stable"]
+)
+TAG = st.sampled_from(TAG_POOL)
+PATTERNS = ["v1.*", "pr-1*", "latest", "dev-000000[0-3]", "*-rc.*"]
+
+
+@dataclass
+class Case:
+    reg: FakeRegistry
+    policy: Policy
+    now: datetime
+    protected: dict[str, str]
+
+    def plan(self, versions: list[Version] | None = None) -> Plan:
+        return plan(
+            self.reg.versions() if versions is None else versions,
+            self.policy,
+            now=self.now,
+            reader=self.reg,
+            protected=self.protected,
+        )
+
+
+KINDS = st.sampled_from(["image", "image", "index", "index", "referrer", "sig"])
+SIG_KINDS = st.sampled_from(["sig", "att", "sbom", ""])
+TAGS = st.lists(TAG, max_size=3)
+BOOL = st.booleans()
+SMALL = st.integers(0, 3)
+
+
+def pick(draw: st.DrawFn, items: list[str]) -> str:
+    return items[draw(st.integers(0, len(items) - 1))]
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> Case:
+    n = draw(st.integers(1, 20))
+    times = sorted(draw(st.lists(st.integers(0, 240), min_size=n, max_size=n)))
+    reg = FakeRegistry()
+    used: set[str] = set()
+    images: list[str] = []  # digests that are images or indexes (may be children)
+    everything: list[str] = []
+    indexes: list[str] = []
+    for i, minute in enumerate(times):
+        name = f"m{i}"
+        kind = draw(KINDS)
+        hide = draw(BOOL)
+        if kind in ("image", "index"):
+            tags = [t for t in draw(TAGS) if t not in used]
+            used.update(tags)
+            children: list[str] = []
+            if kind == "index":
+                mask = draw(st.integers(0, 2 ** len(images) - 1))  # any subset of earlier
+                children = [d for bit, d in enumerate(images) if mask >> bit & 1]
+                if draw(SMALL) == 0:
+                    children.append(digest_of(f"missing{i}"))
+            reg.add(name, tags=tags, created=minute, children=children, hide_media_type=hide)
+            images.append(digest_of(name))
+            if children:
+                indexes.append(digest_of(name))
+        elif kind == "referrer" and everything:
+            reg.add(name, created=minute, subject=pick(draw, everything), hide_media_type=hide)
+        else:
+            listed: int = draw(SMALL)  # 0 (1 in 4): the subject is not in the repository
+            subject = pick(draw, everything) if everything and listed else digest_of(f"no{i}")
+            tag = sig_tag(subject, draw(SIG_KINDS))
+            if tag in used:
+                reg.add(name, created=minute, hide_media_type=hide)
+            else:
+                used.add(tag)
+                reg.add(name, tags=[tag], created=minute, hide_media_type=hide)
+        everything.append(digest_of(name))
+    # unreadable manifests: mostly indexes, where it matters (their children are unknown)
+    for _ in range(draw(SMALL) // 2):
+        reg.unreadable[pick(draw, indexes or everything)] = "500 Internal Server Error"
+    for idx in draw(st.sets(st.integers(0, n - 1), max_size=1)):
+        reg.unreadable_referrers[everything[idx]] = "timeout"
+
+    policy = Policy(
+        keep_dev=draw(SMALL),
+        keep_pr=draw(SMALL),
+        keep_release=draw(SMALL),
+        keep_prerelease=draw(SMALL),
+        protect=tuple(draw(st.lists(st.sampled_from(PATTERNS), max_size=2, unique=True))),
+        min_age=timedelta(minutes=draw(st.sampled_from([0, 30, 60, 120]))),
+        untagged=draw(st.sampled_from(["keep", "delete"])),
+        unmatched=draw(st.sampled_from(["keep", "delete"])),
+    )
+    now = at(max(times) + draw(st.integers(0, 200)))
+    keys = sorted(used) + everything
+    protected = {pick(draw, keys): "deployed to prod" for _ in range(draw(SMALL))}
+    return Case(reg, policy, now, protected)
+
+
+def kept_digests(p: Plan) -> set[str]:
+    return {d.version.digest for d in p.keep}
+
+
+@SETTINGS
+@given(cases())
+def test_kept_images_stay_whole_and_protected_ones_stay(case: Case) -> None:
+    # (three properties on one generated package: generating it is the costly part)
+    p = case.plan()
+    kept = kept_digests(p)
+    # what the policy keeps on purpose (not the extra caution of fail-closed or of
+    # untagged=keep, which keep unrelated garbage too) must keep everything it reaches
+    wanted = [d.version.digest for d in p.keep if d.rule not in ("unreadable", "untagged-keep")]
+    reached = case.reg.closure(wanted)
+    assert reached <= kept, {d: p.decisions for d in reached - kept}
+    assert set(p.unreadable) <= kept
+    # no digest is decided twice, and every version is decided
+    assert Counter(d.version.digest for d in p.decisions) == Counter(
+        v.digest for v in case.reg.versions()
+    )
+    assert all(d.rule in KEEP_RULES and d.reason for d in p.keep)
+    assert all(d.rule in DELETE_RULES and d.reason for d in p.delete)
+    assert_reads_only_kept_manifests_each_once(case, p)
+    assert_nothing_protected_or_young_is_deleted(case, p)
+
+
+def assert_reads_only_kept_manifests_each_once(case: Case, p: Plan) -> None:
+    kept = kept_digests(p)
+    reads = Counter(case.reg.manifest_reads)
+    assert all(count == 1 for count in reads.values())
+    assert set(reads) <= kept
+    referrer_reads = Counter(case.reg.referrer_reads)
+    assert all(count == 1 for count in referrer_reads.values())
+    assert set(referrer_reads) <= kept
+
+
+def assert_nothing_protected_or_young_is_deleted(case: Case, p: Plan) -> None:
+    cutoff = case.now - case.policy.min_age
+    for d in p.delete:
+        v = d.version
+        assert v.digest not in case.protected
+        assert not (v.tags & set(case.protected))
+        assert not any(fnmatch.fnmatchcase(t, pat) for t in v.tags for pat in case.policy.protect)
+        assert v.created <= cutoff
+
+
+@SETTINGS
+@given(cases(), st.randoms(use_true_random=False))
+def test_plan_is_independent_of_input_order(case: Case, rnd: object) -> None:
+    versions = list(case.reg.versions())
+    first = case.plan(versions)
+    shuffled = versions[:]
+    rnd.shuffle(shuffled)  # type: ignore[attr-defined]
+    assert case.plan(shuffled) == first
+    assert case.plan(list(reversed(versions))).to_json() == first.to_json()
+
+
+@SETTINGS
+@given(cases())
+def test_apply_then_replan_deletes_nothing_more(case: Case) -> None:
+    p = case.plan()
+    report = apply_plan(p, case.reg)
+    assert report.complete
+    assert report.deleted == len(p.delete)
+    # every kept version is still there, with the tags the plan saw
+    left = {v.digest: v for v in case.reg.versions()}
+    for d in p.keep:
+        assert left[d.version.digest].tags == d.version.tags
+    assert set(left) == kept_digests(p)
+    # planning again on what is left, at the same time, deletes nothing more
+    again = case.plan()
+    assert again.delete == ()
+    assert kept_digests(again) == kept_digests(p)
+    # and applying the same plan twice changes nothing the second time
+    second = apply_plan(p, case.reg)
+    assert all(r.status is DeleteStatus.ALREADY_GONE for r in second.results)
+    assert case.reg.versions() == list(left.values())
