@@ -1,0 +1,1 @@
+"""Local emulators of outside services, started by tests and benchmarks on 127.0.0.1."""
