@@ -1,0 +1,91 @@
+"""``tagkeeper doctor``: can this token list and delete this GHCR package? Deletes nothing."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from tagkeeper.cli import common
+from tagkeeper.errors import ExitCode, UsageError
+
+_MARK = {"ok": "ok", "missing": "MISSING", "unknown": "not verified", "warning": "warning"}
+
+
+def doctor(  # noqa: PLR0917 - Typer passes options as arguments
+    ctx: typer.Context,
+    image: Annotated[
+        str | None,
+        typer.Option(
+            "--image",
+            "-i",
+            help="The package to check, e.g. ghcr.io/OWNER/PACKAGE "
+            "(default: the first config 'image').",
+            show_default=False,
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            help="GitHub token (default: $GITHUB_TOKEN, then $GH_TOKEN).",
+            show_default=False,
+        ),
+    ] = None,
+    api_url: Annotated[
+        str | None,
+        typer.Option(
+            "--api-url",
+            help="GitHub API base (default: $GITHUB_API_URL, else https://api.github.com).",
+            show_default=False,
+        ),
+    ] = None,
+    registry_url: Annotated[
+        str | None,
+        typer.Option(
+            "--registry-url", help="Registry base (default https://ghcr.io).", show_default=False
+        ),
+    ] = None,
+    fmt: common.FormatOpt = common.Format.text,
+) -> None:
+    """Tell whether the token can list and delete the package's versions, and what is missing.
+
+    Never deletes anything and never prints the token (only its kind). Exit codes: 0 all
+    required pieces are there (some may be unverifiable: see the output), 4 something
+    required is missing, 5 the API could not be reached.
+    """
+    from tagkeeper.adapters.ghcr import GhcrBackend
+    from tagkeeper.adapters.http import build_client
+    from tagkeeper.backends import BackendOptions, open_backend, token_from_env
+
+    config = common.state(ctx).config()
+    target = image or next(iter(config.images()), None)
+    if not target:
+        raise UsageError("no image to check", hint="pass --image ghcr.io/OWNER/PACKAGE")
+    environ = dict(os.environ)
+    options = BackendOptions(
+        kind="ghcr",
+        token=token_from_env(token, environ),
+        api_url=api_url or config.get("api-url"),
+        registry_url=registry_url or config.get("registry-url"),
+        environ=environ,
+    )
+    with build_client() as client:
+        backend = open_backend(target, options, client)
+        if not isinstance(backend, GhcrBackend):  # pragma: no cover - kind is forced
+            raise UsageError("doctor checks GHCR packages only")
+        diagnosis = backend.diagnose()
+    if fmt is common.Format.text:
+        typer.echo(
+            f"{diagnosis.image}: token {diagnosis.token_kind}, owner "
+            f"{diagnosis.owner_kind or 'unknown'}"
+        )
+        for check in diagnosis.checks:
+            typer.echo(f"  {_MARK[check.status]:<13} {check.name:<12} {check.detail}")
+            if check.fix and check.status != "ok":
+                typer.echo(f"  {'':<13} {'':<12} fix: {check.fix}")
+    else:
+        common.emit_json(diagnosis.to_json())
+    if not diagnosis.ok:
+        raise typer.Exit(int(ExitCode.AUTH))

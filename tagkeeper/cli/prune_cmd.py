@@ -1,0 +1,596 @@
+"""``tagkeeper prune``: keep the last N images of each channel, delete the rest safely.
+
+For each ``--image``: list the versions, plan (pure: :func:`tagkeeper.retention.plan`),
+print the plan, ask for confirmation on a terminal, apply it
+(:func:`tagkeeper.apply.apply_plan`). A dry run prints the same plan and stops there.
+
+Non-interactive use (no terminal on stdin) must say ``--yes`` (or ``--dry-run``):
+tagkeeper never deletes without either a person's answer or an explicit flag, in CI too.
+
+httpx and the adapters are imported inside the command, so ``tagkeeper --help`` stays
+fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, cast
+
+import typer
+
+from tagkeeper import gha
+from tagkeeper.cli import common
+from tagkeeper.config import Config, parse_duration
+from tagkeeper.errors import Aborted, ExitCode, TagkeeperError, UsageError
+
+if TYPE_CHECKING:
+    from tagkeeper.apply import ApplyReport
+    from tagkeeper.backends import Kind
+    from tagkeeper.inventory import DeleteResult
+    from tagkeeper.retention import Plan, Policy
+
+# Which failure wins when several images end differently (worst last).
+_SEVERITY = (
+    ExitCode.OK,
+    ExitCode.PARTIAL,
+    ExitCode.CAP,
+    ExitCode.RATE_LIMITED,
+    ExitCode.REGISTRY,
+    ExitCode.CONFIG,
+    ExitCode.USAGE,
+    ExitCode.AUTH,
+    ExitCode.ABORTED,
+)
+
+
+def worst(a: ExitCode, b: ExitCode) -> ExitCode:
+    """The more serious of two exit codes (unknown codes rank as the most serious)."""
+
+    def rank(code: ExitCode) -> int:
+        return _SEVERITY.index(code) if code in _SEVERITY else len(_SEVERITY)
+
+    return a if rank(a) >= rank(b) else b
+
+
+def protected_references(image: str, ctx: typer.Context) -> Mapping[str, str]:
+    """Digests or tags that must never be pruned from ``image``, with the reason.
+
+    Extension point: what is deployed, what ``tagkeeper previous`` would roll back to,
+    and what runs on this host are added here. Nothing yet.
+    """
+    del image, ctx
+    return {}
+
+
+def _policy(
+    config: Config,
+    *,
+    keep: int | None,
+    keep_dev: int | None,
+    keep_pr: int | None,
+    keep_release: int | None,
+    keep_prerelease: int | None,
+    protect: list[str] | None,
+    min_age: str | None,
+    untagged: str | None,
+    unmatched: str | None,
+    max_delete: int | None,
+) -> Policy:
+    from tagkeeper.retention import Policy
+
+    base = common.pick(keep, config, "keep", 5)
+    age = common.pick(min_age, config, "min-age", "1h")
+    patterns = protect if protect else config.get("protect", [])
+    return Policy(
+        keep_dev=common.pick(keep_dev, config, "keep-dev", base),
+        keep_pr=common.pick(keep_pr, config, "keep-pr", base),
+        keep_release=common.pick(keep_release, config, "keep-release", base),
+        keep_prerelease=common.pick(keep_prerelease, config, "keep-prerelease", base),
+        protect=tuple(patterns),
+        min_age=timedelta(seconds=parse_duration(age)),
+        untagged=common.pick(untagged, config, "untagged", "delete"),
+        unmatched=common.pick(unmatched, config, "unmatched", "keep"),
+        max_delete=common.pick(max_delete, config, "max-delete", None),
+    )
+
+
+def _short(digest: str) -> str:
+    algo, _, hexpart = digest.partition(":")
+    return f"{algo}:{hexpart[:12]}" if hexpart else digest[:19]
+
+
+def _tags(tags: frozenset[str] | list[str], limit: int = 3) -> str:
+    ordered = sorted(tags)
+    if not ordered:
+        return "-"
+    text = ", ".join(ordered[:limit])
+    return text + (f" (+{len(ordered) - limit})" if len(ordered) > limit else "")
+
+
+def render_plan(image: str, plan: Plan) -> str:
+    """The plan as a table for people."""
+    rows = [("ACTION", "DIGEST", "TAGS", "REASON")]
+    for decision in plan.keep:
+        rows.append(
+            ("KEEP", _short(decision.version.digest), _tags(decision.version.tags), decision.reason)
+        )
+    for decision in plan.delete:
+        rows.append(
+            (
+                "DELETE",
+                _short(decision.version.digest),
+                _tags(decision.version.tags),
+                decision.reason,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [f"{image}: keep {len(plan.keep)}, delete {len(plan.delete)}"]
+    for row in rows:
+        lines.append(
+            "  "
+            + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3]))
+            + "  "
+            + row[3]
+        )
+    return "\n".join(lines)
+
+
+def _summary_markdown(entries: list[dict[str, Any]], dry_run: bool) -> str:
+    title = "### tagkeeper prune" + (" (dry run)" if dry_run else "")
+    lines = [
+        title,
+        "",
+        "| image | kept | planned deletes | deleted | problems |",
+        "|---|---|---|---|---|",
+    ]
+    for entry in entries:
+        applied = entry.get("applied") or {}
+        counts = applied.get("counts", {}) if isinstance(applied, dict) else {}
+        problems = []
+        for key in ("failed", "refused", "changed", "skipped"):
+            if counts.get(key):
+                problems.append(f"{counts[key]} {key}")
+        if entry.get("error"):
+            problems.append(str(entry["error"]["message"]))
+        lines.append(
+            f"| `{gha.md_escape(entry['image'])}` | {len(entry['keep'])} | "
+            f"{len(entry['delete'])} | {counts.get('deleted', 0)} | "
+            f"{gha.md_escape('; '.join(problems)) or '-'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+class _Progress:
+    """One updating stderr line on a terminal; silent elsewhere."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total = total
+        self.done = 0
+        self.enabled = enabled
+
+    def __call__(self, result: DeleteResult) -> None:
+        self.done += 1
+        if self.enabled:
+            sys.stderr.write(f"\r  {self.done}/{self.total} {result.status.value:<13}")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.done:
+            sys.stderr.write("\n")
+
+
+def _report_text(image: str, report: ApplyReport) -> str:
+    parts = [f"{report.deleted} deleted"]
+    for name, count in (
+        ("already gone", report.already_gone),
+        ("changed (skipped)", report.changed),
+        ("refused", report.refused),
+        ("failed", report.failed),
+        ("not attempted", len(report.skipped)),
+    ):
+        if count:
+            parts.append(f"{count} {name}")
+    lines = [f"{image}: " + ", ".join(parts)]
+    for result in report.results:
+        if result.status.value in ("refused", "failed", "changed"):
+            lines.append(
+                f"  {result.status.value}: {_short(result.version.digest)} "
+                f"[{_tags(result.version.tags)}] {result.detail}"
+            )
+    if report.held_back:
+        lines.append(f"  {report.held_back}")
+    if report.stopped:
+        lines.append(f"  {report.stopped}")
+    return "\n".join(lines)
+
+
+def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
+    ctx: typer.Context,
+    images: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--image",
+            "-i",
+            help="Repository to prune, e.g. ghcr.io/OWNER/PACKAGE "
+            "(repeatable; default: config 'image').",
+            show_default=False,
+        ),
+    ] = None,
+    keep: Annotated[
+        int | None,
+        typer.Option(
+            "--keep",
+            "-k",
+            help="Newest images to keep in each channel (dev, pr, "
+            "release, prerelease); default: config 'keep', else 5.",
+            show_default=False,
+        ),
+    ] = None,
+    keep_dev: Annotated[
+        int | None,
+        typer.Option(
+            "--keep-dev", help="Override --keep for dev-<sha> images.", show_default=False
+        ),
+    ] = None,
+    keep_pr: Annotated[
+        int | None,
+        typer.Option("--keep-pr", help="Override --keep for pr-<n> images.", show_default=False),
+    ] = None,
+    keep_release: Annotated[
+        int | None,
+        typer.Option(
+            "--keep-release",
+            help="Override --keep for releases (ordered by SemVer).",
+            show_default=False,
+        ),
+    ] = None,
+    keep_prerelease: Annotated[
+        int | None,
+        typer.Option(
+            "--keep-prerelease", help="Override --keep for prereleases.", show_default=False
+        ),
+    ] = None,
+    protect: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--protect",
+            help="Never delete images with a tag matching this glob (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    min_age: Annotated[
+        str | None,
+        typer.Option(
+            "--min-age",
+            help="Grace period: nothing younger is deleted (default 1h).",
+            show_default=False,
+        ),
+    ] = None,
+    untagged: Annotated[
+        str | None,
+        typer.Option(
+            "--untagged",
+            help="keep|delete untagged, unreachable versions (default delete).",
+            show_default=False,
+        ),
+    ] = None,
+    unmatched: Annotated[
+        str | None,
+        typer.Option(
+            "--unmatched",
+            help="keep|delete images whose tags match no channel "
+            "(latest, nightly...; default keep).",
+            show_default=False,
+        ),
+    ] = None,
+    max_delete: Annotated[
+        int | None,
+        typer.Option(
+            "--max-delete",
+            help="Refuse (deleting nothing) when the plan deletes more than this.",
+            show_default=False,
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan; delete nothing.")
+    ] = False,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes", "-y", help="Do not ask for confirmation (needed when stdin is not a terminal)."
+        ),
+    ] = False,
+    fmt: common.FormatOpt = common.Format.text,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            help="GitHub token (default: $GITHUB_TOKEN, then $GH_TOKEN). "
+            "Prefer the environment: flags show in process lists.",
+            show_default=False,
+        ),
+    ] = None,
+    api_url: Annotated[
+        str | None,
+        typer.Option(
+            "--api-url",
+            help="GitHub API base (default: config 'api-url', "
+            "$GITHUB_API_URL, else https://api.github.com).",
+            show_default=False,
+        ),
+    ] = None,
+    registry_url: Annotated[
+        str | None,
+        typer.Option(
+            "--registry-url",
+            help="Registry base (default: config 'registry-url', else https://ghcr.io).",
+            show_default=False,
+        ),
+    ] = None,
+    kind: Annotated[
+        str | None,
+        typer.Option(
+            "--kind",
+            help="Backend: ghcr, oci or local (default: from the image host).",
+            show_default=False,
+        ),
+    ] = None,
+    local: Annotated[
+        bool,
+        typer.Option(
+            "--local",
+            help="Prune the local Docker engine ($DOCKER_HOST or the default socket); "
+            "--image names a repository as 'docker images' shows it. Same as --kind local.",
+        ),
+    ] = False,
+    dangling: Annotated[
+        bool,
+        typer.Option(
+            "--dangling",
+            help="With --local: also remove the repository's untagged leftovers "
+            "(no tag in any repository, a REPO@sha256 reference).",
+        ),
+    ] = False,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure", help="Allow plain http:// to a non-loopback registry (OCI backend only)."
+        ),
+    ] = False,
+    username: Annotated[
+        str | None,
+        typer.Option(
+            "--username",
+            help="OCI registry user (with --password-stdin; default: "
+            "$TAGKEEPER_REGISTRY_USERNAME, else Docker's config.json).",
+            show_default=False,
+        ),
+    ] = None,
+    password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--password-stdin",
+            help="Read the OCI registry password or token from stdin (default: "
+            "$TAGKEEPER_REGISTRY_PASSWORD, else Docker's config.json).",
+        ),
+    ] = False,
+    manifest_cache: Annotated[
+        Path | None,
+        typer.Option(
+            "--manifest-cache",
+            help="Directory caching manifests by digest between runs (verified on read).",
+            file_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+    max_wait: Annotated[
+        str | None,
+        typer.Option(
+            "--max-wait",
+            help="Wait up to this long (e.g. 1h) for a rate-limit "
+            "reset instead of stopping (default 0).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Delete all but the newest images of each channel, never breaking a kept image.
+
+    Exit codes: 0 done (also: nothing to delete), 4 auth/permission, 5 registry or
+    network, 6 partial (some deletes failed, were refused or changed: rerun), 7 the plan
+    exceeds --max-delete (nothing deleted), 10 stopped on the rate limit (rerun later),
+    11 declined.
+    """
+    from tagkeeper.adapters.http import build_client
+    from tagkeeper.adapters.local import LocalEngine, engine_repository
+    from tagkeeper.apply import apply_plan, check_cap
+    from tagkeeper.backends import KINDS, BackendOptions, detect_kind, open_backend, token_from_env
+    from tagkeeper.retention import plan as make_plan
+
+    config = common.state(ctx).config()
+    targets = list(images) if images else config.images()
+    if not targets:
+        raise UsageError(
+            "no image to prune",
+            hint="pass --image ghcr.io/OWNER/PACKAGE or set 'image' in tagkeeper.toml",
+        )
+    if kind is not None and kind not in KINDS:
+        raise UsageError(f"--kind {kind!r} is not a backend", hint="use ghcr, oci or local")
+    if local:
+        if kind not in (None, "local"):
+            raise UsageError(f"--local contradicts --kind {kind}", hint="pass one of them")
+        kind = "local"
+    if dangling and kind != "local":
+        raise UsageError(
+            "--dangling applies to the local Docker engine only",
+            hint="add --local (registries delete untagged versions by policy: --untagged)",
+        )
+    policy = _policy(
+        config,
+        keep=keep,
+        keep_dev=keep_dev,
+        keep_pr=keep_pr,
+        keep_release=keep_release,
+        keep_prerelease=keep_prerelease,
+        protect=protect,
+        min_age=min_age,
+        untagged=untagged,
+        unmatched=unmatched,
+        max_delete=max_delete,
+    )
+    wait = parse_duration(max_wait) if max_wait else 0.0
+    interactive = sys.stdin.isatty()
+    if not dry_run and not yes and not interactive:
+        raise UsageError(
+            "prune deletes images and stdin is not a terminal to confirm it",
+            hint="pass --yes to delete without asking, or --dry-run to only print the plan",
+        )
+    environ = dict(os.environ)
+    if fmt is common.Format.github and not environ.get("GITHUB_OUTPUT"):
+        raise UsageError(
+            "$GITHUB_OUTPUT is not set",
+            hint="--format github works inside a GitHub Actions step; use json or text elsewhere",
+        )
+    secret = token_from_env(token, environ)
+    registry_password = None
+    if password_stdin:
+        from tagkeeper.secret import Secret
+
+        registry_password = Secret(sys.stdin.read().rstrip("\r\n"))
+        if not registry_password:
+            raise UsageError("--password-stdin read an empty password")
+    from tagkeeper.ages import time_needed
+
+    options = BackendOptions(
+        kind=cast("Kind | None", kind),  # checked against KINDS above
+        token=secret,
+        api_url=api_url or config.get("api-url"),
+        registry_url=registry_url or config.get("registry-url"),
+        manifest_cache=manifest_cache,
+        max_wait=wait,
+        insecure=insecure,
+        dangling=dangling,
+        username=username,
+        password=registry_password,
+        time_needed=time_needed(policy),
+        environ=environ,
+    )
+    for target in targets:  # bad names are usage errors before any request
+        detect_kind(target, options)
+        if kind == "local":
+            engine_repository(target)
+
+    scrub = secret.scrub if secret else (lambda text: text)
+    entries: list[dict[str, Any]] = []
+    code = ExitCode.OK
+    people = fmt is not common.Format.json
+    progress_on = sys.stderr.isatty()
+    with build_client() as client:
+        for target in targets:
+            entry: dict[str, Any] = {
+                "image": target,
+                "keep": [],
+                "delete": [],
+                "warnings": [],
+                "unreadable": [],
+                "applied": None,
+                "error": None,
+                "requests": {},
+            }
+            entries.append(entry)
+            backend = None
+            try:
+                backend = open_backend(target, options, client)
+                versions = backend.versions()
+                protected = protected_references(target, ctx)
+                if isinstance(backend, LocalEngine):  # + the images containers use
+                    protected = backend.protected(protected)
+                the_plan = make_plan(
+                    versions,
+                    policy,
+                    now=datetime.now(UTC),
+                    reader=backend.reader,
+                    protected=protected,
+                )
+                # what the backend itself noticed (e.g. OCI: unknown creation times)
+                noticed = tuple(getattr(backend, "warnings", ()))
+                if noticed:
+                    the_plan = dataclasses.replace(
+                        the_plan, warnings=the_plan.warnings + noticed
+                    )
+                entry.update(the_plan.to_json())
+                if people:
+                    typer.echo(render_plan(backend.display, the_plan))
+                for warning in the_plan.warnings:
+                    common.info(f"warning: {backend.display}: {warning}")
+                    if fmt is common.Format.github:
+                        typer.echo(
+                            gha.annotation("warning", f"{backend.display}: {warning}"), err=True
+                        )
+                check_cap(the_plan, policy.max_delete, display=backend.display)
+                if not the_plan.delete:
+                    common.info(f"{backend.display}: nothing to delete")
+                    continue
+                if dry_run:
+                    common.info(f"{backend.display}: dry run, nothing deleted")
+                    continue
+                check_delete = getattr(backend, "check_delete", None)
+                if callable(check_delete):  # e.g. OCI: refuses before anything is deleted
+                    check_delete()
+                if not yes and not typer.confirm(
+                    f"Delete {len(the_plan.delete)} versions of {backend.display}?",
+                    default=False,
+                    err=True,
+                ):
+                    raise Aborted(
+                        f"{backend.display}: nothing was deleted",
+                        hint="pass --dry-run to only print the plan",
+                    )
+                bar = _Progress(len(the_plan.delete), progress_on)
+                try:
+                    report = apply_plan(
+                        the_plan, backend, max_delete=policy.max_delete, on_result=bar
+                    )
+                finally:
+                    bar.close()
+                entry["applied"] = report.to_json()
+                common.info(_report_text(backend.display, report))
+                if report.stopped is not None:
+                    code = worst(code, ExitCode.RATE_LIMITED)
+                elif not report.complete:
+                    code = worst(code, ExitCode.PARTIAL)
+            except TagkeeperError as exc:
+                entry["error"] = {
+                    "code": int(exc.exit_code),
+                    "message": scrub(exc.message),
+                    "hint": scrub(exc.hint) if exc.hint else None,
+                }
+                common.error(scrub(exc.diagnostics()))
+                code = worst(code, exc.exit_code)
+                if isinstance(exc, Aborted):
+                    break
+            finally:
+                if backend is not None:
+                    entry["requests"] = dict(backend.stats.by_kind)
+
+    payload = {"images": entries, "dry_run": dry_run}
+    if fmt is common.Format.json:
+        common.emit_json(payload)
+    elif fmt is common.Format.github:
+        deleted = sum((e["applied"] or {}).get("counts", {}).get("deleted", 0) for e in entries)
+        gha.write_outputs(
+            {
+                "deleted": str(deleted),
+                "kept": str(sum(len(e["keep"]) for e in entries)),
+                "planned": str(sum(len(e["delete"]) for e in entries)),
+                "json": json.dumps(payload, separators=(",", ":")),
+            }
+        )
+        gha.append_summary(_summary_markdown(entries, dry_run))
+    if code is not ExitCode.OK:
+        raise typer.Exit(int(code))
