@@ -1,0 +1,49 @@
+"""Which creation times can change a retention decision (pure).
+
+Reading an image's creation time can cost registry requests (a config blob per image on
+a generic OCI registry). Under a given :class:`~tagkeeper.retention.Policy` the time of
+some versions cannot change their fate, and backends may skip reading it:
+
+- ``dev-*`` and ``pr-*`` images are ranked by time: their time is always needed;
+- with a grace period, every other version's age decides whether the grace period keeps
+  it, unless something keeps it regardless of age: a protect pattern, or a tag that
+  matches no channel while unmatched tags are kept;
+- without a grace period (``min_age == 0``), releases and prereleases (ranked by SemVer),
+  unmatched tags and cosign / referrers-schema tags (which follow their subject) need no
+  time.
+
+The answer errs towards reading: a time read in vain costs a request, never an image.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from datetime import timedelta
+
+from tagkeeper.retention import Channel, Policy, classify, referrer_subject
+
+_TIMED = frozenset({Channel.DEV, Channel.PR})
+
+
+def time_needed(policy: Policy) -> Callable[[frozenset[str]], bool]:
+    """A predicate on a version's tags: whether its creation time can matter."""
+    grace = policy.min_age > timedelta(0)
+    keep_unmatched = policy.unmatched == "keep"
+
+    def needed(tags: frozenset[str]) -> bool:
+        if not tags:
+            return True
+        channels = {classify(tag) for tag in tags}
+        if channels & _TIMED:
+            return True
+        if not grace:
+            return False
+        for tag in tags:
+            if any(fnmatch.fnmatchcase(tag, pattern) for pattern in policy.protect):
+                return False
+            if keep_unmatched and classify(tag) is None and referrer_subject(tag) is None:
+                return False
+        return True
+
+    return needed

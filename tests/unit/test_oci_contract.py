@@ -1,0 +1,580 @@
+"""Contract tests of the OCI distribution backend against a fake registry over pytest-httpx.
+
+The fake speaks the distribution API the way distribution 2.8 does (tags list with
+``Link`` pagination, manifest HEAD/GET by tag or digest with ``Docker-Content-Digest``,
+blobs, DELETE by digest removing every tag of the manifest), with switches for the
+behaviours of other registries: auth challenges, a referrers API, deletes disabled.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import parse_qs
+
+import httpx
+import pytest
+from pytest_httpx import HTTPXMock
+
+from tagkeeper.adapters.dockerauth import Credentials
+from tagkeeper.adapters.http import RetryPolicy
+from tagkeeper.adapters.oci import NO_DIGEST, OciBackend, parse_challenge, parse_time
+from tagkeeper.ages import time_needed
+from tagkeeper.errors import AuthError, RateLimited, RegistryError, UsageError
+from tagkeeper.inventory import DeleteStatus, ManifestUnreadable, Version
+from tagkeeper.retention import Policy
+from tagkeeper.secret import Secret
+from tests.emulators import images as im
+
+HOST = "127.0.0.1:5000"
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+JAN = datetime(2024, 1, 10, tzinfo=UTC)
+FEB = datetime(2024, 2, 10, tzinfo=UTC)
+
+
+@dataclass
+class FakeRegistry:
+    """Enough of a distribution registry for one repository, ``app``."""
+
+    name: str = "app"
+    manifests: dict[str, im.Built] = field(default_factory=dict)
+    blobs: dict[str, bytes] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    page: int = 100
+    deletes_enabled: bool = True
+    referrers_api: bool = False
+    auth: str | None = None  # None, "basic", "bearer"
+    user: tuple[str, str] = ("alice", "pw")
+    token_value: str = "tok-SECRET-123"
+    delete_status: int | None = None  # force an answer for real deletes
+    log: list[tuple[str, str]] = field(default_factory=list)
+    token_requests: list[dict[str, list[str]]] = field(default_factory=list)
+
+    def push(self, built: im.Built, *tags: str) -> str:
+        for part in built.walk():
+            self.manifests[part.digest] = part
+            for blob in part.blobs:
+                self.blobs[blob.digest] = blob.data
+        for tag in tags:
+            self.tags[tag] = built.digest
+        return built.digest
+
+    def _authorised(self, request: httpx.Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        if self.auth is None:
+            return True
+        if self.auth == "basic":
+            raw = base64.b64encode(f"{self.user[0]}:{self.user[1]}".encode()).decode()
+            return bool(header == f"Basic {raw}")
+        return bool(header == f"Bearer {self.token_value}")
+
+    def _challenge(self, scope: str) -> httpx.Response:
+        if self.auth == "basic":
+            value = 'Basic realm="fake"'
+        else:
+            value = (
+                f'Bearer realm="https://auth.example.com/token",service="fake-registry",'
+                f'scope="{scope}"'
+            )
+        return httpx.Response(
+            401,
+            headers={"WWW-Authenticate": value},
+            json={"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]},
+        )
+
+    def token(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":  # OAuth2 refresh-token grant (identity tokens)
+            form = parse_qs(request.content.decode())
+            self.token_requests.append(form)
+            if form.get("grant_type") == ["refresh_token"] and form.get("refresh_token") == [
+                "refresh-XYZ"
+            ]:
+                return httpx.Response(200, json={"access_token": self.token_value})
+            return httpx.Response(401, json={"details": "bad refresh token"})
+        query = parse_qs(request.url.query.decode())
+        self.token_requests.append(query)
+        raw = base64.b64encode(f"{self.user[0]}:{self.user[1]}".encode()).decode()
+        if request.headers.get("Authorization") != f"Basic {raw}":
+            return httpx.Response(401, json={"details": "bad credentials"})
+        return httpx.Response(200, json={"token": self.token_value, "expires_in": 300})
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.host == "auth.example.com":
+            return self.token(request)
+        path = request.url.path
+        self.log.append((request.method, str(request.url)))
+        if path == "/v2/":
+            return httpx.Response(200) if self.auth is None else self._challenge("")
+        prefix = f"/v2/{self.name}/"
+        if not path.startswith(prefix):
+            return httpx.Response(404, json={"errors": [{"code": "NAME_UNKNOWN"}]})
+        rest = path[len(prefix) :]
+        action = "delete" if request.method == "DELETE" else "pull"
+        if not self._authorised(request):
+            return self._challenge(f"repository:{self.name}:{action}")
+        if rest == "tags/list":
+            return self._tags_list(request)
+        if rest.startswith("manifests/"):
+            return self._manifest(request, rest.split("/", 1)[1])
+        if rest.startswith("blobs/"):
+            data = self.blobs.get(rest.split("/", 1)[1])
+            return httpx.Response(200, content=data) if data is not None else httpx.Response(404)
+        if rest.startswith("referrers/") and self.referrers_api:
+            subject = rest.split("/", 1)[1]
+            found = [m.descriptor() for m in self.manifests.values() if m.subject == subject]
+            return httpx.Response(
+                200,
+                json={"schemaVersion": 2, "mediaType": im.OCI_INDEX, "manifests": found},
+            )
+        return httpx.Response(404, text="404 page not found")
+
+    def _tags_list(self, request: httpx.Request) -> httpx.Response:
+        n = int(request.url.params.get("n", "100"))
+        n = min(n, self.page)
+        last = request.url.params.get("last")
+        names = sorted(t for t in self.tags if last is None or t > last)
+        page = names[:n]
+        headers = {}
+        if len(names) > n:
+            headers["Link"] = f'</v2/{self.name}/tags/list?last={page[-1]}&n={n}>; rel="next"'
+        return httpx.Response(200, json={"name": self.name, "tags": page}, headers=headers)
+
+    def _manifest(self, request: httpx.Request, reference: str) -> httpx.Response:
+        if request.method == "DELETE":
+            if not self.deletes_enabled:
+                return httpx.Response(
+                    405,
+                    json={
+                        "errors": [
+                            {"code": "UNSUPPORTED", "message": "The operation is unsupported."}
+                        ]
+                    },
+                )
+            if reference != NO_DIGEST and self.delete_status is not None:
+                return httpx.Response(self.delete_status)
+            if reference not in self.manifests:
+                return httpx.Response(404, json={"errors": [{"code": "MANIFEST_UNKNOWN"}]})
+            del self.manifests[reference]
+            self.tags = {t: d for t, d in self.tags.items() if d != reference}
+            return httpx.Response(202)
+        digest = self.tags.get(reference, reference)
+        built = self.manifests.get(digest)
+        if built is None:
+            return httpx.Response(404, json={"errors": [{"code": "MANIFEST_UNKNOWN"}]})
+        headers = {"Docker-Content-Digest": digest, "Content-Type": built.media_type}
+        if request.method == "HEAD":
+            return httpx.Response(200, headers=headers)
+        return httpx.Response(200, headers=headers, content=built.data)
+
+
+@pytest.fixture
+def registry(httpx_mock: HTTPXMock) -> FakeRegistry:
+    fake = FakeRegistry()
+    httpx_mock.add_exception(
+        httpx.ConnectError("[SSL: WRONG_VERSION_NUMBER] wrong version number"),
+        url=f"https://{HOST}/v2/",
+        is_optional=True,
+        is_reusable=True,
+    )
+    httpx_mock.add_callback(fake, is_optional=True, is_reusable=True)
+    return fake
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[httpx.Client]:
+    with httpx.Client() as c:
+        yield c
+
+
+def backend(client: httpx.Client, **kw: object) -> OciBackend:
+    kw.setdefault("retry", RetryPolicy(attempts=2, base=0.0))
+    kw.setdefault("sleep", lambda _s: None)
+    return OciBackend(f"{HOST}/app", client, now=NOW, workers=4, **kw)  # type: ignore[arg-type]
+
+
+def by_tag(versions: Sequence[Version], tag: str) -> Version:
+    return next(v for v in versions if tag in v.tags)
+
+
+# ------------------------------------------------------------------- listing
+
+
+def test_tags_are_paginated_by_link_and_grouped_by_digest(
+    registry: FakeRegistry, client: httpx.Client
+) -> None:
+    registry.page = 2
+    shared = im.image(created=JAN, label="shared")
+    registry.push(shared, "dev-aaaa", "v1.0.0", "latest")
+    for i in range(4):
+        registry.push(im.image(created=FEB, label=str(i)), f"dev-{i:04d}")
+    versions = list(backend(client).versions())
+    assert sorted(t for v in versions for t in v.tags) == sorted(registry.tags)
+    assert by_tag(versions, "v1.0.0").tags == {"dev-aaaa", "v1.0.0", "latest"}
+    assert len(versions) == 5  # 7 tags, 5 digests
+    lists = [url for method, url in registry.log if "tags/list" in url]
+    assert len(lists) == 4  # 7 tags in pages of 2
+    assert "last=" in lists[1] and "n=2" in lists[1]
+
+
+def test_versions_carry_digest_media_type_and_key(
+    registry: FakeRegistry, client: httpx.Client
+) -> None:
+    multi = im.multiarch(created=JAN, attest=False)
+    registry.push(multi, "v2.0.0")
+    v = by_tag(backend(client).versions(), "v2.0.0")
+    assert v.digest == multi.digest and v.key == multi.digest
+    assert v.media_type == im.OCI_INDEX
+
+
+def test_index_children_are_listed_untagged_with_the_index_time(
+    registry: FakeRegistry, client: httpx.Client
+) -> None:
+    multi = im.multiarch(("linux/amd64", "linux/arm64"), created=FEB)
+    registry.push(multi, "v2.0.0")
+    versions = backend(client).versions()
+    untagged = {v.digest: v for v in versions if not v.tags}
+    assert set(untagged) == {c.digest for c in multi.children}  # 2 images + 2 attestations
+    assert all(v.created == FEB for v in untagged.values())
+
+
+def test_missing_repository_lists_nothing(registry: FakeRegistry, client: httpx.Client) -> None:
+    b = OciBackend(f"{HOST}/other", client, now=NOW)
+    assert list(b.versions()) == []
+
+
+def test_image_with_a_tag_is_a_usage_error(client: httpx.Client) -> None:
+    with pytest.raises(UsageError):
+        OciBackend(f"{HOST}/app:v1", client)
+    with pytest.raises(UsageError):
+        OciBackend("app", client)
+
+
+# ------------------------------------------------------------------- times
+
+
+def test_annotation_time_needs_no_blob_read(registry: FakeRegistry, client: httpx.Client) -> None:
+    base = im.image(created=JAN, label="ann")
+    body = base.json()
+    body["annotations"] = {"org.opencontainers.image.created": "2024-03-03T03:03:03.123456789Z"}
+    annotated = im.Built(json.dumps(body).encode(), im.OCI_MANIFEST, base.blobs)
+    registry.push(annotated, "dev-beef")
+    b = backend(client)
+    v = by_tag(b.versions(), "dev-beef")
+    assert v.created == datetime(2024, 3, 3, 3, 3, 3, 123456, tzinfo=UTC)
+    assert "blob-get" not in b.stats.by_kind
+
+
+def test_config_time_and_label_when_created_is_a_placeholder(
+    registry: FakeRegistry, client: httpx.Client
+) -> None:
+    registry.push(im.image(created=JAN, label="cfg"), "dev-0001")
+    epoch = im.image(created=datetime(1970, 1, 1, tzinfo=UTC), label="repro")
+    config = json.loads(epoch.blobs[0].data)
+    config["config"]["Labels"]["org.opencontainers.image.created"] = "2024-02-10T00:00:00+00:00"
+    new_config = im.Blob(im.OCI_CONFIG, json.dumps(config).encode())
+    body = epoch.json()
+    body["config"] = new_config.descriptor()
+    relabelled = im.Built(
+        json.dumps(body).encode(), im.OCI_MANIFEST, (new_config, *epoch.blobs[1:])
+    )
+    registry.push(relabelled, "dev-0002")
+    b = backend(client)
+    versions = b.versions()
+    assert by_tag(versions, "dev-0001").created == JAN
+    assert by_tag(versions, "dev-0002").created == FEB
+    assert b.warnings == ()
+
+
+def test_index_time_is_the_newest_platform_image(
+    registry: FakeRegistry, client: httpx.Client
+) -> None:
+    old = im.image("linux/amd64", created=JAN, label="x")
+    new = im.image("linux/arm64", created=FEB, label="x")
+    registry.push(im.index([old, new, im.attestation(new)]), "dev-abcd")
+    assert by_tag(backend(client).versions(), "dev-abcd").created == FEB
+
+
+def test_unknown_time_counts_as_now_and_is_reported(
+    registry: FakeRegistry, client: httpx.Client
+) -> None:
+    epoch_only = im.image(created=datetime(1970, 1, 1, tzinfo=UTC), label="ko")
+    registry.push(epoch_only, "dev-c0de")
+    b = backend(client)
+    v = by_tag(b.versions(), "dev-c0de")
+    assert v.created == NOW
+    assert len(b.warnings) == 1
+    assert epoch_only.digest[:19] in b.warnings[0] and "dev-c0de" in b.warnings[0]
+    assert "placeholder" in b.warnings[0]
+
+
+def test_cosign_signature_takes_its_subject_time(
+    registry: FakeRegistry, client: httpx.Client
+) -> None:
+    subject = im.image(created=JAN, label="signed")
+    registry.push(subject, "dev-5151")
+    registry.push(im.cosign_signature(subject), im.cosign_tag(subject.digest))
+    b = backend(client)
+    sig = by_tag(b.versions(), im.cosign_tag(subject.digest))
+    assert sig.created == JAN
+    assert b.warnings == ()
+
+
+def test_time_needed_skips_reads_that_cannot_matter(
+    registry: FakeRegistry, client: httpx.Client
+) -> None:
+    registry.push(im.image(created=JAN, label="r"), "v1.0.0")
+    registry.push(im.image(created=FEB, label="d"), "dev-aaaa")
+    policy = Policy.uniform(3, min_age=datetime.min - datetime.min)  # no grace period
+    b = backend(client, time_needed=time_needed(policy))
+    versions = b.versions()
+    assert by_tag(versions, "dev-aaaa").created == FEB
+    assert by_tag(versions, "v1.0.0").created == NOW  # not read: cannot change a decision
+    assert b.stats.by_kind["blob-get"] == 1
+
+
+def test_time_needed_predicate() -> None:
+    from datetime import timedelta
+
+    grace = time_needed(Policy.uniform(3, protect=("stable-*",)))
+    none = time_needed(Policy.uniform(3, min_age=timedelta(0)))
+    assert grace(frozenset({"dev-abcd"})) and none(frozenset({"pr-12"}))
+    assert grace(frozenset({"v1.2.3"}))  # the grace period may keep an old release
+    assert not none(frozenset({"v1.2.3"}))  # ranked by SemVer alone
+    assert not grace(frozenset({"latest"}))  # unmatched tags are kept anyway
+    assert not grace(frozenset({"v1.0.0", "stable-1"}))  # protected anyway
+    assert grace(frozenset({"sha256-" + "a" * 64 + ".sig"}))
+    assert time_needed(Policy.uniform(3, unmatched="delete"))(frozenset({"latest"}))
+
+
+def test_parse_time() -> None:
+    assert parse_time("2024-05-06T07:08:09.123456789Z") == datetime(
+        2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC
+    )
+    assert parse_time("2024-05-06T09:08:09+02:00") == datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
+    assert parse_time("1970-01-01T00:00:00Z") is None
+    assert parse_time("1980-01-01T00:00:01Z") is None  # buildpacks' reproducible time
+    assert parse_time("yesterday") is None
+
+
+# ------------------------------------------------------------------- reader
+
+
+def test_manifest_children_and_subject(registry: FakeRegistry, client: httpx.Client) -> None:
+    img = im.image(created=JAN, label="s")
+    multi = im.index([img, im.attestation(img)])
+    ref = im.referrer(img)
+    registry.push(multi, "v1.0.0")
+    registry.push(ref)
+    b = backend(client)
+    info = b.manifest(multi.digest)
+    assert info.children == tuple(c.digest for c in multi.children)
+    assert info.media_type == im.OCI_INDEX
+    assert b.manifest(ref.digest).subject == img.digest
+    before = b.stats.by_kind["manifest-get"]
+    b.manifest(multi.digest)
+    assert b.stats.by_kind["manifest-get"] == before  # each digest read once
+
+
+def test_manifest_with_wrong_bytes_is_unreadable(
+    registry: FakeRegistry, client: httpx.Client
+) -> None:
+    img = im.image(created=JAN)
+    registry.push(img, "v1")
+    impostor = im.image(created=FEB)
+    registry.manifests[img.digest] = impostor  # serves other bytes under the digest
+    with pytest.raises(ManifestUnreadable, match="another digest"):
+        backend(client).manifest(img.digest)
+
+
+def test_referrers_api_when_the_registry_has_it(
+    registry: FakeRegistry, client: httpx.Client
+) -> None:
+    registry.referrers_api = True
+    img = im.image(created=JAN)
+    registry.push(img, "v1")
+    ref = im.referrer(img)
+    registry.push(ref)
+    assert list(backend(client).referrers(img.digest)) == [ref.digest]
+
+
+def test_referrers_fall_back_to_the_tag_schema_once(
+    registry: FakeRegistry, client: httpx.Client
+) -> None:
+    img = im.image(created=JAN)
+    other = im.image(created=FEB)
+    registry.push(img, "v1")
+    registry.push(other, "v2")
+    ref = im.referrer(img)
+    registry.push(im.index([ref]), "sha256-" + img.digest.split(":")[1])
+    b = backend(client)
+    b.versions()
+    assert list(b.referrers(img.digest)) == [ref.digest]
+    assert list(b.referrers(other.digest)) == []
+    assert b.stats.by_kind["referrers"] == 1  # 404 once: the API is not asked again
+
+
+# ------------------------------------------------------------------- transport
+
+
+def test_loopback_falls_back_to_http(registry: FakeRegistry, client: httpx.Client) -> None:
+    registry.push(im.image(created=JAN), "v1")
+    backend(client).versions()
+    assert all(url.startswith("http://") for _, url in registry.log)
+
+
+def test_other_hosts_need_insecure_for_http(httpx_mock: HTTPXMock, client: httpx.Client) -> None:
+    httpx_mock.add_exception(
+        httpx.ConnectError("refused"), url="https://registry.example.com/v2/", is_reusable=True
+    )
+    b = OciBackend(
+        "registry.example.com/app", client, retry=RetryPolicy(attempts=1), sleep=lambda _s: None
+    )
+    with pytest.raises(RegistryError) as caught:
+        b.versions()
+    assert "--insecure" in (caught.value.hint or "")
+    assert not [r for r in httpx_mock.get_requests() if r.url.scheme == "http"]
+
+
+def test_insecure_allows_http_for_other_hosts(httpx_mock: HTTPXMock, client: httpx.Client) -> None:
+    httpx_mock.add_exception(httpx.ConnectError("refused"), url="https://registry.example.com/v2/")
+    httpx_mock.add_response(url="http://registry.example.com/v2/")
+    httpx_mock.add_response(
+        url="http://registry.example.com/v2/app/tags/list?n=1000", json={"name": "app", "tags": []}
+    )
+    b = OciBackend("registry.example.com/app", client, insecure=True)
+    assert list(b.versions()) == []
+
+
+# ------------------------------------------------------------------- auth
+
+
+def test_bearer_token_flow_with_basic_credentials(
+    registry: FakeRegistry, client: httpx.Client
+) -> None:
+    registry.auth = "bearer"
+    for i in range(3):
+        registry.push(im.image(created=JAN, label=str(i)), f"dev-{i:04d}")
+    creds = Credentials("alice", Secret("pw"), source="test")
+    b = backend(client, credentials=creds)
+    assert len(b.versions()) == 3
+    assert len(registry.token_requests) == 1  # cached for the pull scope
+    query = registry.token_requests[0]
+    assert query["service"] == ["fake-registry"]
+    assert query["scope"] == ["repository:app:pull"]
+    result = b.delete(by_tag(b.versions(), "dev-0001"))
+    assert result.status is DeleteStatus.DELETED
+    assert registry.token_requests[-1]["scope"] == ["repository:app:delete"]
+    assert b.stats.by_kind["token"] == 2
+
+
+def test_identity_token_is_exchanged_for_an_access_token(
+    registry: FakeRegistry, client: httpx.Client
+) -> None:
+    registry.auth = "bearer"
+    registry.push(im.image(created=JAN), "v1")
+    creds = Credentials("<token>", Secret("refresh-XYZ"), identity_token=True, source="test")
+    assert [v.tags for v in backend(client, credentials=creds).versions()] == [{"v1"}]
+    form = registry.token_requests[0]
+    assert form["scope"] == ["repository:app:pull"] and form["service"] == ["fake-registry"]
+
+
+def test_bearer_refused_is_an_auth_error_without_the_secret(
+    registry: FakeRegistry, client: httpx.Client
+) -> None:
+    registry.auth = "bearer"
+    registry.push(im.image(created=JAN), "v1")
+    creds = Credentials("alice", Secret("wrong-PASSWORD"), source="test")
+    with pytest.raises(AuthError) as caught:
+        backend(client, credentials=creds).versions()
+    assert "wrong-PASSWORD" not in caught.value.diagnostics()
+    assert "refused" in caught.value.message
+
+
+def test_basic_auth(registry: FakeRegistry, client: httpx.Client) -> None:
+    registry.auth = "basic"
+    registry.push(im.image(created=JAN), "v1")
+    good = backend(client, credentials=Credentials("alice", Secret("pw"), source="test"))
+    assert [v.tags for v in good.versions()] == [{"v1"}]
+    with pytest.raises(AuthError) as caught:
+        backend(client).versions()
+    assert "anonymous" in caught.value.message
+    bad = backend(client, credentials=Credentials("alice", Secret("nope-XYZ"), source="test"))
+    with pytest.raises(AuthError) as caught2:
+        bad.versions()
+    assert "nope-XYZ" not in caught2.value.diagnostics()
+
+
+def test_parse_challenge() -> None:
+    scheme, params = parse_challenge(
+        'Bearer realm="https://a.example/token",service="reg",scope="repository:x/y:pull,push"'
+    )
+    assert scheme == "bearer"
+    assert params == {
+        "realm": "https://a.example/token",
+        "service": "reg",
+        "scope": "repository:x/y:pull,push",
+    }
+
+
+# ------------------------------------------------------------------- deletes
+
+
+def test_deletes_disabled_refuse_before_anything_is_deleted(
+    registry: FakeRegistry, client: httpx.Client
+) -> None:
+    registry.deletes_enabled = False
+    img = im.image(created=JAN)
+    registry.push(img, "dev-0001")
+    b = backend(client)
+    v = by_tag(b.versions(), "dev-0001")
+    with pytest.raises(RegistryError) as caught:
+        b.delete(v)
+    assert "storage.delete.enabled: true" in (caught.value.hint or "")
+    deletes = [url for method, url in registry.log if method == "DELETE"]
+    assert deletes == [f"http://{HOST}/v2/app/manifests/{NO_DIGEST}"]
+    assert registry.tags == {"dev-0001": img.digest}
+
+
+def test_delete_statuses(registry: FakeRegistry, client: httpx.Client) -> None:
+    img = im.image(created=JAN)
+    registry.push(img, "dev-0001", "dev-0002")
+    b = backend(client)
+    v = by_tag(b.versions(), "dev-0001")
+    assert b.delete(v).status is DeleteStatus.DELETED
+    assert registry.tags == {}  # every tag of the digest went with it
+    assert b.delete(v).status is DeleteStatus.ALREADY_GONE
+    registry.push(img, "dev-0001")
+    registry.delete_status = 500
+    assert b.delete(v).status is DeleteStatus.FAILED
+    registry.delete_status = 400
+    assert b.delete(v).status is DeleteStatus.REFUSED
+    assert b.stats.by_kind["delete-probe"] == 1
+
+
+def test_rate_limited_deletes_stop_the_run(registry: FakeRegistry, client: httpx.Client) -> None:
+    registry.push(im.image(created=JAN), "dev-0001")
+    registry.delete_status = 429
+    b = backend(client)
+    with pytest.raises(RateLimited):
+        b.delete(by_tag(b.versions(), "dev-0001"))
+
+
+def test_current_tags_sees_moved_and_new_tags(registry: FakeRegistry, client: httpx.Client) -> None:
+    a = im.image(created=JAN, label="a")
+    c = im.image(created=FEB, label="c")
+    registry.push(a, "dev-0001", "dev-0002")
+    registry.push(c, "dev-0003")
+    b = backend(client)
+    va = by_tag(b.versions(), "dev-0001")
+    assert b.current_tags(va) == frozenset({"dev-0001", "dev-0002"})
+    registry.tags["dev-0002"] = c.digest  # moved away
+    registry.tags["hotfix"] = a.digest  # a new tag on the same image
+    b._relisted_at = float("-inf")  # as if the re-list interval had passed
+    assert b.current_tags(va) == frozenset({"dev-0001", "hotfix"})
+    del registry.manifests[a.digest]
+    registry.tags = {t: d for t, d in registry.tags.items() if d != a.digest}
+    b._relisted_at = float("-inf")
+    assert b.current_tags(va) is None
