@@ -1,0 +1,1 @@
+"""Integration tests of ``prune --local`` against the real Docker engine."""
