@@ -27,6 +27,7 @@ class ExitCode(IntEnum):
     CONFIG = 9  # a configuration file is invalid
     RATE_LIMITED = 10  # stopped on the primary rate limit: rerun after the reset
     ABORTED = 11  # the user declined the confirmation
+    LEDGER = 12  # the deploy ledger cannot be opened, read or written
 
 
 class TagkeeperError(Exception):
@@ -104,3 +105,9 @@ class Aborted(TagkeeperError):
     """The user declined to go on."""
 
     exit_code = ExitCode.ABORTED
+
+
+class LedgerError(TagkeeperError):
+    """The deploy ledger cannot be created, opened, read or written."""
+
+    exit_code = ExitCode.LEDGER

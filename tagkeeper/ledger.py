@@ -1,0 +1,502 @@
+"""The embedded deploy ledger: a SQLite database on the deploy host (stdlib ``sqlite3``).
+
+Where it lives (the first that applies):
+
+1. ``--ledger PATH`` on the command line;
+2. ``$TAGKEEPER_LEDGER``;
+3. the ``ledger`` key of the configuration file;
+4. the default: ``/var/lib/tagkeeper/ledger.db`` when running as root (deploy hosts
+   where scripts run under ``sudo`` share one ledger whoever invoked them), otherwise
+   ``$XDG_STATE_HOME/tagkeeper/ledger.db`` or ``~/.local/state/tagkeeper/ledger.db``.
+
+The file and its folder are created on first use. The database runs in WAL mode with a
+busy timeout; every write is one short ``BEGIN IMMEDIATE`` transaction, so several deploy
+scripts writing at once wait for each other instead of failing, and a process killed at
+any moment leaves either the whole write or none of it. A deploy whose process is killed
+after it was recorded as ``started`` stays ``started``: only an explicit finish marks it
+``succeeded``.
+
+The schema is versioned with ``PRAGMA user_version`` and upgraded by the ordered
+:data:`MIGRATIONS` on open; a database written by a newer tagkeeper is refused.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+
+from tagkeeper.errors import LedgerError, UsageError
+from tagkeeper.rollback import DeployRecord, DeployStatus
+
+ENV_VAR = "TAGKEEPER_LEDGER"
+ROOT_DEFAULT = Path("/var/lib/tagkeeper/ledger.db")
+BUSY_TIMEOUT_MS = 30_000
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the deploys table
+    """
+    CREATE TABLE deploys (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        environment TEXT NOT NULL,
+        repository  TEXT NOT NULL,
+        tag         TEXT NOT NULL,
+        digest      TEXT,
+        status      TEXT NOT NULL
+                    CHECK (status IN ('started', 'succeeded', 'failed', 'rolled_back')),
+        rollback    INTEGER NOT NULL DEFAULT 0 CHECK (rollback IN (0, 1)),
+        started_at  TEXT NOT NULL,
+        ended_at    TEXT,
+        user        TEXT,
+        ci_run_url  TEXT,
+        host        TEXT
+    );
+    CREATE INDEX deploys_by_target ON deploys (repository, environment, id);
+    """,
+    # 2: why a deploy ended as it did ("exit status 7", "terminated by SIGTERM")
+    """
+    ALTER TABLE deploys ADD COLUMN detail TEXT;
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_COLUMNS = (
+    "id, environment, repository, tag, digest, status, rollback, started_at, ended_at, "
+    "user, ci_run_url, host, detail"
+)
+
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def default_path(environ: Mapping[str, str], *, euid: int | None = None) -> Path:
+    """The default ledger location for this user (see the module docs)."""
+    if euid is None:
+        euid = os.geteuid() if hasattr(os, "geteuid") else -1
+    if euid == 0:
+        return ROOT_DEFAULT
+    state = environ.get("XDG_STATE_HOME", "")
+    if state and Path(state).is_absolute():
+        return Path(state) / "tagkeeper" / "ledger.db"
+    home = environ.get("HOME") or str(Path.home())
+    return Path(home) / ".local" / "state" / "tagkeeper" / "ledger.db"
+
+
+def resolve_path(
+    flag: str | Path | None,
+    environ: Mapping[str, str],
+    configured: str | None = None,
+    *,
+    euid: int | None = None,
+) -> Path:
+    """The ledger path: the flag, else ``$TAGKEEPER_LEDGER``, else the config, else the default."""
+    for value in (flag, environ.get(ENV_VAR), configured):
+        if value is not None and str(value) != "":
+            return Path(value).expanduser()
+    return default_path(environ, euid=euid)
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who or what runs a deploy: the user, the CI run (when there is one) and the host."""
+
+    user: str | None = None
+    ci_run_url: str | None = None
+    host: str | None = None
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Actor:
+        """The actor of this process: ``SUDO_USER`` or the login name, the Actions run URL."""
+        user = environ.get("SUDO_USER") or None
+        if user is None:
+            try:
+                user = getpass.getuser()
+            except (OSError, KeyError):  # no passwd entry and no LOGNAME/USER
+                user = None
+        server = environ.get("GITHUB_SERVER_URL", "").rstrip("/")
+        repo = environ.get("GITHUB_REPOSITORY", "")
+        run_id = environ.get("GITHUB_RUN_ID", "")
+        ci = f"{server}/{repo}/actions/runs/{run_id}" if server and repo and run_id else None
+        return cls(user=user, ci_run_url=ci, host=socket.gethostname() or None)
+
+
+def _ts(value: datetime) -> str:
+    if value.tzinfo is None:
+        raise ValueError("ledger times must be timezone-aware")
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _row(row: sqlite3.Row | tuple[object, ...]) -> DeployRecord:
+    (rid, env, repo, tag, digest, status, rollback, started, ended, user, ci, host, detail) = tuple(
+        row
+    )
+    return DeployRecord(
+        environment=str(env),
+        repository=str(repo),
+        tag=str(tag),
+        status=DeployStatus(str(status)),
+        started_at=datetime.fromisoformat(str(started)),
+        digest=None if digest is None else str(digest),
+        ended_at=None if ended is None else datetime.fromisoformat(str(ended)),
+        rollback=bool(rollback),
+        id=int(str(rid)),
+        user=None if user is None else str(user),
+        ci_run_url=None if ci is None else str(ci),
+        host=None if host is None else str(host),
+        detail=None if detail is None else str(detail),
+        source="ledger",
+    )
+
+
+FINISHED = frozenset({DeployStatus.SUCCEEDED, DeployStatus.FAILED})
+
+
+class Ledger:
+    """One open ledger database. Use as a context manager, or call :meth:`close`."""
+
+    def __init__(self, path: Path, *, clock: Clock = _utcnow, create: bool = True) -> None:
+        self.path = path
+        self._clock = clock
+        self._conn = self._connect(create)
+        try:
+            self._migrate()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    # -- opening --------------------------------------------------------------------
+
+    def _fail(self, what: str, exc: BaseException) -> LedgerError:
+        return LedgerError(
+            f"the deploy ledger {self.path} {what}: {exc}",
+            hint=f"check the path and its permissions, or point ${ENV_VAR} (or --ledger) "
+            "at a writable file",
+        )
+
+    def _connect(self, create: bool) -> sqlite3.Connection:
+        path = self.path
+        if path.exists() and not path.is_file():
+            raise LedgerError(
+                f"the deploy ledger {path} is not a regular file",
+                hint=f"point ${ENV_VAR} (or --ledger) at a file, e.g. {path / 'ledger.db'}",
+            )
+        if not path.exists():
+            if not create:
+                raise LedgerError(
+                    f"no deploy ledger at {path}",
+                    hint="deploys are recorded by 'tagkeeper deploy' or 'tagkeeper record'",
+                )
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise self._fail("cannot be created", exc) from None
+        try:
+            conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise self._fail("cannot be opened", exc) from None
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise self._fail("cannot be used (is it a SQLite database?)", exc) from None
+        if mode is None or str(mode[0]).lower() != "wal":
+            conn.close()
+            raise LedgerError(
+                f"the deploy ledger {path} cannot use write-ahead logging "
+                f"(journal mode {mode[0] if mode else '?'!s})",
+                hint="keep the ledger on a local file system",
+            )
+        return conn
+
+    def _migrate(self) -> None:
+        version = self._user_version()
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise LedgerError(
+                f"the deploy ledger {self.path} has schema version {version}; this "
+                f"tagkeeper knows versions up to {SCHEMA_VERSION}",
+                hint="upgrade tagkeeper on this host",
+            )
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                version = self._user_version()  # another process may have migrated meanwhile
+                for number in range(version, SCHEMA_VERSION):
+                    for statement in MIGRATIONS[number].split(";"):
+                        if statement.strip():
+                            self._conn.execute(statement)
+                    self._conn.execute(f"PRAGMA user_version = {number + 1}")
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise self._fail("cannot be initialised", exc) from None
+
+    def _user_version(self) -> int:
+        try:
+            row = self._conn.execute("PRAGMA user_version").fetchone()
+        except sqlite3.Error as exc:
+            raise self._fail("cannot be read", exc) from None
+        return int(row[0])
+
+    @property
+    def schema_version(self) -> int:
+        return self._user_version()
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- writing --------------------------------------------------------------------
+
+    def _write(self, sql: str, params: Sequence[object]) -> int:
+        """Run one statement in its own ``BEGIN IMMEDIATE`` transaction; its last row id."""
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                cursor = self._conn.execute(sql, tuple(params))
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise self._fail("cannot be written", exc) from None
+        return int(cursor.lastrowid or 0)
+
+    def _insert(
+        self,
+        *,
+        environment: str,
+        repository: str,
+        tag: str,
+        digest: str | None,
+        status: DeployStatus,
+        actor: Actor,
+        rollback: bool,
+        detail: str | None,
+    ) -> DeployRecord:
+        if not environment or not repository or not tag:
+            raise UsageError("a deploy record needs an environment, a repository and a tag")
+        now = _ts(self._clock())
+        ended = None if status is DeployStatus.STARTED else now
+        rid = self._write(
+            "INSERT INTO deploys (environment, repository, tag, digest, status, rollback, "
+            "started_at, ended_at, user, ci_run_url, host, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                environment,
+                repository,
+                tag,
+                digest,
+                str(status),
+                int(rollback),
+                now,
+                ended,
+                actor.user,
+                actor.ci_run_url,
+                actor.host,
+                detail,
+            ),
+        )
+        return self._require(rid)
+
+    def start(
+        self,
+        *,
+        environment: str,
+        repository: str,
+        tag: str,
+        digest: str | None,
+        actor: Actor,
+        rollback: bool = False,
+    ) -> DeployRecord:
+        """Record a deploy that is about to run (status ``started``)."""
+        return self._insert(
+            environment=environment,
+            repository=repository,
+            tag=tag,
+            digest=digest,
+            status=DeployStatus.STARTED,
+            actor=actor,
+            rollback=rollback,
+            detail=None,
+        )
+
+    def finish(
+        self, record_id: int, status: DeployStatus, *, detail: str | None = None
+    ) -> DeployRecord:
+        """Mark a ``started`` deploy ``succeeded`` or ``failed``; a finished one is left alone."""
+        if status not in FINISHED:
+            raise UsageError(f"a deploy finishes as succeeded or failed, not {status}")
+        self._write(
+            "UPDATE deploys SET status = ?, ended_at = ?, detail = COALESCE(?, detail) "
+            "WHERE id = ? AND status = 'started'",
+            (str(status), _ts(self._clock()), detail, record_id),
+        )
+        return self._require(record_id)
+
+    def mark_rolled_back(self, record_id: int, *, detail: str | None = None) -> DeployRecord:
+        """Mark a succeeded deploy as replaced by a rollback."""
+        self._write(
+            "UPDATE deploys SET status = 'rolled_back', detail = COALESCE(?, detail) "
+            "WHERE id = ? AND status = 'succeeded'",
+            (detail, record_id),
+        )
+        return self._require(record_id)
+
+    def record(
+        self,
+        *,
+        environment: str,
+        repository: str,
+        tag: str,
+        status: DeployStatus,
+        actor: Actor,
+        digest: str | None = None,
+        rollback: bool = False,
+        detail: str | None = None,
+    ) -> DeployRecord:
+        """What ``tagkeeper record`` does, for scripts that run their own deploys.
+
+        * ``started`` always adds a new record.
+        * ``succeeded`` / ``failed`` finish the newest ``started`` record of this
+          environment, repository and tag (filling in the digest when it had none);
+          without one, they add a new, already finished record.
+        * ``rolled_back`` marks the newest ``succeeded`` record of that tag; without one,
+          it adds a new record with that status.
+        """
+        if status is DeployStatus.STARTED:
+            return self.start(
+                environment=environment,
+                repository=repository,
+                tag=tag,
+                digest=digest,
+                actor=actor,
+                rollback=rollback,
+            )
+        wanted = "started" if status in FINISHED else "succeeded"
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._conn.execute(
+                    "SELECT id FROM deploys WHERE environment = ? AND repository = ? AND "
+                    "tag = ? AND status = ? ORDER BY id DESC LIMIT 1",
+                    (environment, repository, tag, wanted),
+                ).fetchone()
+                if row is not None:
+                    rid = int(row[0])
+                    if status in FINISHED:
+                        self._conn.execute(
+                            "UPDATE deploys SET status = ?, ended_at = ?, "
+                            "digest = COALESCE(digest, ?), detail = COALESCE(?, detail) "
+                            "WHERE id = ?",
+                            (str(status), _ts(self._clock()), digest, detail, rid),
+                        )
+                    else:
+                        self._conn.execute(
+                            "UPDATE deploys SET status = 'rolled_back', "
+                            "detail = COALESCE(?, detail) WHERE id = ?",
+                            (detail, rid),
+                        )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise self._fail("cannot be written", exc) from None
+        if row is not None:
+            return self._require(rid)
+        return self._insert(
+            environment=environment,
+            repository=repository,
+            tag=tag,
+            digest=digest,
+            status=status,
+            actor=actor,
+            rollback=rollback,
+            detail=detail,
+        )
+
+    # -- reading --------------------------------------------------------------------
+
+    def get(self, record_id: int) -> DeployRecord | None:
+        try:
+            row = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM deploys WHERE id = ?",  # noqa: S608 - fixed columns
+                (record_id,),
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise self._fail("cannot be read", exc) from None
+        return None if row is None else _row(row)
+
+    def _require(self, record_id: int) -> DeployRecord:
+        record = self.get(record_id)
+        if record is None:
+            raise LedgerError(f"deploy #{record_id} is not in the ledger {self.path}")
+        return record
+
+    def history(
+        self,
+        *,
+        environment: str | None = None,
+        repository: str | None = None,
+        limit: int | None = None,
+    ) -> list[DeployRecord]:
+        """Deploys, newest first, optionally for one environment and/or repository."""
+        where: list[str] = []
+        params: list[object] = []
+        if environment is not None:
+            where.append("environment = ?")
+            params.append(environment)
+        if repository is not None:
+            where.append("repository = ?")
+            params.append(repository)
+        sql = f"SELECT {_COLUMNS} FROM deploys"  # noqa: S608 - fixed column list
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC"
+        if limit is not None:
+            if limit < 0:
+                raise UsageError("--limit must not be negative")
+            sql += " LIMIT ?"
+            params.append(limit)
+        try:
+            rows = self._conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise self._fail("cannot be read", exc) from None
+        return [_row(row) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerHistory:
+    """The ledger as a history source for rollback resolution and prune protection."""
+
+    ledger: Ledger
+    name: str = "ledger"
+
+    def history(self, repository: str, environment: str) -> Sequence[DeployRecord]:
+        return self.ledger.history(environment=environment, repository=repository)
