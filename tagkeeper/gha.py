@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -16,6 +15,8 @@ def in_actions(environ: Mapping[str, str] | None = None) -> bool:
 
 
 def _delimiter(value: str) -> str:
+    import secrets
+
     while True:
         candidate = f"ghadelimiter_{secrets.token_hex(16)}"
         if candidate not in value:

@@ -7,9 +7,8 @@ here, so ``tagkeeper --help`` starts fast.
 
 from __future__ import annotations
 
-import copy
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import typer
 
@@ -22,16 +21,6 @@ from tagkeeper import __version__, gha
 from tagkeeper.cli import common
 from tagkeeper.errors import ExitCode, TagkeeperError
 
-app = typer.Typer(
-    name="tagkeeper",
-    help="Immutable image tags, safe registry pruning and exact rollbacks.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
 
 def _version(value: bool) -> None:
     if value:
@@ -39,7 +28,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _root(
     ctx: typer.Context,
     config: common.ConfigOpt = None,
@@ -51,43 +39,57 @@ def _root(
     ctx.obj = common.State(config_path=config)
 
 
-def _register() -> None:
+def build_app(names: Collection[str] | None = None) -> typer.Typer:
+    """The Typer app with ``names`` registered (default: every command)."""
     from tagkeeper.cli import commands
 
-    commands.register(app)
+    new = typer.Typer(
+        name="tagkeeper",
+        help="Immutable image tags, safe registry pruning and exact rollbacks.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    new.callback()(_root)
+    commands.register(new, names)
+    return new
 
 
-_register()
-
-
-def _app_for(args: Sequence[str]) -> typer.Typer:
-    """The app that parses ``args``: for ``tagkeeper [--config F] CMD ...``, CMD alone.
+def _command_named(args: Sequence[str]) -> str | None:
+    """For ``tagkeeper [--config F] CMD ...``, CMD when it is a known command, else ``None``.
 
     Typer evaluates every command's signature when it builds the click command; building
     only the command being run keeps start-up fast. Anything else (``--help``,
     ``--version``, an unknown command) gets the whole app, so help and errors are unchanged.
     """
+    from tagkeeper.cli.commands import COMMANDS
+
     i = 0
     while i < len(args) and args[i].startswith("-"):
-        if args[i] != "--config":
-            if not args[i].startswith("--config="):
-                return app
+        if args[i] == "--config":
+            i += 2
+        elif args[i].startswith("--config="):
             i += 1
         else:
-            i += 2
+            return None
     name = args[i] if i < len(args) else None
-    for info in app.registered_commands:
-        if name is not None and info.name == name:
-            single = copy.copy(app)
-            single.registered_commands = [info]
-            return single
-    return app
+    return name if name in COMMANDS else None
+
+
+def __getattr__(name: str) -> typer.Typer:
+    """``tagkeeper.cli.app``: the whole app, for library users and tests."""
+    if name == "app":
+        return build_app()
+    raise AttributeError(name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI in-process with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    command = typer.main.get_command(_app_for(args))
+    name = _command_named(args)
+    command = typer.main.get_command(build_app(None if name is None else [name]))
     try:
         result = command.main(args=args, prog_name="tagkeeper", standalone_mode=False)
     except TagkeeperError as exc:

@@ -1,26 +1,38 @@
-"""Registers every command on the app. Command modules import nothing heavy at module level."""
+"""The command table: each command's module and function, imported only when needed.
+
+``tagkeeper tags ...`` imports and builds the ``tags`` command alone; ``tagkeeper --help``
+(and anything that is not a known command) builds them all. Command modules import
+nothing heavy at module level.
+"""
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Collection
+from typing import Any
+
 import typer
 
+_WRAPPER: dict[str, Any] = {"allow_interspersed_args": False}
 
-def register(app: typer.Typer) -> None:
-    from tagkeeper.cli import check_cmd, tags_cmd
+# name -> (module, function, click context settings)
+COMMANDS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "tags": ("tagkeeper.cli.tags_cmd", "tags", {}),
+    "check": ("tagkeeper.cli.check_cmd", "check", {}),
+    "prune": ("tagkeeper.cli.prune_cmd", "prune", {}),
+    "doctor": ("tagkeeper.cli.doctor_cmd", "doctor", {}),
+    "record": ("tagkeeper.cli.rollback_cmd", "record", {}),
+    "history": ("tagkeeper.cli.rollback_cmd", "history", {}),
+    "previous": ("tagkeeper.cli.rollback_cmd", "previous", {}),
+    "deploy": ("tagkeeper.cli.rollback_cmd", "deploy", _WRAPPER),
+    "rollback": ("tagkeeper.cli.rollback_cmd", "rollback", _WRAPPER),
+}
 
-    app.command("tags")(tags_cmd.tags)
-    app.command("check")(check_cmd.check)
 
-    from tagkeeper.cli import doctor_cmd, prune_cmd
-
-    app.command("prune")(prune_cmd.prune)
-    app.command("doctor")(doctor_cmd.doctor)
-
-    from tagkeeper.cli import rollback_cmd
-
-    app.command("record")(rollback_cmd.record)
-    app.command("history")(rollback_cmd.history)
-    app.command("previous")(rollback_cmd.previous)
-    wrapper = {"allow_interspersed_args": False}
-    app.command("deploy", context_settings=wrapper)(rollback_cmd.deploy)
-    app.command("rollback", context_settings=wrapper)(rollback_cmd.rollback)
+def register(app: typer.Typer, names: Collection[str] | None = None) -> None:
+    """Register ``names`` (default: every command) on ``app``, in the table's order."""
+    for name, (module, function, settings) in COMMANDS.items():
+        if names is not None and name not in names:
+            continue
+        callback = getattr(importlib.import_module(module), function)
+        app.command(name, context_settings=dict(settings) or None)(callback)
