@@ -1,0 +1,101 @@
+"""The action's input handling: literal arguments, strict booleans, per-command inputs."""
+
+from __future__ import annotations
+
+import pytest
+
+from tagkeeper.action import build_invocation, parse_bool
+from tagkeeper.errors import UsageError
+
+
+def test_prune_inputs_become_flags() -> None:
+    inv = build_invocation(
+        {
+            "TK_COMMAND": "prune",
+            "TK_IMAGE": "ghcr.io/acme/app\nghcr.io/acme/worker\n",
+            "TK_KEEP": "5",
+            "TK_PROTECT": "v1.*\n\n  stable-*  \n",
+            "TK_DRY_RUN": "true",
+            "TK_TOKEN": "ghs_secret",
+        }
+    )
+    assert inv.argv == [
+        "prune",
+        "--image",
+        "ghcr.io/acme/app",
+        "--image",
+        "ghcr.io/acme/worker",
+        "--keep",
+        "5",
+        "--protect",
+        "v1.*",
+        "--protect",
+        "stable-*",
+        "--dry-run",
+        "--format",
+        "github",
+    ]
+    assert "ghs_secret" not in inv.argv
+    assert inv.token == "ghs_secret"
+
+
+def test_real_prune_is_confirmed_non_interactively() -> None:
+    inv = build_invocation(
+        {"TK_COMMAND": "prune", "TK_IMAGE": "ghcr.io/a/b", "TK_DRY_RUN": "false"}
+    )
+    assert "--yes" in inv.argv and "--dry-run" not in inv.argv
+
+
+@pytest.mark.parametrize(
+    "payload",
+    ["$(touch /tmp/pwned)", "`id`", "a; rm -rf /", "'quoted' \"double\"", "::error::forged"],
+)
+def test_args_are_split_never_evaluated(payload: str) -> None:
+    import shlex
+
+    inv = build_invocation({"TK_COMMAND": "tags", "TK_ARGS": f"--ref {shlex.quote(payload)}"})
+    assert inv.argv[-2:] == ["--ref", payload]
+
+
+def test_unbalanced_quotes_in_args_are_bad_input() -> None:
+    with pytest.raises(UsageError, match="cannot be split"):
+        build_invocation({"TK_COMMAND": "tags", "TK_ARGS": "--ref 'open"})
+
+
+def test_check_takes_references_as_arguments() -> None:
+    inv = build_invocation(
+        {
+            "TK_COMMAND": "check",
+            "TK_IMAGE": "ghcr.io/a/b:v1.0.0\nghcr.io/a/b:latest",
+            "TK_ENV": "prod",
+        }
+    )
+    assert inv.argv[:3] == ["check", "ghcr.io/a/b:v1.0.0", "ghcr.io/a/b:latest"]
+    assert inv.argv[3:5] == ["--env", "prod"]
+
+
+@pytest.mark.parametrize("value", ["True", "yes", "1", "false ", "on", ""])
+def test_booleans_accept_only_true_or_false(value: str) -> None:
+    if value.strip() == "false":
+        assert parse_bool("dry-run", value.strip()) is False
+        return
+    with pytest.raises(UsageError, match="exactly 'true' or 'false'"):
+        parse_bool("dry-run", value)
+
+
+def test_loose_boolean_input_is_refused() -> None:
+    with pytest.raises(UsageError):
+        build_invocation({"TK_COMMAND": "prune", "TK_IMAGE": "ghcr.io/a/b", "TK_DRY_RUN": "yes"})
+
+
+@pytest.mark.parametrize("command", ["", "rm", "tags; id", "deploy"])
+def test_unknown_command_is_refused(command: str) -> None:
+    with pytest.raises(UsageError, match="input 'command'"):
+        build_invocation({"TK_COMMAND": command})
+
+
+def test_inputs_that_do_not_apply_are_refused() -> None:
+    with pytest.raises(UsageError, match="does not apply"):
+        build_invocation({"TK_COMMAND": "tags", "TK_KEEP": "3"})
+    with pytest.raises(UsageError, match="only to the 'prune'"):
+        build_invocation({"TK_COMMAND": "check", "TK_PROTECT": "v*"})
