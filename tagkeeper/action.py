@@ -31,10 +31,10 @@ _VALUE_FLAGS: tuple[tuple[str, str, frozenset[str]], ...] = (
     ("TK_UNTAGGED", "--untagged", frozenset({"prune"})),
     ("TK_MAX_DELETE", "--max-delete", frozenset({"prune"})),
     ("TK_API_URL", "--api-url", frozenset({"prune", "doctor", "previous"})),
-    ("TK_REGISTRY_URL", "--registry-url", frozenset({"prune", "doctor", "previous"})),
+    ("TK_REGISTRY_URL", "--registry-url", frozenset({"prune", "doctor"})),
 )
 _IMAGE_AS_FLAG = frozenset({"tags", "prune", "previous", "doctor", "history"})
-_GITHUB_FORMAT = frozenset({"tags", "check", "prune", "previous"})
+_GITHUB_FORMAT = frozenset({"tags", "check", "prune", "previous", "doctor"})
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tagkeeper.cli import common
 from tagkeeper.errors import ExitCode, UsageError
+
+if TYPE_CHECKING:
+    from tagkeeper.adapters.ghcr import Diagnosis
 
 _MARK = {"ok": "ok", "missing": "MISSING", "unknown": "not verified", "warning": "warning"}
 
@@ -76,7 +79,9 @@ def doctor(  # noqa: PLR0917 - Typer passes options as arguments
         if not isinstance(backend, GhcrBackend):  # pragma: no cover - kind is forced
             raise UsageError("doctor checks GHCR packages only")
         diagnosis = backend.diagnose()
-    if fmt is common.Format.text:
+    if fmt is common.Format.json:
+        common.emit_json(diagnosis.to_json())
+    else:
         typer.echo(
             f"{diagnosis.image}: token {diagnosis.token_kind}, owner "
             f"{diagnosis.owner_kind or 'unknown'}"
@@ -85,7 +90,26 @@ def doctor(  # noqa: PLR0917 - Typer passes options as arguments
             typer.echo(f"  {_MARK[check.status]:<13} {check.name:<12} {check.detail}")
             if check.fix and check.status != "ok":
                 typer.echo(f"  {'':<13} {'':<12} fix: {check.fix}")
-    else:
-        common.emit_json(diagnosis.to_json())
+    if fmt is common.Format.github:
+        _github(diagnosis)
     if not diagnosis.ok:
         raise typer.Exit(int(ExitCode.AUTH))
+
+
+def _github(diagnosis: Diagnosis) -> None:
+    """Step outputs, a job summary and an annotation per missing piece."""
+    import json
+
+    from tagkeeper import gha
+
+    gha.write_outputs(
+        {"ok": "true" if diagnosis.ok else "false", "json": json.dumps(diagnosis.to_json())}
+    )
+    rows = ["| check | status | detail |", "|---|---|---|"]
+    for check in diagnosis.checks:
+        name, detail = gha.md_escape(check.name), gha.md_escape(check.detail)
+        rows.append(f"| {name} | {_MARK[check.status]} | {detail} |")
+        if check.status == "missing":
+            message = check.detail + (f" Fix: {check.fix}" if check.fix else "")
+            typer.echo(gha.annotation("error", message, title=f"tagkeeper doctor: {check.name}"))
+    gha.append_summary(f"### tagkeeper doctor: `{diagnosis.image}`\n\n" + "\n".join(rows))

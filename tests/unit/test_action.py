@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from tagkeeper.action import build_invocation, parse_bool
+from tagkeeper.action import (
+    _GITHUB_FORMAT,
+    _IMAGE_AS_FLAG,
+    _VALUE_FLAGS,
+    COMMANDS,
+    build_invocation,
+    parse_bool,
+)
 from tagkeeper.errors import UsageError
 
 
@@ -99,3 +106,27 @@ def test_inputs_that_do_not_apply_are_refused() -> None:
         build_invocation({"TK_COMMAND": "tags", "TK_KEEP": "3"})
     with pytest.raises(UsageError, match="only to the 'prune'"):
         build_invocation({"TK_COMMAND": "check", "TK_PROTECT": "v*"})
+
+
+def _options_of(command: str) -> set[str]:
+    import typer
+
+    from tagkeeper.cli import build_app
+
+    group = typer.main.get_command(build_app([command]))
+    sub = group.commands[command]  # type: ignore[attr-defined]
+    return {opt for param in sub.params for opt in param.opts}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_flag_the_action_passes_exists_on_the_command(command: str) -> None:
+    accepted = _options_of(command)
+    for _variable, flag, commands in _VALUE_FLAGS:
+        if command in commands:
+            assert flag in accepted, f"{command} has no {flag}"
+    if command in _IMAGE_AS_FLAG:
+        assert "--image" in accepted
+    if command in _GITHUB_FORMAT:
+        assert "--format" in accepted
+    if command == "prune":
+        assert {"--protect", "--dry-run", "--yes"} <= accepted

@@ -171,3 +171,40 @@ def test_text_output_names_each_check(
     assert code == 4
     assert "MISSING" in out and "delete:packages" in out
     assert token not in out
+
+
+def test_github_format_sets_outputs_a_summary_and_an_annotation_per_missing_piece(
+    emu: GhcrEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    token = emu.add_token(login="octo", scopes={"read:packages"})
+    monkeypatch.setenv("GITHUB_TOKEN", token)
+    outputs, summary = tmp_path / "output", tmp_path / "summary"
+    monkeypatch.setenv("GITHUB_OUTPUT", str(outputs))
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    code = main(
+        [
+            "doctor",
+            "--image",
+            "ghcr.io/octo/app",
+            "--api-url",
+            emu.api_url,
+            "--registry-url",
+            emu.registry_url,
+            "--format",
+            "github",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 4
+    written = outputs.read_text()
+    assert "ok=false\n" in written
+    payload = json.loads(written.split("json=", 1)[1].splitlines()[0])
+    missing = [c["name"] for c in payload["checks"] if c["status"] == "missing"]
+    assert missing, payload
+    for name in missing:
+        assert f"::error title=tagkeeper doctor%3A {name}::" in out
+    assert "| check | status | detail |" in summary.read_text()
+    assert token not in out + written + summary.read_text()
