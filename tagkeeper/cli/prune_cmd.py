@@ -7,6 +7,10 @@ print the plan, ask for confirmation on a terminal, apply it
 Non-interactive use (no terminal on stdin) must say ``--yes`` (or ``--dry-run``):
 tagkeeper never deletes without either a person's answer or an explicit flag, in CI too.
 
+``--env ENV`` (repeatable; default: config ``env``) protects, in each environment, what
+the deploy history says is current, still being deployed, or the rollback target
+(:func:`tagkeeper.protection.rollback_protection`); the plan names that reason.
+
 httpx and the adapters are imported inside the command, so ``tagkeeper --help`` stays
 fast.
 """
@@ -17,8 +21,10 @@ import dataclasses
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Sequence
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
@@ -33,7 +39,18 @@ if TYPE_CHECKING:
     from tagkeeper.apply import ApplyReport
     from tagkeeper.backends import Kind
     from tagkeeper.inventory import DeleteResult
+    from tagkeeper.protection import HistorySource
     from tagkeeper.retention import Plan, Policy
+    from tagkeeper.rollback import DeployRecord
+
+
+class HistoryFrom(StrEnum):
+    """Where ``prune --env`` reads deploy history from."""
+
+    ledger = "ledger"
+    github = "github"
+    auto = "auto"
+
 
 # Which failure wins when several images end differently (worst last).
 _SEVERITY = (
@@ -58,14 +75,153 @@ def worst(a: ExitCode, b: ExitCode) -> ExitCode:
     return a if rank(a) >= rank(b) else b
 
 
-def protected_references(image: str, ctx: typer.Context) -> Mapping[str, str]:
-    """Digests or tags that must never be pruned from ``image``, with the reason.
+class _Lenient:
+    """A history source whose failures become warnings (``--source auto`` with a ledger)."""
 
-    Extension point: what is deployed, what ``tagkeeper previous`` would roll back to,
-    and what runs on this host are added here. Nothing yet.
+    def __init__(self, inner: HistorySource, problems: list[str]) -> None:
+        self.inner = inner
+        self.problems = problems
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    def history(self, repository: str, environment: str) -> Sequence[DeployRecord]:
+        try:
+            return self.inner.history(repository, environment)
+        except TagkeeperError as exc:
+            self.problems.append(
+                f"{self.inner.name} history of {environment} could not be read "
+                f"({exc.message}); only the ledger protects it"
+            )
+            return []
+
+
+@dataclasses.dataclass
+class RollbackGuard:
+    """What ``prune --env`` protects so that each environment can still roll back.
+
+    ``sources`` are the deploy histories that answered (the ledger, GitHub
+    Deployments); ``where`` says which, for warnings. No environments: nothing is
+    protected and no source is opened.
     """
-    del image, ctx
-    return {}
+
+    environments: tuple[str, ...] = ()
+    sources: tuple[HistorySource, ...] = ()
+    where: str = ""
+    allow_prerelease: bool = False
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def protected(self, image: str) -> tuple[dict[str, str], list[str]]:
+        """The ``protected`` mapping for ``image`` (digest or tag -> reason), and warnings.
+
+        The history is looked up under the repository as ``--image`` writes it, which
+        is what ``tagkeeper deploy``/``record`` store (e.g. ``ghcr.io/acme/app``).
+        """
+        from tagkeeper.protection import rollback_protection
+        from tagkeeper.refs import parse_reference
+
+        if not self.environments:
+            return {}, []
+        repository = parse_reference(image).repository
+        self.notes.clear()
+        protected = rollback_protection(
+            repository,
+            self.environments,
+            self.sources,
+            allow_prerelease=self.allow_prerelease,
+        )
+        warnings = list(self.notes)
+        for environment in self.environments:
+            if not any(f" {environment} (" in why for why in protected.values()):
+                warnings.append(
+                    f"nothing is known to be deployed to {environment} for {repository} "
+                    f"({self.where}); nothing is protected for it"
+                )
+        return protected, warnings
+
+
+def rollback_guard(
+    ctx: typer.Context,
+    stack: ExitStack,
+    *,
+    env_flags: Sequence[str] | None,
+    ledger_flag: Path | None,
+    source: HistoryFrom | None,
+    repo: str | None,
+    token: str | None,
+    api_url: str | None,
+    environ: dict[str, str],
+) -> RollbackGuard:
+    """Open the history sources ``prune --env`` reads; raises before anything is asked.
+
+    The ledger is opened read-only and never created. An environment named on the
+    command line (or a ``--ledger``/``--source`` given there) with no history source to
+    read is a usage error: pruning as if nothing were deployed is what ``--env`` is
+    there to prevent. An environment that only comes from the configuration's ``env``
+    gets a warning instead, so a CI runner without a ledger can still prune.
+    """
+    from tagkeeper.ledger import Ledger, LedgerHistory, resolve_path
+
+    config = common.state(ctx).config()
+    explicit = bool(env_flags) or ledger_flag is not None or source is not None
+    names = list(env_flags or [])
+    if not names and config.get("env"):
+        names = [str(config.get("env"))]
+    environments = tuple(dict.fromkeys(n.strip() for n in names))
+    if any(not n for n in environments):
+        raise UsageError("--env needs an environment name", hint="e.g. --env prod")
+    if not environments:
+        if ledger_flag is not None or source is not None:
+            raise UsageError(
+                "--ledger and --source say where deploy history comes from, for --env",
+                hint="add --env ENV for each environment whose rollback targets to keep",
+            )
+        return RollbackGuard()
+    chosen = source or HistoryFrom.ledger
+    path = resolve_path(ledger_flag, environ, config.get("ledger"))
+    sources: list[HistorySource] = []
+    where: list[str] = []
+    if chosen is not HistoryFrom.github and path.exists():
+        ledger = Ledger(path, create=False)
+        stack.callback(ledger.close)
+        sources.append(LedgerHistory(ledger))
+        where.append(f"ledger {path}")
+    from tagkeeper.cli.rollback_cmd import _github, _github_configured
+
+    github_wanted = chosen is HistoryFrom.github or (
+        chosen is HistoryFrom.auto and _github_configured(repo, token)
+    )
+    notes: list[str] = []  # what a lenient source could not read, per image
+    if github_wanted:
+        deployments = _github(ctx, repo, token, api_url)
+        # auto: GitHub adds to the ledger, and cannot fail the prune while the ledger answers
+        sources.append(_Lenient(deployments, notes) if sources else deployments)
+        where.append("GitHub Deployments")
+    if not sources:
+        told = ", ".join(f"--env {e}" for e in environments)
+        missing = f"no deploy ledger at {path}"
+        if chosen is HistoryFrom.auto:
+            missing += " and no GitHub repository and token for Deployments"
+        if explicit:
+            raise UsageError(
+                f"{told}: {missing}, so nothing deployed there is known to protect",
+                hint="point --ledger or $TAGKEEPER_LEDGER at the ledger the deploys write "
+                "(as root the default is /var/lib/tagkeeper/ledger.db), or read GitHub "
+                "Deployments with --source github, or drop --env",
+            )
+        common.info(
+            f"warning: config env {environments[0]!r}: {missing}; prune protects no "
+            "rollback target (pass --env with --ledger or --source github to make it)"
+        )
+        return RollbackGuard()
+    return RollbackGuard(
+        environments,
+        tuple(sources),
+        ", ".join(where),
+        allow_prerelease=bool(config.get("allow-prerelease", False)),
+        notes=notes,
+    )
 
 
 def _policy(
@@ -203,6 +359,8 @@ def _report_text(image: str, report: ApplyReport) -> str:
                 f"  {result.status.value}: {_short(result.version.digest)} "
                 f"[{_tags(result.version.tags)}] {result.detail}"
             )
+    if report.replanned:
+        lines.append(f"  {report.replanned}")
     if report.held_back:
         lines.append(f"  {report.held_back}")
     if report.stopped:
@@ -398,17 +556,60 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
             show_default=False,
         ),
     ] = None,
+    env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--env",
+            "-e",
+            metavar="ENV",
+            help="Keep what is current, being deployed, and the rollback target in this "
+            "environment, from the deploy history (repeatable; default: config 'env').",
+            show_default=False,
+        ),
+    ] = None,
+    ledger_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--ledger",
+            metavar="PATH",
+            dir_okay=False,
+            help="The deploy ledger --env reads (default: $TAGKEEPER_LEDGER, config "
+            "'ledger', else /var/lib/tagkeeper/ledger.db as root or "
+            "$XDG_STATE_HOME/tagkeeper/ledger.db). prune never creates it.",
+            show_default=False,
+        ),
+    ] = None,
+    source: Annotated[
+        HistoryFrom | None,
+        typer.Option(
+            "--source",
+            help="Deploy history for --env: ledger (default), github (GitHub "
+            "Deployments; its failures stop the prune of that image), or auto (the ledger "
+            "when it exists, plus GitHub Deployments when a repository and token are set).",
+            show_default=False,
+        ),
+    ] = None,
+    repo: Annotated[
+        str | None,
+        typer.Option(
+            "--repo",
+            metavar="OWNER/NAME",
+            help="GitHub repository whose Deployments --source github reads "
+            "(default: $GITHUB_REPOSITORY).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Delete all but the newest images of each channel, never breaking a kept image.
 
-    Exit codes: 0 done (also: nothing to delete), 4 auth/permission, 5 registry or
-    network, 6 partial (some deletes failed, were refused or changed: rerun), 7 the plan
-    exceeds --max-delete (nothing deleted), 10 stopped on the rate limit (rerun later),
-    11 declined.
+    Exit codes: 0 done (also: nothing to delete), 2 usage (also: --env with no deploy
+    history to read), 4 auth/permission, 5 registry or network, 6 partial (some deletes
+    failed, were refused or changed: rerun), 7 the plan exceeds --max-delete (nothing
+    deleted), 10 stopped on the rate limit (rerun later), 11 declined, 12 the deploy
+    ledger cannot be read.
     """
+    from tagkeeper import apply
     from tagkeeper.adapters.http import build_client
-    from tagkeeper.adapters.local import LocalEngine, engine_repository
-    from tagkeeper.apply import apply_plan, check_cap
     from tagkeeper.backends import KINDS, BackendOptions, detect_kind, open_backend, token_from_env
     from tagkeeper.retention import plan as make_plan
 
@@ -483,14 +684,26 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
     for target in targets:  # bad names are usage errors before any request
         detect_kind(target, options)
         if kind == "local":
-            engine_repository(target)
+            from tagkeeper.adapters.local import engine_repository
 
+            engine_repository(target)
     scrub = secret.scrub if secret else (lambda text: text)
     entries: list[dict[str, Any]] = []
     code = ExitCode.OK
     people = fmt is not common.Format.json
     progress_on = sys.stderr.isatty()
-    with build_client() as client:
+    with build_client() as client, ExitStack() as stack:
+        guard = rollback_guard(
+            ctx,
+            stack,
+            env_flags=env,
+            ledger_flag=ledger_path,
+            source=source,
+            repo=repo,
+            token=token,
+            api_url=api_url or config.get("api-url"),
+            environ=environ,
+        )
         for target in targets:
             entry: dict[str, Any] = {
                 "image": target,
@@ -501,28 +714,28 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
                 "applied": None,
                 "error": None,
                 "requests": {},
+                "protected": {},
             }
             entries.append(entry)
             backend = None
             try:
                 backend = open_backend(target, options, client)
                 versions = backend.versions()
-                protected = protected_references(target, ctx)
-                if isinstance(backend, LocalEngine):  # + the images containers use
-                    protected = backend.protected(protected)
-                the_plan = make_plan(
-                    versions,
-                    policy,
-                    now=datetime.now(UTC),
-                    reader=backend.reader,
-                    protected=protected,
-                )
-                # what the backend itself noticed (e.g. OCI: unknown creation times)
-                noticed = tuple(getattr(backend, "warnings", ()))
+                protected, noticed_history = guard.protected(target)
+                if kind == "local":  # + the images containers use
+                    from tagkeeper.adapters.local import LocalEngine
+
+                    if isinstance(backend, LocalEngine):
+                        protected = backend.protected(protected)
+                entry["protected"] = dict(protected)
+                now = datetime.now(UTC)
+                reader = apply.MemoReader(backend.reader)  # a re-plan reads nothing twice
+                the_plan = make_plan(versions, policy, now=now, reader=reader, protected=protected)
+                # what the backend itself noticed (e.g. OCI: unknown creation times), and
+                # environments with no known deploy
+                noticed = (*getattr(backend, "warnings", ()), *noticed_history)
                 if noticed:
-                    the_plan = dataclasses.replace(
-                        the_plan, warnings=the_plan.warnings + noticed
-                    )
+                    the_plan = dataclasses.replace(the_plan, warnings=the_plan.warnings + noticed)
                 entry.update(the_plan.to_json())
                 if people:
                     typer.echo(render_plan(backend.display, the_plan))
@@ -532,7 +745,7 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
                         typer.echo(
                             gha.annotation("warning", f"{backend.display}: {warning}"), err=True
                         )
-                check_cap(the_plan, policy.max_delete, display=backend.display)
+                apply.check_cap(the_plan, policy.max_delete, display=backend.display)
                 if not the_plan.delete:
                     common.info(f"{backend.display}: nothing to delete")
                     continue
@@ -553,8 +766,12 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
                     )
                 bar = _Progress(len(the_plan.delete), progress_on)
                 try:
-                    report = apply_plan(
-                        the_plan, backend, max_delete=policy.max_delete, on_result=bar
+                    report = apply.apply_plan(
+                        the_plan,
+                        backend,
+                        max_delete=policy.max_delete,
+                        on_result=bar,
+                        replan=apply.replanner(policy, now=now, reader=reader, protected=protected),
                     )
                 finally:
                     bar.close()
@@ -583,11 +800,13 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
         common.emit_json(payload)
     elif fmt is common.Format.github:
         deleted = sum((e["applied"] or {}).get("counts", {}).get("deleted", 0) for e in entries)
+        planned = sum(len(e["delete"]) for e in entries)
         gha.write_outputs(
             {
-                "deleted": str(deleted),
+                # a dry run says what it would delete (the action documents it so)
+                "deleted": str(planned if dry_run else deleted),
                 "kept": str(sum(len(e["keep"]) for e in entries)),
-                "planned": str(sum(len(e["delete"]) for e in entries)),
+                "planned": str(planned),
                 "json": json.dumps(payload, separators=(",", ":")),
             }
         )

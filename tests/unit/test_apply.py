@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import pytest
 
-from tagkeeper.apply import ApplyReport, apply_plan
+from tagkeeper.apply import ApplyReport, MemoReader, apply_plan, replanner
 from tagkeeper.errors import CapExceeded, ExitCode
-from tagkeeper.inventory import DeleteResult, DeleteStatus, Version
+from tagkeeper.inventory import DeleteResult, DeleteStatus, ManifestUnreadable, Version
 from tagkeeper.retention import Plan, Policy, plan
 from tests.unit.fakes import FakeRegistry, at, digest_of, sig_tag
 
@@ -207,3 +209,141 @@ def test_empty_plan() -> None:
     report = apply_plan(Plan(decisions=()), FakeRegistry(), max_delete=0)
     assert report == ApplyReport(results=())
     assert report.complete
+
+
+# -- re-planning around images that stay ---------------------------------------------------
+
+
+def refused_index_package() -> FakeRegistry:
+    """An old multi-arch release (an index and two untagged platform images) that the
+    registry will refuse to delete, a kept release, and untagged garbage of its own."""
+    reg = FakeRegistry()
+    for part in ("old-amd64", "old-arm64"):
+        reg.add(part, created=10)
+    reg.add(
+        "old",
+        tags=["v1.0.0"],
+        created=11,
+        children=[digest_of("old-amd64"), digest_of("old-arm64")],
+    )
+    reg.add("new", tags=["v2.0.0"], created=30)
+    reg.add("older", tags=["v0.9.0"], created=5)
+    reg.add("garbage", created=20)
+    return reg
+
+
+def applied_with_replan(reg: FakeRegistry) -> tuple[Plan, ApplyReport, MemoReader]:
+    policy = Policy(keep_release=1)
+    reader = MemoReader(reg)
+    first = plan(reg.versions(), policy, now=NOW, reader=reader)
+    report = apply_plan(first, reg, replan=replanner(policy, now=NOW, reader=reader))
+    return first, report, reader
+
+
+def test_a_refused_index_keeps_its_children_and_the_other_garbage_goes() -> None:
+    reg = refused_index_package()
+    reg.refuse[digest_of("old")] = "the package has a version with more than 5,000 downloads"
+    first, report, _ = applied_with_replan(reg)
+    # the first plan meant to delete the index, its platform images and the garbage
+    assert {d.version.digest for d in first.delete} == {
+        digest_of(n) for n in ("old", "older", "old-amd64", "old-arm64", "garbage")
+    }
+    left = {v.digest for v in reg.versions()}
+    # the refused index still exists, so both of its platform images must too
+    assert {digest_of("old"), digest_of("old-amd64"), digest_of("old-arm64")} <= left
+    assert reg.closure([digest_of("old")]) <= left  # v1.0.0 still pulls whole
+    # unrelated garbage and the other old release are deleted all the same
+    assert digest_of("garbage") in reg.deleted and digest_of("older") in reg.deleted
+    assert sorted(v.digest for v in report.skipped) == sorted(
+        [digest_of("old-amd64"), digest_of("old-arm64")]
+    )
+    assert report.refused == 1 and not report.complete  # a refusal is still partial
+    assert report.replanned is not None and "v1.0.0 (refused)" in report.replanned
+    assert "of the untagged deletes, 2 are kept (still reachable), 1 go ahead" in report.replanned
+    assert report.held_back is not None and "child of" in report.held_back
+    data = report.to_json()
+    assert data["replanned"] == report.replanned
+    assert data["counts"] == {
+        "deleted": 2,
+        "already_gone": 0,
+        "changed": 0,
+        "refused": 1,
+        "failed": 0,
+        "skipped": 2,
+    }
+
+
+def test_the_second_plan_reads_no_manifest_twice() -> None:
+    reg = refused_index_package()
+    reg.refuse[digest_of("old")] = "refused"
+    applied_with_replan(reg)
+    assert reg.manifest_reads.count(digest_of("old")) == 1  # read by the second plan only
+    assert len(reg.manifest_reads) == len(set(reg.manifest_reads))
+    assert len(reg.referrer_reads) == len(set(reg.referrer_reads))
+
+
+def test_a_changed_index_keeps_its_children_and_the_other_garbage_goes() -> None:
+    reg = refused_index_package()
+
+    def retag(version: Version) -> None:
+        if version.digest == digest_of("old") and "stable" not in version.tags:
+            reg.push_tag("stable", version.digest)  # pushed between plan and apply
+
+    reg.before_check = retag
+    _, report, _ = applied_with_replan(reg)
+    assert report.changed == 1
+    left = {v.digest for v in reg.versions()}
+    assert {digest_of("old-amd64"), digest_of("old-arm64")} <= left
+    assert digest_of("garbage") not in left
+    assert report.replanned is not None and "v1.0.0 (changed)" in report.replanned
+
+
+def test_an_unreadable_refused_index_fails_closed_on_every_untagged_delete() -> None:
+    reg = refused_index_package()
+    reg.refuse[digest_of("old")] = "refused"
+    reg.unreadable[digest_of("old")] = "502 Bad Gateway"
+    _, report, _ = applied_with_replan(reg)
+    left = {v.digest for v in reg.versions()}
+    # nothing tells which untagged versions the index lists: all of them stay
+    assert {digest_of(n) for n in ("old-amd64", "old-arm64", "garbage")} <= left
+    assert len(report.skipped) == 3
+    assert report.replanned is not None and "could not be read" in report.replanned
+
+
+def test_a_failed_tagged_delete_still_holds_back_every_untagged_delete() -> None:
+    reg = refused_index_package()
+    reg.fail[digest_of("old")] = "502 after 5 attempts"
+    _, report, _ = applied_with_replan(reg)
+    assert report.failed == 1 and report.replanned is None
+    assert digest_of("garbage") in {v.digest for v in reg.versions()}  # next run retries
+    assert report.held_back is not None and "v1.0.0 was failed" in report.held_back
+    assert len(report.skipped) == 3
+
+
+def test_nothing_to_replan_when_every_tagged_delete_succeeds() -> None:
+    calls: list[int] = []
+    reg = refused_index_package()
+    policy = Policy(keep_release=1)
+    first = plan(reg.versions(), policy, now=NOW, reader=reg)
+    inner = replanner(policy, now=NOW, reader=reg)
+
+    def counting(versions: Sequence[Version], extra: Mapping[str, str]) -> Plan:
+        calls.append(1)
+        return inner(versions, extra)
+
+    report = apply_plan(first, reg, replan=counting)
+    assert calls == [] and report.complete and report.replanned is None
+    assert {v.digest for v in reg.versions()} == {digest_of("new")}
+
+
+def test_memo_reader_remembers_failures_too() -> None:
+    reg = refused_index_package()
+    reg.unreadable[digest_of("old")] = "timeout"
+    memo = MemoReader(reg)
+    for _ in range(2):
+        with pytest.raises(ManifestUnreadable, match="timeout"):
+            memo.manifest(digest_of("old"))
+        assert memo.manifest(digest_of("new")).digest == digest_of("new")
+        assert memo.referrers(digest_of("new")) == ()
+    assert reg.manifest_reads == [digest_of("old"), digest_of("new")]
+    assert reg.referrer_reads == [digest_of("new")]

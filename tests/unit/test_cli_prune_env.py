@@ -1,0 +1,333 @@
+"""``tagkeeper prune --env``: what the deploy history protects, wired through the CLI.
+
+The registry is the in-memory fake (it implements the real ``Backend``); the ledger is a
+real SQLite file in ``tmp_path``. What is checked is the plan prune prints and what is
+left in the fake registry afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tagkeeper.backends
+from tagkeeper.cli import main
+from tagkeeper.errors import ExitCode, RegistryError
+from tagkeeper.ledger import Actor, Ledger
+from tagkeeper.rollback import DeployRecord, DeployStatus
+from tests.unit.fakes import FakeRegistry, digest_of
+
+IMAGE = "registry.test/acme/app"
+OK = DeployStatus.SUCCEEDED
+ACTOR = Actor(user="ci", host="deploy-1")
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A clean environment: no config file, no GitHub variables, the ledger path set."""
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "ledger.db"
+    monkeypatch.setenv("TAGKEEPER_LEDGER", str(path))
+    for name in ("GITHUB_REPOSITORY", "GITHUB_TOKEN", "GH_TOKEN", "GITHUB_OUTPUT"):
+        monkeypatch.delenv(name, raising=False)
+    return path
+
+
+@pytest.fixture
+def registry(monkeypatch: pytest.MonkeyPatch) -> FakeRegistry:
+    """Four single-image releases, oldest first, and one dev image; all long past the
+    grace period. ``open_backend`` hands prune this fake."""
+    reg = FakeRegistry(display=IMAGE)
+    for minutes, tag in enumerate(("v0.9.0", "v1.0.0", "v1.1.0", "v1.2.0")):
+        reg.add(tag, tags=[tag], created=minutes)
+    reg.add("dev", tags=["dev-abcdef1"], created=10)
+
+    def open_fake(image: str, options: object, client: object) -> FakeRegistry:
+        assert image == IMAGE
+        return reg
+
+    monkeypatch.setattr(tagkeeper.backends, "open_backend", open_fake)
+    return reg
+
+
+def deploy(path: Path, tag: str, status: DeployStatus, *, env: str = "prod") -> None:
+    with Ledger(path) as ledger:
+        ledger.record(
+            environment=env,
+            repository=IMAGE,
+            tag=tag,
+            status=status,
+            actor=ACTOR,
+            digest=digest_of(tag),
+        )
+
+
+def prod_history(path: Path) -> None:
+    """v1.0.0 then v1.1.0 succeeded (v1.1.0 runs now); v1.2.0 failed afterwards."""
+    deploy(path, "v1.0.0", OK)
+    deploy(path, "v1.1.0", OK)
+    deploy(path, "v1.2.0", DeployStatus.FAILED)
+
+
+def prune(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, Any, str]:
+    capsys.readouterr()
+    code = main(["prune", "--image", IMAGE, "--keep-release", "0", "--min-age", "0", *args])
+    out, err = capsys.readouterr()
+    payload = json.loads(out) if "--format" in args and out.strip() else None
+    return code, payload, err
+
+
+def reasons(payload: Any) -> dict[str, str]:
+    (entry,) = payload["images"]
+    assert entry["error"] is None, entry["error"]
+    return {tag: item["reason"] for item in entry["keep"] for tag in item["tags"]}
+
+
+def deleted_tags(payload: Any) -> set[str]:
+    (entry,) = payload["images"]
+    return {tag for item in entry["delete"] for tag in item["tags"]}
+
+
+def test_env_keeps_the_current_release_and_the_rollback_target(
+    env: Path, registry: FakeRegistry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prod_history(env)
+    code, payload, err = prune(capsys, "--env", "prod", "--dry-run", "--format", "json")
+    assert code == 0, err
+    kept = reasons(payload)
+    assert "current in prod (ledger)" in kept["v1.1.0"]
+    assert "rollback target for prod (ledger)" in kept["v1.0.0"]
+    # keep-release 0 keeps no release by count: the failed v1.2.0 and v0.9.0 go
+    assert deleted_tags(payload) == {"v1.2.0", "v0.9.0"}
+    (entry,) = payload["images"]
+    assert entry["protected"][digest_of("v1.1.0")] == "current in prod (ledger)"
+    assert registry.deleted == []  # a dry run
+
+
+def test_without_env_the_same_run_keeps_no_release(
+    env: Path, registry: FakeRegistry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prod_history(env)  # a ledger exists, but prune was not told about any environment
+    code, payload, err = prune(capsys, "--dry-run", "--format", "json")
+    assert code == 0, err
+    assert deleted_tags(payload) == {"v0.9.0", "v1.0.0", "v1.1.0", "v1.2.0"}
+    assert payload["images"][0]["protected"] == {}
+
+
+def test_a_real_run_deletes_around_what_prod_needs_and_the_text_plan_says_why(
+    env: Path, registry: FakeRegistry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prod_history(env)
+    deploy(env, "v0.9.0", OK, env="staging")  # staging runs v0.9.0: it stays too
+    code, _, err = prune(capsys, "--env", "prod", "--env", "staging", "--yes")
+    assert code == 0, err
+    left = {tag for v in registry.versions() for tag in v.tags}
+    assert left == {"v1.1.0", "v1.0.0", "v0.9.0", "dev-abcdef1"}
+    assert registry.deleted == [digest_of("v1.2.0")]
+
+
+def test_the_text_plan_names_the_reason(
+    env: Path, registry: FakeRegistry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prod_history(env)
+    capsys.readouterr()
+    argv = ["prune", "--image", IMAGE, "--keep-release", "0", "--min-age", "0"]
+    code = main([*argv, "-e", "prod", "--dry-run"])
+    out = capsys.readouterr().out
+    assert code == 0
+    rows = {line.split()[2]: line for line in out.splitlines() if line.startswith("  KEEP")}
+    assert "current in prod (ledger)" in rows["v1.1.0"]
+    assert "rollback target for prod (ledger)" in rows["v1.0.0"]
+    assert "v1.2.0" not in rows
+
+
+def test_env_with_no_ledger_is_a_usage_error_that_creates_nothing(
+    env: Path, registry: FakeRegistry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = prune(capsys, "--env", "prod", "--yes", "--format", "json")
+    assert code == ExitCode.USAGE
+    assert f"no deploy ledger at {env}" in err and "--env prod" in err
+    assert "--source github" in err  # the hint names the way out
+    assert not env.exists()
+    assert registry.stats.total == 0 and registry.deleted == []  # nothing was even listed
+
+
+def test_an_explicit_missing_ledger_is_refused_even_from_config_env(
+    env: Path, registry: FakeRegistry, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "tagkeeper.toml").write_text('env = "prod"\n', encoding="utf-8")
+    missing = tmp_path / "elsewhere.db"
+    code, _, err = prune(capsys, "--ledger", str(missing), "--dry-run")
+    assert code == ExitCode.USAGE
+    assert str(missing) in err and not missing.exists()
+
+
+def test_config_env_without_a_ledger_warns_and_prunes(
+    env: Path, registry: FakeRegistry, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "tagkeeper.toml").write_text('env = "prod"\n', encoding="utf-8")
+    code, payload, err = prune(capsys, "--dry-run", "--format", "json")
+    assert code == 0, err
+    assert "config env 'prod'" in err and "protects no rollback target" in err
+    assert deleted_tags(payload) == {"v0.9.0", "v1.0.0", "v1.1.0", "v1.2.0"}
+    assert not env.exists()
+
+
+def test_config_env_with_a_ledger_protects(
+    env: Path, registry: FakeRegistry, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "tagkeeper.toml").write_text('env = "prod"\n', encoding="utf-8")
+    prod_history(env)
+    code, payload, err = prune(capsys, "--dry-run", "--format", "json")
+    assert code == 0, err
+    assert set(reasons(payload)) >= {"v1.1.0", "v1.0.0"}
+
+
+def test_an_environment_with_no_deploys_is_a_warning_in_the_plan(
+    env: Path, registry: FakeRegistry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prod_history(env)
+    code, payload, err = prune(
+        capsys, "--env", "prod", "--env", "qa", "--dry-run", "--format", "json"
+    )
+    assert code == 0, err
+    (warning,) = [w for w in payload["images"][0]["warnings"] if "qa" in w]
+    assert f"nothing is known to be deployed to qa for {IMAGE}" in warning
+    assert f"ledger {env}" in warning
+    assert "warning" in err and "qa" in err
+
+
+def test_ledger_or_source_without_env_is_a_usage_error(
+    env: Path, registry: FakeRegistry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prod_history(env)
+    for extra in (("--ledger", str(env)), ("--source", "auto")):
+        code, _, err = prune(capsys, *extra, "--dry-run")
+        assert code == ExitCode.USAGE
+        assert "--env" in err
+    assert registry.stats.total == 0
+
+
+class FakeDeployments:
+    """A GitHub Deployments history source (the ``HistorySource`` protocol)."""
+
+    name = "github"
+
+    def __init__(self, records: Sequence[DeployRecord] = (), down: bool = False) -> None:
+        self.records = list(records)
+        self.down = down
+
+    def history(self, repository: str, environment: str) -> Sequence[DeployRecord]:
+        if self.down:
+            raise RegistryError("GitHub Deployments: listing deployments failed: refused")
+        return [
+            r for r in self.records if r.repository == repository and r.environment == environment
+        ]
+
+
+def use_github(monkeypatch: pytest.MonkeyPatch, fake: FakeDeployments) -> None:
+    from tagkeeper.cli import rollback_cmd
+
+    monkeypatch.setattr(rollback_cmd, "_github", lambda *args: fake)
+    monkeypatch.setenv("GITHUB_REPOSITORY", "acme/app")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghs_fake")
+
+
+def test_source_github_protects_from_deployments_and_needs_no_ledger(
+    env: Path,
+    registry: FakeRegistry,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from datetime import UTC, datetime
+
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    use_github(
+        monkeypatch,
+        FakeDeployments(
+            [
+                DeployRecord("prod", IMAGE, "v1.2.0", OK, when, source="github"),
+                DeployRecord("prod", IMAGE, "v0.9.0", OK, when, source="github"),
+            ]
+        ),
+    )
+    args = ("--env", "prod", "--source", "github", "--dry-run", "--format", "json")
+    code, payload, err = prune(capsys, *args)
+    assert code == 0, err
+    kept = reasons(payload)
+    assert "current in prod (github)" in kept["v1.2.0"]
+    assert "rollback target for prod (github)" in kept["v0.9.0"]
+    assert not env.exists()
+
+
+def test_source_github_down_stops_the_image_and_deletes_nothing(
+    env: Path,
+    registry: FakeRegistry,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    use_github(monkeypatch, FakeDeployments(down=True))
+    code, _, err = prune(capsys, "--env", "prod", "--source", "github", "--yes")
+    assert code == ExitCode.REGISTRY
+    assert "GitHub Deployments" in err
+    assert registry.deleted == []
+
+
+def test_source_auto_with_a_ledger_survives_github_being_down(
+    env: Path,
+    registry: FakeRegistry,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    prod_history(env)
+    use_github(monkeypatch, FakeDeployments(down=True))
+    args = ("--env", "prod", "--source", "auto", "--dry-run", "--format", "json")
+    code, payload, err = prune(capsys, *args)
+    assert code == 0, err
+    assert "current in prod (ledger)" in reasons(payload)["v1.1.0"]
+    assert any(
+        "github history of prod could not be read" in w for w in payload["images"][0]["warnings"]
+    )
+
+
+def test_source_auto_with_nothing_to_read_is_a_usage_error(
+    env: Path, registry: FakeRegistry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = prune(capsys, "--env", "prod", "--source", "auto", "--dry-run")
+    assert code == ExitCode.USAGE
+    assert "no GitHub repository and token" in err
+
+
+def test_an_unreadable_ledger_is_a_ledger_error(
+    env: Path, registry: FakeRegistry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.write_bytes(b"this is not a database" * 100)
+    code, _, err = prune(capsys, "--env", "prod", "--dry-run")
+    assert code == ExitCode.LEDGER, err
+    assert str(env) in err
+    assert registry.stats.total == 0
+
+
+def test_the_prune_command_module_imports_nothing_heavy() -> None:
+    # ``--help`` stays fast: the command module leaves docker, httpx and sqlite3 alone
+    code = (
+        "import sys, tagkeeper.cli.prune_cmd\n"
+        "heavy = [m for m in ('docker', 'httpx', 'sqlite3', 'github', "
+        "'tagkeeper.adapters.local') if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    assert result.stdout.strip() == ""
