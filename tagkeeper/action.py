@@ -29,6 +29,7 @@ _VALUE_FLAGS: tuple[tuple[str, str, frozenset[str]], ...] = (
     ("TK_KEEP_PRERELEASE", "--keep-prerelease", frozenset({"prune"})),
     ("TK_MIN_AGE", "--min-age", frozenset({"prune"})),
     ("TK_UNTAGGED", "--untagged", frozenset({"prune"})),
+    ("TK_UNMATCHED", "--unmatched", frozenset({"prune"})),
     ("TK_MAX_DELETE", "--max-delete", frozenset({"prune"})),
     ("TK_API_URL", "--api-url", frozenset({"prune", "doctor", "previous"})),
     ("TK_REGISTRY_URL", "--registry-url", frozenset({"prune", "doctor"})),
@@ -71,8 +72,6 @@ def build_invocation(env: Mapping[str, str]) -> Invocation:
     if command in _IMAGE_AS_FLAG:
         for image in images:
             argv += ["--image", image]
-    elif command == "check":
-        argv += images
     for variable, flag, commands in _VALUE_FLAGS:
         value = env.get(variable, "").strip()
         if not value:
@@ -102,28 +101,58 @@ def build_invocation(env: Mapping[str, str]) -> Invocation:
             f"input 'args' cannot be split ({exc})", hint="balance its quotes"
         ) from None
     argv += extra
+    if command == "check" and images:
+        # references are never read as options, whatever they start with
+        argv += ["--", *images]
     return Invocation(argv=argv, token=env.get("TK_TOKEN", ""))
+
+
+_SECRET_FLAGS = ("--token", "--password")
+
+
+def secrets_in(argv: list[str]) -> list[str]:
+    """Values of ``--token``/``--password``-style options given in ``args``."""
+    found: list[str] = []
+    for index, arg in enumerate(argv):
+        for flag in _SECRET_FLAGS:
+            if arg == flag and index + 1 < len(argv):
+                found.append(argv[index + 1])
+            elif arg.startswith(flag + "="):
+                found.append(arg.split("=", 1)[1])
+    return [value for value in found if value]
+
+
+def shown(argv: list[str]) -> str:
+    """The command line as printed in the job log: one line, secrets replaced by ``***``."""
+    text = shlex.join(argv)
+    for value in secrets_in(argv):
+        text = text.replace(shlex.quote(value), "***").replace(value, "***")
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _mask(value: str) -> None:
+    for line in value.splitlines():
+        if line.strip():
+            print(f"::add-mask::{line}", flush=True)
 
 
 def main() -> int:
     from tagkeeper import gha
 
     token = os.environ.get("TK_TOKEN", "")
-    if token:
-        for line in token.splitlines():
-            if line:
-                print(f"::add-mask::{line}", flush=True)
+    _mask(token)
     try:
         invocation = build_invocation(os.environ)
     except UsageError as exc:
         print(gha.annotation("error", exc.diagnostics(), title="tagkeeper"), flush=True)
         return int(ExitCode.USAGE)
+    for value in secrets_in(invocation.argv):
+        _mask(value)
     if invocation.token:
         os.environ["GITHUB_TOKEN"] = invocation.token
     for variable in [name for name in os.environ if name.startswith("TK_")]:
         del os.environ[variable]
-    shown = shlex.join(invocation.argv).replace("\r", "\\r").replace("\n", "\\n")
-    print(f"tagkeeper {shown}", flush=True)
+    print(f"tagkeeper {shown(invocation.argv)}", flush=True)
     from tagkeeper.cli import main as cli_main
 
     return cli_main(invocation.argv)

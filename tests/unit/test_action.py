@@ -11,6 +11,8 @@ from tagkeeper.action import (
     COMMANDS,
     build_invocation,
     parse_bool,
+    secrets_in,
+    shown,
 )
 from tagkeeper.errors import UsageError
 
@@ -77,8 +79,32 @@ def test_check_takes_references_as_arguments() -> None:
             "TK_ENV": "prod",
         }
     )
-    assert inv.argv[:3] == ["check", "ghcr.io/a/b:v1.0.0", "ghcr.io/a/b:latest"]
-    assert inv.argv[3:5] == ["--env", "prod"]
+    assert inv.argv[:3] == ["check", "--env", "prod"]
+    assert inv.argv[-3:] == ["--", "ghcr.io/a/b:v1.0.0", "ghcr.io/a/b:latest"]
+
+
+@pytest.mark.parametrize("line", ["--allow-prerelease", "--help", "-h", "--env=dev"])
+def test_check_references_can_never_become_options(line: str) -> None:
+    inv = build_invocation(
+        {"TK_COMMAND": "check", "TK_IMAGE": f"ghcr.io/a/b:v1.2.3-rc.1\n{line}", "TK_ENV": "prod"}
+    )
+    separator = inv.argv.index("--")
+    assert line in inv.argv[separator:]
+    assert line not in inv.argv[:separator]
+
+
+def test_secrets_given_in_args_are_never_shown() -> None:
+    inv = build_invocation(
+        {
+            "TK_COMMAND": "prune",
+            "TK_IMAGE": "ghcr.io/a/b",
+            "TK_ARGS": "--token ghp_SECRET1 --password=hunter2",
+        }
+    )
+    assert secrets_in(inv.argv) == ["ghp_SECRET1", "hunter2"]
+    line = shown(inv.argv)
+    assert "ghp_SECRET1" not in line and "hunter2" not in line
+    assert "--token ***" in line
 
 
 @pytest.mark.parametrize("value", ["True", "yes", "1", "false ", "on", ""])
