@@ -27,6 +27,9 @@ from tagkeeper.errors import UsageError
 from tagkeeper.refs import parse_reference
 from tagkeeper.secret import Secret
 
+# re-exported: the one token lookup lives in tagkeeper.secret (no heavy imports there)
+from tagkeeper.secret import token_from_env as token_from_env  # noqa: PLC0414
+
 if TYPE_CHECKING:
     import httpx
 
@@ -65,14 +68,6 @@ class BackendOptions:
 
     def env(self) -> Mapping[str, str]:
         return os.environ if self.environ is None else self.environ
-
-
-def token_from_env(flag: str | None, environ: Mapping[str, str]) -> Secret | None:
-    """The token from ``--token``, else ``GITHUB_TOKEN``, else ``GH_TOKEN`` (or ``None``)."""
-    for value in (flag, environ.get("GITHUB_TOKEN"), environ.get("GH_TOKEN")):
-        if value:
-            return Secret(value.strip())
-    return None
 
 
 def detect_kind(image: str, options: BackendOptions) -> Kind:

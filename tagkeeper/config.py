@@ -3,12 +3,22 @@
 The first of these found walking up from the working directory wins:
 ``tagkeeper.toml`` (top-level keys) or ``pyproject.toml`` with a ``[tool.tagkeeper]``
 table. Command-line flags override what it says. Keys use dashes, as flags do.
+
+Every value is checked when the file is loaded, with the rules the flags use, so a bad
+value is a :class:`~tagkeeper.errors.ConfigError` naming the file, the key and what is
+allowed, before any command acts on it.
+
+A ``pyproject.toml`` that is not valid TOML is skipped during discovery (it may belong to
+a tool that is still being edited) unless its text mentions a ``tool.tagkeeper`` table:
+then its settings (``protect`` patterns above all) cannot be read, and guessing without
+them could delete what they protect, so it is a ConfigError.
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,31 +32,58 @@ _BOOL = (bool,)
 _LIST = (list,)
 
 SCHEMA: dict[str, tuple[tuple[type, ...], str]] = {
-    "image": ((str, list), "an image repository or a list of them"),
+    "image": (
+        (str, list),
+        "an image repository without tag or digest (e.g. 'ghcr.io/owner/app'), "
+        "or a non-empty list of them",
+    ),
     "sha-length": (_INT, "an integer from 4 to 40"),
     "bare-version": (_BOOL, "true (tag 1.2.3) or false (tag v1.2.3)"),
     "aliases": (_BOOL, "true or false (emit floating v1.2 and v1 tags for releases)"),
-    "dev-pointer": (_STR, "a tag name such as 'dev-latest' (opt-in moving dev pointer)"),
+    "dev-pointer": (
+        _STR,
+        "a tag name such as 'dev-latest' (opt-in moving dev pointer; not 'latest', "
+        "a version or dev-<sha>/pr-<n>), or '' for none",
+    ),
     "pr-sha": (_STR, "'head' or 'merge'"),
-    "env": (_STR, "an environment name such as 'dev' or 'prod'"),
+    "env": (
+        _STR,
+        "an environment name such as 'dev' or 'prod' (letters, digits, spaces, '.', '_', "
+        "'-' and '/', starting with a letter or digit, at most 255 characters)",
+    ),
     "allow-prerelease": (_BOOL, "true or false"),
     "keep": (_INT, "a non-negative integer"),
     "keep-dev": (_INT, "a non-negative integer"),
     "keep-pr": (_INT, "a non-negative integer"),
     "keep-release": (_INT, "a non-negative integer"),
     "keep-prerelease": (_INT, "a non-negative integer"),
-    "protect": (_LIST, "a list of glob patterns"),
-    "min-age": (_STR, "a duration such as '1h', '30m', '2d' or '0'"),
+    "protect": (_LIST, "a list of non-empty glob patterns, e.g. ['v*', 'stable']"),
+    "min-age": (_STR, "a duration such as '1h', '30m', '2d' or '0' (at most 100 years)"),
     "untagged": (_STR, "'keep' or 'delete'"),
     "unmatched": (_STR, "'keep' or 'delete' (tags that match no channel)"),
     "max-delete": (_INT, "a non-negative integer"),
-    "api-url": (_STR, "a URL"),
-    "registry-url": (_STR, "a URL"),
+    "api-url": (_STR, "an https:// URL (http:// only for localhost)"),
+    "registry-url": (_STR, "an https:// URL (http:// only for localhost)"),
     "ledger": (_STR, "a path to the deploy ledger database"),
 }
 
-_CHOICES = {"pr-sha": ("head", "merge"), "untagged": ("keep", "delete"),
-            "unmatched": ("keep", "delete")}
+_CHOICES = {
+    "pr-sha": ("head", "merge"),
+    "untagged": ("keep", "delete"),
+    "unmatched": ("keep", "delete"),
+}
+
+ENV_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._/-]{0,254}")
+# A tool.tagkeeper table in a file that is not valid TOML: [tool.tagkeeper], a
+# [tool.tagkeeper.x] sub-table, or a dotted key tool.tagkeeper... = ...
+_SECTION_TEXT_RE = re.compile(
+    r"""^[ \t]*(?:\[[ \t]*tool[ \t]*\.[ \t]*["']?tagkeeper["']?[ \t]*[\].]"""
+    r"""|tool[ \t]*\.[ \t]*["']?tagkeeper["']?[ \t]*[.=])""",
+    re.MULTILINE,
+)
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_DURATION_SECONDS = 100 * 365 * 86400  # 100 years: beyond that is a typo
 
 
 @dataclass(frozen=True)
@@ -68,7 +105,118 @@ class Config:
         return [image] if isinstance(image, str) else list(image)
 
 
-def _validate(data: Mapping[str, Any], source: Path, table: str) -> dict[str, Any]:
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as ``90s``, ``30m``, ``1h``, ``2d``, ``1w`` or ``0``.
+
+    At most 100 years (:data:`MAX_DURATION_SECONDS`); anything longer is a
+    :class:`UsageError`, as is anything that is not a whole number and a unit.
+    """
+    text = text.strip()
+    if text == "0":
+        return 0.0
+    number, unit = text[:-1], text[-1:]
+    shown = text if len(text) <= 40 else text[:37] + "..."
+    if unit not in DURATION_UNITS or not number.isascii() or not number.isdigit():
+        raise UsageError(
+            f"{shown!r} is not a duration",
+            hint="use a whole number and a unit: 90s, 30m, 1h, 2d, 1w (or 0)",
+        )
+    digits = number.lstrip("0") or "0"
+    # compare lengths first: int() of thousands of digits is refused (and slow)
+    if len(digits) > 15 or int(digits) * DURATION_UNITS[unit] > MAX_DURATION_SECONDS:
+        raise UsageError(
+            f"duration {shown!r} is longer than 100 years",
+            hint="use a duration such as 1h, 2d or 4w (at most 100 years)",
+        )
+    return float(int(digits) * DURATION_UNITS[unit])
+
+
+# -- value checks: each raises UsageError saying why a (well-typed) value is refused --
+
+
+def _check_image(value: str | list[str]) -> None:
+    from tagkeeper.refs import parse_reference
+
+    images = [value] if isinstance(value, str) else value
+    if not images:
+        raise UsageError("the list is empty")
+    for image in images:
+        ref = parse_reference(image)
+        if ref.tag is not None or ref.digest is not None:
+            raise UsageError(
+                f"{image!r} names a tag or digest",
+                hint=f"configure the repository only: {ref.repository}",
+            )
+
+
+def _check_env(value: str) -> None:
+    if not ENV_NAME_RE.fullmatch(value) or value != value.strip():
+        raise UsageError(
+            "an empty name" if not value.strip() else f"{value!r} is not an environment name"
+        )
+
+
+def _check_dev_pointer(value: str) -> None:
+    if value == "":
+        return  # no pointer, as --dev-pointer ''
+    from tagkeeper.tagging import check_dev_pointer  # lazy: tagging is a bigger module
+
+    check_dev_pointer(value)
+
+
+def _check_protect(value: list[str]) -> None:
+    for pattern in value:
+        if not pattern.strip():
+            raise UsageError("an empty pattern protects nothing", hint="remove it")
+
+
+def _check_url(key: str) -> Callable[[str], None]:
+    def check(value: str) -> None:
+        # lazy: only files that set a URL pay for importing the HTTP stack here
+        from tagkeeper.adapters.http import check_base_url
+
+        check_base_url(value, what=key)
+
+    return check
+
+
+def _check_ledger(value: str) -> None:
+    if not value.strip():
+        raise UsageError("an empty path")
+
+
+_CHECKS: dict[str, Callable[[Any], object]] = {
+    "image": _check_image,
+    "env": _check_env,
+    "dev-pointer": _check_dev_pointer,
+    "protect": _check_protect,
+    "min-age": parse_duration,
+    "api-url": _check_url("api-url"),
+    "registry-url": _check_url("registry-url"),
+    "ledger": _check_ledger,
+}
+
+
+def _well_typed(key: str, value: Any) -> bool:
+    types, _ = SCHEMA[key]
+    ok = isinstance(value, types) and not (bool in types) ^ isinstance(value, bool)
+    if ok and isinstance(value, list):
+        ok = all(isinstance(item, str) for item in value)
+    if ok and isinstance(value, int) and not isinstance(value, bool):
+        low, high = (4, 40) if key == "sha-length" else (0, None)
+        ok = value >= low and (high is None or value <= high)
+    if ok and key in _CHOICES:
+        ok = value in _CHOICES[key]
+    return ok
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def validate(data: Mapping[str, Any], source: Path, table: str = "") -> dict[str, Any]:
+    """``data`` checked key by key; :class:`ConfigError` naming file and key if not."""
     where = f"{source}" + (f" [{table}]" if table else "")
     out: dict[str, Any] = {}
     for key, value in data.items():
@@ -78,40 +226,60 @@ def _validate(data: Mapping[str, Any], source: Path, table: str) -> dict[str, An
                 f"{where}: unknown key {key!r}",
                 hint=f"allowed keys are: {known}",
             )
-        types, allowed = SCHEMA[key]
-        ok = isinstance(value, types) and not (bool in types) ^ isinstance(value, bool)
-        if ok and isinstance(value, list):
-            ok = all(isinstance(item, str) for item in value)
-        if ok and isinstance(value, int) and not isinstance(value, bool):
-            low, high = (4, 40) if key == "sha-length" else (0, None)
-            ok = value >= low and (high is None or value <= high)
-        if ok and key in _CHOICES:
-            ok = value in _CHOICES[key]
-        if ok and key == "min-age":
-            ok = _is_duration(value)
-        if not ok:
-            raise ConfigError(f"{where}: key {key!r} has value {value!r}; it must be {allowed}")
+        allowed = SCHEMA[key][1]
+        if not _well_typed(key, value):
+            raise ConfigError(
+                f"{where}: key {key!r} has value {_shown(value)}; it must be {allowed}"
+            )
+        check = _CHECKS.get(key)
+        if check is not None:
+            try:
+                check(value)
+            except UsageError as exc:
+                raise ConfigError(
+                    f"{where}: key {key!r} has value {_shown(value)} ({exc.message}); "
+                    f"it must be {allowed}",
+                    hint=exc.hint,
+                ) from None
         out[key] = value
     return out
 
 
-def load_file(path: Path) -> Config:
-    """Load one configuration file (``tagkeeper.toml`` or ``pyproject.toml``)."""
+def _read(path: Path) -> bytes:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such configuration file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot be read ({exc})") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a configuration file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def _parse(path: Path, raw: bytes) -> dict[str, Any]:
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: is not UTF-8 text", hint="save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+        raise ConfigError(
+            f"{path}: not valid TOML ({exc})", hint="fix the syntax at the line shown"
+        ) from None
+
+
+def _from_data(path: Path, data: dict[str, Any]) -> Config:
     if path.name == "pyproject.toml":
         tool = data.get("tool", {})
         section = tool.get("tagkeeper", {}) if isinstance(tool, dict) else {}
         if not isinstance(section, dict):
             raise ConfigError(f"{path}: [tool.tagkeeper] must be a table")
-        return Config(_validate(section, path, "tool.tagkeeper"), path)
-    return Config(_validate(data, path, ""), path)
+        return Config(validate(section, path, "tool.tagkeeper"), path)
+    return Config(validate(data, path), path)
+
+
+def load_file(path: Path) -> Config:
+    """Load one configuration file (``tagkeeper.toml`` or ``pyproject.toml``)."""
+    return _from_data(path, _parse(path, _read(path)))
 
 
 def discover(start: Path) -> Config:
@@ -121,38 +289,30 @@ def discover(start: Path) -> Config:
         if candidate.is_file():
             return load_file(candidate)
         pyproject = folder / "pyproject.toml"
-        if pyproject.is_file() and _has_section(pyproject):
-            return load_file(pyproject)
+        if pyproject.is_file():
+            found = _pyproject_config(pyproject)
+            if found is not None:
+                return found
     return Config()
 
 
-def _has_section(pyproject: Path) -> bool:
+def _pyproject_config(path: Path) -> Config | None:
+    """The ``[tool.tagkeeper]`` settings of ``path``; ``None`` when it has none.
+
+    A file that cannot be read or parsed is skipped, unless its text shows a
+    ``tool.tagkeeper`` table: that is a :class:`ConfigError` (see the module docs).
+    """
     try:
-        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return False
+        raw = path.read_bytes()
+    except OSError:
+        return None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        if _SECTION_TEXT_RE.search(raw.decode("utf-8", errors="replace")):
+            _parse(path, raw)  # raises the ConfigError that says what is wrong
+        return None
     tool = data.get("tool")
-    return isinstance(tool, dict) and "tagkeeper" in tool
-
-
-def _is_duration(text: str) -> bool:
-    try:
-        parse_duration(text)
-    except UsageError:
-        return False
-    return True
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a duration such as ``90s``, ``30m``, ``1h``, ``2d``, ``1w`` or ``0``."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    text = text.strip()
-    if text == "0":
-        return 0.0
-    number, unit = text[:-1], text[-1:]
-    if unit not in units or not number.isascii() or not number.isdigit():
-        raise UsageError(
-            f"{text!r} is not a duration",
-            hint="use a whole number and a unit: 90s, 30m, 1h, 2d, 1w (or 0)",
-        )
-    return float(int(number) * units[unit])
+    if not (isinstance(tool, dict) and "tagkeeper" in tool):
+        return None
+    return _from_data(path, data)

@@ -48,11 +48,29 @@ def _runtime_file(variable: str, environ: Mapping[str, str] | None) -> Path:
     return Path(path)
 
 
+def _append(variable: str, path: Path, text: str) -> None:
+    """Append ``text`` to a runtime file; :class:`UsageError` when it cannot be written."""
+    try:
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        if isinstance(exc, IsADirectoryError):
+            reason = "it is a directory"
+        elif isinstance(exc, FileNotFoundError):
+            reason = "its folder does not exist"
+        else:
+            reason = exc.strerror or type(exc).__name__
+        raise UsageError(
+            f"cannot write ${variable} ({path}): {reason}",
+            hint=f"${variable} is set by the GitHub Actions runner to a file it reads after "
+            "the step; outside a runner, unset it or point it at a writable file",
+        ) from None
+
+
 def write_outputs(outputs: Mapping[str, str], environ: Mapping[str, str] | None = None) -> None:
     """Append step outputs to ``$GITHUB_OUTPUT``."""
     text = format_outputs(outputs)
-    with _runtime_file("GITHUB_OUTPUT", environ).open("a", encoding="utf-8") as fh:
-        fh.write(text)
+    _append("GITHUB_OUTPUT", _runtime_file("GITHUB_OUTPUT", environ), text)
 
 
 def append_summary(markdown: str, environ: Mapping[str, str] | None = None) -> None:
@@ -61,8 +79,22 @@ def append_summary(markdown: str, environ: Mapping[str, str] | None = None) -> N
     path = env.get("GITHUB_STEP_SUMMARY")
     if not path:
         return
-    with Path(path).open("a", encoding="utf-8") as fh:
-        fh.write(markdown if markdown.endswith("\n") else markdown + "\n")
+    text = markdown if markdown.endswith("\n") else markdown + "\n"
+    _append("GITHUB_STEP_SUMMARY", Path(path), text)
+
+
+def preflight(environ: Mapping[str, str] | None = None) -> None:
+    """Check, before acting, that ``--format github`` will be able to write its files.
+
+    ``$GITHUB_OUTPUT`` must be set and writable; ``$GITHUB_STEP_SUMMARY`` writable when
+    set. Raises the :class:`UsageError` that :func:`write_outputs` or
+    :func:`append_summary` would raise later; writes nothing.
+    """
+    env = os.environ if environ is None else environ
+    _append("GITHUB_OUTPUT", _runtime_file("GITHUB_OUTPUT", env), "")
+    summary = env.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        _append("GITHUB_STEP_SUMMARY", Path(summary), "")
 
 
 def _escape_data(text: str) -> str:

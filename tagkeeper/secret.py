@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+TOKEN_VARIABLES = ("GITHUB_TOKEN", "GH_TOKEN")
+
 
 class Secret:
     """Holds a credential. ``str()``, ``repr()`` and f-strings print ``***``."""
@@ -35,3 +39,16 @@ class Secret:
 
     def __format__(self, spec: str) -> str:
         return "***"
+
+
+def token_from_env(flag: str | None, environ: Mapping[str, str]) -> Secret | None:
+    """The GitHub token: ``--token``, else ``$GITHUB_TOKEN``, else ``$GH_TOKEN``.
+
+    Surrounding whitespace (a newline pasted into a secret) is stripped; a value that is
+    empty or only whitespace counts as not given, so the next source is tried. ``None``
+    when no source has a token.
+    """
+    for value in (flag, *(environ.get(name) for name in TOKEN_VARIABLES)):
+        if value and value.strip():
+            return Secret(value.strip())
+    return None

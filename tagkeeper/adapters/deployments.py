@@ -35,7 +35,7 @@ from typing import Any
 from tagkeeper.errors import AuthError, RegistryError, UsageError
 from tagkeeper.refs import parse_reference
 from tagkeeper.rollback import DeployRecord, DeployStatus
-from tagkeeper.secret import Secret
+from tagkeeper.secret import Secret, token_from_env
 
 PAYLOAD_VERSION = 1
 ROLLED_BACK_DESCRIPTION = "rolled back by tagkeeper"
@@ -349,6 +349,6 @@ def repository_and_token(
             "no GitHub repository given for GitHub Deployments",
             hint="pass --repo OWNER/NAME or set GITHUB_REPOSITORY",
         )
-    secret = Secret(token or environ.get("GITHUB_TOKEN") or environ.get("GH_TOKEN") or "")
+    secret = token_from_env(token, environ) or Secret("")
     url = api_url or environ.get("GITHUB_API_URL") or DEFAULT_API_URL
     return name, secret, url

@@ -47,6 +47,8 @@ from tagkeeper.adapters.http import (
     Sender,
     Sleep,
     describe_response,
+    is_loopback_host,
+    json_body,
     parse_retry_after,
 )
 from tagkeeper.errors import AuthError, RateLimited, RegistryError, UsageError
@@ -480,7 +482,7 @@ class GhcrBackend:
         if response.status_code == 404:
             return None
         self._expect_ok(response, f"reading version {version.digest[:19]}")
-        return self._to_version(response.json()).tags
+        return self._to_version(self._json(response, "the package version")).tags
 
     def delete(self, version: Version) -> DeleteResult:
         if self._no_permission is not None:
@@ -635,7 +637,8 @@ class GhcrBackend:
         """A bearer token for ``/v2`` pulls, from ghcr.io's token service.
 
         ``challenge`` is a ``WWW-Authenticate`` value to follow; its realm must be on the
-        registry's own host (the GitHub token is never sent anywhere else).
+        registry's own host (the GitHub token is never sent anywhere else), over https
+        (plain http only on a loopback host, as for ``--registry-url``).
         """
         realm = f"{self.registry_url}/token"
         service = "ghcr.io"
@@ -645,12 +648,7 @@ class GhcrBackend:
             realm = params.get("realm", realm)
             service = params.get("service", service)
             scope = params.get("scope", scope)
-            if httpx.URL(realm).netloc != httpx.URL(self.registry_url).netloc:
-                raise RegistryError(
-                    f"{self.display}: the registry asks for credentials at another host "
-                    f"({httpx.URL(realm).host}); tagkeeper does not send the token there",
-                    hint="point --registry-url at the registry itself",
-                )
+        self._check_realm(realm)
         auth = ("tagkeeper", self.token.reveal()) if self.token else None
         response = self.sender.send(
             "GET", realm, kind="token", params={"scope": scope, "service": service}, auth=auth
@@ -662,10 +660,7 @@ class GhcrBackend:
                 hint="the token needs read:packages (or 'packages: read' for GITHUB_TOKEN)",
             )
         self._expect_ok(response, "exchanging the token at ghcr.io")
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
+        body = self._json(response, "the registry token service")
         value = None
         if isinstance(body, dict):
             value = body.get("token") or body.get("access_token")
@@ -673,10 +668,35 @@ class GhcrBackend:
             raise RegistryError(f"{self.display}: the registry token service sent no token")
         return value
 
+    def _check_realm(self, realm: str) -> None:
+        """Refuse a token realm on another host, or on plain http off loopback."""
+        try:
+            url = httpx.URL(realm)
+        except httpx.InvalidURL:
+            url = None
+        if url is None or url.netloc != httpx.URL(self.registry_url).netloc:
+            where = url.host if url is not None and url.host else repr(realm[:80])
+            raise RegistryError(
+                f"{self.display}: the registry asks for credentials at another host "
+                f"({where}); tagkeeper does not send the token there",
+                hint="point --registry-url at the registry itself",
+            )
+        if url.scheme != "https" and not (url.scheme == "http" and is_loopback_host(url.host)):
+            raise RegistryError(
+                f"{self.display}: the registry asks for credentials over {url.scheme}:// "
+                f"({url.copy_with(query=None)}); tagkeeper sends the token only over https",
+                hint="plain http is accepted only on localhost, 127.0.0.0/8 and ::1; check "
+                "--registry-url and any proxy that rewrites the registry's answers",
+            )
+
     # -- REST plumbing -----------------------------------------------------------------
 
     def scrub(self, text: str) -> str:
         return self.sender.scrub(text)
+
+    def _json(self, response: httpx.Response, what: str) -> Any:
+        """The JSON of an answer that must be JSON (else a RegistryError with a hint)."""
+        return json_body(response, what=f"{self.display}: {what}", scrub=self.scrub)
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": API_VERSION}
@@ -705,7 +725,7 @@ class GhcrBackend:
                     hint="the token is invalid or expired; create a new one",
                 )
             if response.status_code == 200:
-                body = response.json()
+                body = self._json(response, "the token's user")
                 login = body.get("login") if isinstance(body, dict) else None
                 self._login = login if isinstance(login, str) else None
                 scopes = response.headers.get("x-oauth-scopes")
@@ -731,7 +751,7 @@ class GhcrBackend:
                     hint="check the owner part of the image name",
                 )
             self._expect_ok(response, f"looking up the owner {self.owner!r}")
-            body = response.json()
+            body = self._json(response, f"the owner {self.owner!r}")
             is_org = isinstance(body, dict) and body.get("type") == "Organization"
             self._owner_kind = "org" if is_org else "user"
             segment = "orgs" if is_org else "users"
@@ -794,7 +814,7 @@ class GhcrBackend:
         )
 
     def _page_items(self, response: httpx.Response) -> list[Any]:
-        body = response.json()
+        body = self._json(response, "the versions list")
         if not isinstance(body, list):
             raise RegistryError(f"{self.display}: the versions answer is not a list")
         return body

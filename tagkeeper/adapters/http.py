@@ -7,6 +7,8 @@
   randomness are injected, so tests run instantly and deterministically. Transport errors
   that outlive the retries become :class:`~tagkeeper.errors.RegistryError` (with any
   secret scrubbed from the message).
+- :func:`json_body` reads the JSON of an answer the caller expects to be JSON; anything
+  else (a proxy's or captive portal's HTML page) is a :class:`RegistryError` that says so.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -216,3 +218,38 @@ def describe_response(response: httpx.Response, scrub: Callable[[str], str]) -> 
         message = response.text.strip()
     text = f"HTTP {response.status_code}" + (f": {message}" if message else "")
     return scrub(text)
+
+
+PROXY_HINT = (
+    "something other than the API answered: check --api-url / --registry-url, and any "
+    "HTTPS_PROXY or captive portal between this machine and the registry"
+)
+
+
+def json_body(
+    response: httpx.Response,
+    *,
+    what: str,
+    scrub: Callable[[str], str] = lambda text: text,
+    hint: str = PROXY_HINT,
+) -> Any:
+    """The decoded JSON of ``response``, or :class:`RegistryError` when it is not JSON.
+
+    ``what`` names the answer for the message (e.g. ``"ghcr.io/o/app: the versions
+    list"``). The message names the request and the content type that came instead.
+    """
+    try:
+        return response.json()
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError both are ValueErrors
+        pass
+    content_type = response.headers.get("content-type", "").split(";")[0].strip()
+    got = f"{content_type} content" if content_type else "content without a content type"
+    try:
+        request = response.request
+        asked = f"the answer to {request.method} {request.url.copy_with(query=None)}"
+    except RuntimeError:  # a response built by hand has no request
+        asked = "the answer"
+    raise RegistryError(
+        scrub(f"{what}: {asked} (HTTP {response.status_code}) is not JSON but {got}"),
+        hint=hint,
+    )

@@ -137,6 +137,26 @@ def test_token_from_flag_then_github_token_then_gh_token() -> None:
     assert token_from_env(None, {}) is None
 
 
+def test_token_lookup_strips_whitespace_and_skips_blank_sources() -> None:
+    assert token_from_env(" flag\n", {}) == Secret("flag")
+    assert token_from_env(None, {"GITHUB_TOKEN": "a\n"}) == Secret("a")
+    # a blank flag or variable (an unset secret in a workflow) is not a token
+    assert token_from_env("  ", {"GITHUB_TOKEN": "\n", "GH_TOKEN": "b"}) == Secret("b")
+    assert token_from_env("", {"GITHUB_TOKEN": " "}) is None
+
+
+def test_deployments_use_the_same_token_lookup() -> None:
+    from tagkeeper.adapters.deployments import repository_and_token
+
+    env = {"GITHUB_REPOSITORY": "o/r", "GITHUB_TOKEN": " \n", "GH_TOKEN": "tok\n"}
+    _, secret, _ = repository_and_token(env)
+    assert secret == Secret("tok")
+    _, flagged, _ = repository_and_token(env, token="flag ")
+    assert flagged == Secret("flag")
+    _, none, _ = repository_and_token({"GITHUB_REPOSITORY": "o/r"})
+    assert not none
+
+
 def test_ghcr_is_detected_by_host_and_a_hostless_image_needs_kind() -> None:
     assert detect_kind("ghcr.io/acme/app", BackendOptions()) == "ghcr"
     assert detect_kind("registry.test/acme/app", BackendOptions(kind="ghcr")) == "ghcr"
@@ -695,3 +715,110 @@ def test_referrers_come_from_the_tag_schema_index(
     reader = make_backend(client, time).reader
     assert list(reader.referrers(subject)) == [fake_digest(100)]
     assert list(reader.referrers(fake_digest(999))) == []
+
+
+def test_a_challenge_over_plain_http_never_gets_the_token(
+    httpx_mock: HTTPXMock, client: httpx.Client, time: FakeTime
+) -> None:
+    add_token_exchange(httpx_mock)
+    httpx_mock.add_response(
+        url=f"{REG}/v2/acme/app/manifests/{INDEX_DIGEST}",
+        status_code=401,
+        headers={"www-authenticate": 'Bearer realm="http://ghcr.test/token",service="ghcr.io"'},
+    )
+    with pytest.raises(RegistryError, match="over http://") as info:
+        make_backend(client, time).reader.manifest(INDEX_DIGEST)
+    assert "https" in info.value.message
+    assert TOKEN not in info.value.diagnostics()
+    # the first exchange went to the https realm; nothing was sent over http
+    assert all(r.url.scheme == "https" for r in httpx_mock.get_requests())
+
+
+def test_plain_http_realms_are_accepted_on_loopback(
+    httpx_mock: HTTPXMock, client: httpx.Client, time: FakeTime
+) -> None:
+    local = "http://127.0.0.1:5999"
+    httpx_mock.add_response(
+        url=f"{local}/token?scope=repository%3Aacme%2Fapp%3Apull&service=ghcr.io",
+        json={"token": "local"},
+    )
+    httpx_mock.add_response(
+        url=f"{local}/v2/acme/app/manifests/{INDEX_DIGEST}",
+        content=INDEX,
+        match_headers={"Authorization": "Bearer local"},
+    )
+    backend = GhcrBackend(
+        "ghcr.io/acme/app", client, token=Secret(TOKEN), api_url=API, registry_url=local,
+        sleep=time.sleep, clock=time.clock,
+    )  # fmt: skip
+    assert backend.reader.manifest(INDEX_DIGEST).children == (fake_digest(100),)
+
+
+def test_a_realm_that_is_not_a_url_is_refused(
+    httpx_mock: HTTPXMock, client: httpx.Client, time: FakeTime
+) -> None:
+    add_token_exchange(httpx_mock)
+    httpx_mock.add_response(
+        url=f"{REG}/v2/acme/app/manifests/{INDEX_DIGEST}",
+        status_code=401,
+        headers={"www-authenticate": 'Bearer realm="/token",service="ghcr.io"'},
+    )
+    with pytest.raises(RegistryError, match="another host"):
+        make_backend(client, time).reader.manifest(INDEX_DIGEST)
+    assert len(httpx_mock.get_requests()) == 2  # the first exchange and the manifest
+
+
+HTML = "<html><body>Sign in to the guest network</body></html>"
+
+
+def assert_portal_error(error: RegistryError, where: str) -> None:
+    message = error.diagnostics()
+    assert f"ghcr.io/acme/app: {where}" in message
+    assert "is not JSON but text/html" in message
+    assert "--api-url" in message
+    assert TOKEN not in message
+
+
+def test_a_portal_page_instead_of_the_user_is_a_registry_error(
+    httpx_mock: HTTPXMock, client: httpx.Client, time: FakeTime
+) -> None:
+    httpx_mock.add_response(url=f"{API}/user", text=HTML, headers={"content-type": "text/html"})
+    with pytest.raises(RegistryError) as info:
+        make_backend(client, time).versions()
+    assert_portal_error(info.value, "the token's user")
+
+
+def test_a_portal_page_instead_of_the_versions_list_is_a_registry_error(
+    httpx_mock: HTTPXMock, client: httpx.Client, time: FakeTime
+) -> None:
+    add_org_owner(httpx_mock)
+    httpx_mock.add_response(
+        url=list_url(ORG_BASE, 1), text=HTML, headers={"content-type": "text/html"}
+    )
+    with pytest.raises(RegistryError) as info:
+        make_backend(client, time).versions()
+    assert_portal_error(info.value, "the versions list")
+
+
+def test_a_portal_page_for_the_owner_or_a_version_is_a_registry_error(
+    httpx_mock: HTTPXMock, client: httpx.Client, time: FakeTime
+) -> None:
+    httpx_mock.add_response(url=f"{API}/user", json={"login": "someone"})
+    httpx_mock.add_response(url=f"{API}/users/acme", text=HTML)
+    with pytest.raises(RegistryError, match=r"the owner 'acme'.*not JSON"):
+        make_backend(client, time).versions()
+    backend = ready_backend(httpx_mock, client, time)
+    httpx_mock.add_response(url=f"{ORG_BASE}/versions/7", text=HTML)
+    with pytest.raises(RegistryError, match=r"the package version.*not JSON"):
+        backend.current_tags(listed_version(7))
+
+
+def test_a_portal_page_from_the_token_service_is_a_registry_error(
+    httpx_mock: HTTPXMock, client: httpx.Client, time: FakeTime
+) -> None:
+    httpx_mock.add_response(
+        url=f"{REG}/token?scope=repository%3Aacme%2Fapp%3Apull&service=ghcr.io", text=HTML
+    )
+    with pytest.raises(RegistryError, match=r"token service.*not JSON") as info:
+        make_backend(client, time).reader.manifest(INDEX_DIGEST)
+    assert info.value.hint is not None and "proxy" in info.value.hint.lower()

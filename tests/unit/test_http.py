@@ -15,6 +15,7 @@ from tagkeeper.adapters.http import (
     check_base_url,
     describe_response,
     is_loopback_host,
+    json_body,
     parse_retry_after,
 )
 from tagkeeper.errors import RegistryError, UsageError
@@ -185,3 +186,44 @@ def test_build_client_sets_a_user_agent_and_timeouts() -> None:
     with build_client(timeout=5.0) as client:
         assert client.headers["user-agent"].startswith("tagkeeper/")
         assert client.timeout.read == 5.0
+
+
+def test_json_body_decodes_json_answers(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(url=URL, json={"login": "octo"})
+    with httpx.Client() as client:
+        response = client.get(URL)
+    assert json_body(response, what="the user") == {"login": "octo"}
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "shown"),
+    [
+        (b"<html><body>Please log in to the Wi-Fi</body></html>", "text/html", "text/html"),
+        (b"\xff\xfe not utf-8 at all", None, "without a content type"),
+        (b"", "application/json", "application/json"),  # an empty body is no JSON either
+    ],
+)
+def test_a_non_json_answer_is_a_registry_error_naming_the_request_and_a_proxy(
+    httpx_mock: HTTPXMock, content: bytes, content_type: str | None, shown: str
+) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    httpx_mock.add_response(url=f"{URL}?secret={TOKEN}", content=content, headers=headers)
+    with httpx.Client() as client:
+        response = client.get(f"{URL}?secret={TOKEN}")
+    with pytest.raises(RegistryError) as info:
+        json_body(response, what="ghcr.io/o/app: the versions list", scrub=Secret(TOKEN).scrub)
+    message = info.value.diagnostics()
+    assert "ghcr.io/o/app: the versions list" in message
+    assert f"GET {URL} (HTTP 200) is not JSON" in message
+    assert shown in message
+    assert "--api-url" in message and "proxy" in message.lower()
+    assert TOKEN not in message
+
+
+def test_json_body_scrubs_the_secret_from_the_url_path() -> None:
+    request = httpx.Request("GET", f"https://api.example.test/{TOKEN}/x")
+    response = httpx.Response(200, text="<html>", request=request)
+    with pytest.raises(RegistryError) as info:
+        json_body(response, what="x", scrub=Secret(TOKEN).scrub)
+    assert TOKEN not in info.value.diagnostics()
+    assert "/***/x" in info.value.message
