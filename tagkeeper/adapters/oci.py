@@ -32,10 +32,32 @@ Deletes
     ``DELETE /v2/<name>/manifests/<digest>``. :meth:`OciBackend.check_delete` probes
     support first with the digest of nothing (``sha256:000...``): distribution answers 404
     when deletes are enabled and 405 ``UNSUPPORTED`` when they are not, so the refusal is
-    known before anything is deleted. :meth:`OciBackend.current_tags` re-reads the
-    version's own tags with ``HEAD`` and re-lists the repository (at most every 2 s) to
-    find tags pushed onto the digest since the listing; an *existing* tag re-pointed at
-    the digest during the run is not seen (that would take a ``HEAD`` of every tag).
+    known before anything is deleted.
+
+    A manifest ``DELETE`` removes every tag of the digest, including a tag moved onto it
+    after the plan (a rollback re-pointing ``stable`` at an old image). So just before
+    each delete, :meth:`OciBackend.current_tags` reads with ``HEAD`` the version's own
+    tags, every tag the plan keeps, and every tag that is new since the plan's listing;
+    when any of them now points at the digest (or, for a tag that moved or is new, at an
+    index that reaches it), the tag set differs from the plan's and the executor skips
+    the delete as *changed*. The tags the plan deletes are known once the caller passes
+    them to :meth:`OciBackend.expect_deletes`; without that call every tag of the
+    repository is read before each delete (as safe, far more requests).
+
+    Cost per delete: one ``HEAD`` per own tag, per kept tag and per new tag (sent
+    ``workers`` at a time), one ``HEAD`` of the digest when no tag points at it (always
+    for an untagged version), the ``DELETE``; plus the tag listing (one ``GET`` per page
+    of ``page_size``) at most once every 2 s, and one ``GET`` per index (and nested
+    index) that a moved or new tag points at, once per run. Tags this run deleted are no
+    longer read.
+
+    Race window: a tag moved onto the digest after its ``HEAD`` answered and before the
+    registry handles the ``DELETE`` (one round of parallel ``HEAD`` requests and the
+    ``DELETE``) is deleted with it: the distribution API has no conditional delete. A
+    tag *name* never seen before, pushed onto the digest less than 2 s before the check
+    (after the last listing), is not seen either. A tag the plan deletes that moved onto
+    another digest the plan deletes is not read: it goes, as planned (once its own
+    image stays, changed or refused, it is read again).
 
 Transport
     https by default. A loopback host (``localhost``, 127.0.0.0/8, ``::1``) that does not
@@ -62,7 +84,14 @@ from typing import Any, Generic, TypeVar
 import httpx
 
 from tagkeeper.adapters.dockerauth import Credentials
-from tagkeeper.adapters.http import RetryPolicy, Sender, Sleep, describe_response, is_loopback_host
+from tagkeeper.adapters.http import (
+    RetryPolicy,
+    Sender,
+    Sleep,
+    describe_response,
+    is_loopback_host,
+    parse_retry_after,
+)
 from tagkeeper.errors import AuthError, RateLimited, RegistryError, UsageError
 from tagkeeper.inventory import (
     DOCKER_LIST,
@@ -133,6 +162,16 @@ class _Memo(Generic[K, T]):
         if future is None or not future.done() or future.exception() is not None:
             return None
         return future.result()
+
+
+class _Everything:
+    """What an unreadable index reaches, as far as a delete may assume: anything."""
+
+    def __contains__(self, _digest: object) -> bool:
+        return True
+
+
+_EVERYTHING = _Everything()
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,8 +347,12 @@ class OciBackend:
         self._delete_checked: _Memo[str, None] = _Memo()
         self._referrers_api: bool | None = None
         self._tag_digest: dict[str, str] = {}
-        self._new: dict[str, str] = {}  # tags pushed since the listing -> digest
+        self._listed: frozenset[str] = frozenset()  # the last re-listing while deleting
         self._relisted_at = float("-inf")
+        self._doomed: frozenset[str] | None = None  # tags the plan deletes, when told
+        self._settled: set[str] = set()  # tags this run deleted (with their digest)
+        self._kept_back: set[str] = set()  # tags the plan deletes that stay after all
+        self._reach: _Memo[str, frozenset[str] | _Everything] = _Memo()
         self._warnings: list[str] = []
         self._has_index = False
 
@@ -459,13 +502,59 @@ class OciBackend:
         return _Time(found[0], "subject")
 
     def current_tags(self, version: Version) -> frozenset[str] | None:
-        found = {t for t in version.tags if self._head_digest(t) == version.digest}
-        for tag, digest in self._new_tags().items():
+        """The tags that a ``DELETE`` of ``version`` would remove now, or ``None`` when gone.
+
+        A manifest ``DELETE`` removes *every* tag of the digest, so this is every watched
+        tag that now resolves to ``version.digest`` (or to an index that reaches it, when
+        the tag moved or is new since the plan). Watched: the version's own tags, every
+        tag of the plan's listing that the plan keeps (all of them when
+        :meth:`expect_deletes` was not called), and every tag that the repository's
+        listing shows and the plan's did not. The listing is re-read only when the last
+        one is older than 2 s. Not watched: tags this run deleted, and tags the plan
+        deletes (a tag the plan deletes that moved onto another digest the plan deletes
+        goes, as planned). See the module docstring for the cost and the race window.
+        """
+        own = set(version.tags)
+        watched = sorted(own | self._watched())
+        found_at = self._parallel(self._head_tag, watched)
+        reaching: set[str] = set()
+        moved_away: set[str] = set()
+        for tag, found in zip(watched, found_at, strict=True):
+            if found is None:
+                continue
+            digest, media_type = found
             if digest == version.digest:
-                found.add(tag)
-        if not found and not self._exists(version.digest):
+                reaching.add(tag)
+            elif tag in own:
+                moved_away.add(tag)
+            elif self._tag_digest.get(tag) != digest and self._reaches(
+                digest, media_type, version.digest
+            ):
+                reaching.add(tag)  # moved or new onto an index that lists the digest
+        result = frozenset(reaching)
+        with self._lock:
+            self._kept_back |= moved_away  # live elsewhere now: watched from here on
+            if result != version.tags:  # skipped as changed: its tags stay
+                self._kept_back |= result
+        if not reaching and not self._exists(version.digest):
+            with self._lock:
+                self._settled |= own - moved_away
             return None
-        return frozenset(found)
+        return result
+
+    def expect_deletes(self, versions: Iterable[Version]) -> None:
+        """Say which versions the plan deletes (call after :meth:`versions`, before applying).
+
+        Their tags are then not watched by :meth:`current_tags`: the tags it reads before
+        each delete are only the kept ones (and new ones). Without this call every tag of
+        the repository is read before each delete: just as safe, but one ``HEAD`` per tag
+        of the repository per delete.
+        """
+        doomed: set[str] = set()
+        for version in versions:
+            doomed |= version.tags
+        with self._lock:
+            self._doomed = frozenset(doomed)
 
     def delete(self, version: Version) -> DeleteResult:
         self.check_delete()
@@ -474,13 +563,17 @@ class OciBackend:
                 "DELETE", f"/manifests/{version.digest}", kind="delete", action="delete"
             )
             status = response.status_code
-            if status in (200, 202, 204):
+            if status in (200, 202, 204, 404):
+                with self._lock:  # every tag of the digest went with it
+                    self._settled |= version.tags - self._kept_back
+                if status == 404:
+                    return DeleteResult(version, DeleteStatus.ALREADY_GONE, "answered 404")
                 return DeleteResult(version, DeleteStatus.DELETED)
-            if status == 404:
-                return DeleteResult(version, DeleteStatus.ALREADY_GONE, "answered 404")
             self._raise_for_delete_setting(response)
             if status == 429:
-                wait = _retry_after(response)
+                wait = parse_retry_after(
+                    response.headers.get("Retry-After"), now=self._sender.clock()
+                )
                 if attempt < _RATE_LIMIT_RETRIES and wait is not None and wait <= 120:
                     self._sleep(wait)
                     continue
@@ -490,6 +583,8 @@ class OciBackend:
                     hint="rerun later; the plan resumes where it stopped",
                 )
             detail = describe_response(response, self._sender.scrub)
+            with self._lock:  # the image stays, and so do its tags
+                self._kept_back |= version.tags
             if status >= 500:
                 return DeleteResult(version, DeleteStatus.FAILED, detail)
             return DeleteResult(version, DeleteStatus.REFUSED, detail)
@@ -627,10 +722,6 @@ class OciBackend:
             self._manifests.get(digest, lambda: self._parse(digest, got))
         return digest, (media_type.split(";")[0].strip() if media_type else None)
 
-    def _head_digest(self, tag: str) -> str | None:
-        found = self._head_tag(tag)
-        return found[0] if found else None
-
     def _exists(self, digest: str) -> bool:
         response = self._request(
             "HEAD",
@@ -644,19 +735,57 @@ class OciBackend:
         self._expect_ok(response, f"check {digest} in")
         return True
 
-    def _new_tags(self) -> dict[str, str]:
-        """Tags pushed since the listing, with their digests (re-listed every few seconds)."""
+    def _watched(self) -> set[str]:
+        """Tags to read before a delete (besides the version's own; see current_tags).
+
+        The listing is re-read when the last one is older than ``_RELIST_EVERY``: it
+        only adds tags that are new since the plan's listing.
+        """
         with self._lock:
             due = self._clock() - self._relisted_at >= _RELIST_EVERY
             if due:
                 self._relisted_at = self._clock()
         if due:
-            fresh = [t for t in self.list_tags() if t not in self._tag_digest]
-            found = self._parallel(self._head_digest, fresh)
+            listed = frozenset(self.list_tags())
             with self._lock:
-                self._new = {t: d for t, d in zip(fresh, found, strict=True) if d is not None}
+                self._listed = listed
         with self._lock:
-            return dict(self._new)
+            skip = set(self._settled)
+            if self._doomed is not None:
+                skip |= self._doomed - self._kept_back
+            return (set(self._tag_digest) | self._listed) - skip
+
+    def _reaches(self, digest: str, media_type: str | None, target: str) -> bool:
+        """Whether the manifest ``digest`` is an index that lists ``target`` (recursively).
+
+        Manifests are read once per run (memoized); one that cannot be read counts as
+        reaching (fail closed).
+        """
+        if media_type is not None and media_type not in INDEX_TYPES:
+            return False
+        return target in self._reach.get(digest, lambda: self._descendants(digest))
+
+    def _descendants(self, digest: str) -> frozenset[str] | _Everything:
+        out: set[str] = set()
+        wave = [digest]
+        seen = {digest}
+        while wave:
+            next_wave: list[str] = []
+            for parent in wave:
+                try:
+                    parsed = self._manifest(parent)
+                except ManifestUnreadable:
+                    return _EVERYTHING
+                for entry in parsed.body.get("manifests") or () if parsed.is_index else ():
+                    if not isinstance(entry, dict) or not isinstance(entry.get("digest"), str):
+                        continue
+                    child = str(entry["digest"])
+                    out.add(child)
+                    if entry.get("mediaType") in INDEX_TYPES and child not in seen:
+                        seen.add(child)  # only nested indexes are read
+                        next_wave.append(child)
+            wave = next_wave
+        return frozenset(out)
 
     def _manifest(self, digest: str) -> _Manifest:
         def fetch() -> _Manifest:
@@ -1009,13 +1138,3 @@ def _hostname(host: str) -> str:
 def _basic(creds: Credentials) -> str:
     raw = f"{creds.username}:{creds.secret.reveal()}".encode()
     return "Basic " + base64.b64encode(raw).decode("ascii")
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None

@@ -50,6 +50,7 @@ class FakeRegistry:
     user: tuple[str, str] = ("alice", "pw")
     token_value: str = "tok-SECRET-123"
     delete_status: int | None = None  # force an answer for real deletes
+    delete_headers: dict[str, str] = field(default_factory=dict)  # sent with that answer
     log: list[tuple[str, str]] = field(default_factory=list)
     token_requests: list[dict[str, list[str]]] = field(default_factory=list)
 
@@ -154,7 +155,7 @@ class FakeRegistry:
                     },
                 )
             if reference != NO_DIGEST and self.delete_status is not None:
-                return httpx.Response(self.delete_status)
+                return httpx.Response(self.delete_status, headers=self.delete_headers)
             if reference not in self.manifests:
                 return httpx.Response(404, json={"errors": [{"code": "MANIFEST_UNKNOWN"}]})
             del self.manifests[reference]
@@ -578,3 +579,184 @@ def test_current_tags_sees_moved_and_new_tags(registry: FakeRegistry, client: ht
     registry.tags = {t: d for t, d in registry.tags.items() if d != a.digest}
     b._relisted_at = float("-inf")
     assert b.current_tags(va) is None
+
+
+# ------------------------------------------- re-checks before deleting, and their cost
+
+
+class Clock:
+    """A monotonic clock that moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def heads_of_tags(registry: FakeRegistry, since: int) -> list[str]:
+    """The tags (not digests) read with HEAD since ``registry.log[since]``."""
+    out = []
+    for method, url in registry.log[since:]:
+        reference = url.rsplit("/", 1)[1]
+        if method == "HEAD" and "/manifests/" in url and not reference.startswith("sha256:"):
+            out.append(reference)
+    return sorted(out)
+
+
+def lists_since(registry: FakeRegistry, since: int) -> int:
+    return sum(1 for _, url in registry.log[since:] if "tags/list" in url)
+
+
+@dataclass
+class Rollback:
+    """``v1.0.0`` (to delete), ``v2.0.0`` + ``stable`` (kept), and 3 dev images (to delete)."""
+
+    old: im.Built
+    new: im.Built
+    dev: list[im.Built]
+
+
+def rollback_repo(registry: FakeRegistry) -> Rollback:
+    old = im.image(created=JAN, label="v1")
+    new = im.image(created=FEB, label="v2")
+    registry.push(old, "v1.0.0")
+    registry.push(new, "v2.0.0", "stable")
+    dev = [im.image(created=JAN, label=f"dev{i}") for i in range(3)]
+    for i, built in enumerate(dev):
+        registry.push(built, f"dev-{i:04d}")
+    return Rollback(old, new, dev)
+
+
+def doomed(versions: Sequence[Version]) -> list[Version]:
+    return [v for v in versions if "stable" not in v.tags]
+
+
+def test_a_kept_tag_moved_onto_a_digest_being_deleted_is_seen(
+    registry: FakeRegistry, client: httpx.Client
+) -> None:
+    repo = rollback_repo(registry)
+    b = backend(client)
+    versions = b.versions()
+    b.expect_deletes(doomed(versions))
+    v1 = by_tag(versions, "v1.0.0")
+    assert b.current_tags(v1) == frozenset({"v1.0.0"})  # nothing moved yet: delete it
+    registry.tags["stable"] = repo.old.digest  # a rollback re-points stable at v1.0.0
+    assert b.current_tags(v1) == frozenset({"v1.0.0", "stable"})  # changed: skipped
+
+
+def test_without_expected_deletes_every_tag_is_read_and_the_move_is_seen(
+    registry: FakeRegistry, client: httpx.Client
+) -> None:
+    repo = rollback_repo(registry)
+    b = backend(client)
+    v1 = by_tag(b.versions(), "v1.0.0")
+    registry.tags["dev-0001"] = repo.old.digest  # any tag at all, moved onto it
+    start = len(registry.log)
+    assert b.current_tags(v1) == frozenset({"v1.0.0", "dev-0001"})
+    assert heads_of_tags(registry, start) == sorted(registry.tags)  # all 6 tags, once each
+
+
+def test_request_budget_per_delete_with_expected_deletes(
+    registry: FakeRegistry, client: httpx.Client
+) -> None:
+    """Per delete: HEAD own + kept + new tags; the listing at most once per 2 s; no more."""
+    registry.page = 2  # the 6 tags are listed in 3 pages
+    rollback_repo(registry)
+    clock = Clock()
+    b = backend(client, clock=clock)
+    versions = b.versions()
+    b.expect_deletes(doomed(versions))
+    v1 = by_tag(versions, "v1.0.0")
+    dev0 = by_tag(versions, "dev-0000")
+
+    start = len(registry.log)
+    b.current_tags(v1)  # the first check always re-lists (the plan may be minutes old)
+    assert lists_since(registry, start) == 3
+    assert heads_of_tags(registry, start) == ["stable", "v1.0.0", "v2.0.0"]
+    assert len(registry.log) - start == 3 + 3  # nothing else: no digest HEAD, no GET
+
+    start = len(registry.log)
+    clock.now += 1.9  # within the re-list interval: no listing, the same HEADs
+    assert b.delete(v1).status is DeleteStatus.DELETED
+    b.current_tags(dev0)
+    assert lists_since(registry, start) == 0
+    assert heads_of_tags(registry, start) == ["dev-0000", "stable", "v2.0.0"]  # v1.0.0 settled
+
+    registry.tags["hotfix"] = registry.tags["v2.0.0"]  # a new tag elsewhere
+    start = len(registry.log)
+    clock.now += 2.0
+    b.current_tags(dev0)
+    assert lists_since(registry, start) == 3  # 6 tags, pages of 2
+    assert heads_of_tags(registry, start) == ["dev-0000", "hotfix", "stable", "v2.0.0"]
+
+
+def test_a_planned_tag_moved_onto_another_planned_digest_is_not_read(
+    registry: FakeRegistry, client: httpx.Client
+) -> None:
+    repo = rollback_repo(registry)
+    b = backend(client)
+    versions = b.versions()
+    b.expect_deletes(doomed(versions))
+    dev0 = by_tag(versions, "dev-0000")
+    registry.tags["dev-0001"] = repo.dev[0].digest  # both go anyway
+    start = len(registry.log)
+    assert b.current_tags(dev0) == frozenset({"dev-0000"})
+    assert "dev-0001" not in heads_of_tags(registry, start)
+
+
+def test_a_planned_tag_whose_image_stays_is_read_again(
+    registry: FakeRegistry, client: httpx.Client
+) -> None:
+    repo = rollback_repo(registry)
+    b = backend(client)
+    versions = b.versions()
+    b.expect_deletes(doomed(versions))
+    registry.delete_status = 400
+    assert b.delete(by_tag(versions, "dev-0001")).status is DeleteStatus.REFUSED
+    registry.delete_status = None
+    registry.tags["dev-0001"] = repo.dev[0].digest  # still live: deleting dev-0000 breaks it
+    assert b.current_tags(by_tag(versions, "dev-0000")) == frozenset({"dev-0000", "dev-0001"})
+
+
+def test_a_new_index_reaching_an_untagged_digest_stops_its_delete(
+    registry: FakeRegistry, client: httpx.Client
+) -> None:
+    amd = im.image("linux/amd64", created=JAN, label="p")
+    arm = im.image("linux/arm64", created=JAN, label="p")
+    registry.push(im.index([amd, arm]), "v1.0.0")
+    b = backend(client)
+    versions = b.versions()
+    b.expect_deletes(versions)
+    child = next(v for v in versions if v.digest == amd.digest)
+    assert b.current_tags(child) == frozenset()
+    newer = im.index([amd])
+    registry.push(newer, "v1.0.1")  # a new image reuses the platform manifest
+    b._relisted_at = float("-inf")  # as if the re-list interval had passed
+    start = len(registry.log)
+    assert b.current_tags(child) == frozenset({"v1.0.1"})
+    gets = [url for method, url in registry.log[start:] if method == "GET" and "/manifests/" in url]
+    assert gets == [f"http://{HOST}/v2/app/manifests/{newer.digest}"]  # not its children
+    start = len(registry.log)
+    assert b.current_tags(child) == frozenset({"v1.0.1"})
+    assert not [m for m, url in registry.log[start:] if m == "GET" and "/manifests/" in url]
+
+
+def test_rate_limit_retry_after_as_an_http_date(
+    registry: FakeRegistry, client: httpx.Client
+) -> None:
+    from email.utils import formatdate
+    from time import time
+
+    registry.push(im.image(created=JAN), "dev-0001")
+    registry.delete_status = 429
+    registry.delete_headers = {"Retry-After": formatdate(time() + 30, usegmt=True)}
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        registry.delete_status = None  # the limit has passed
+
+    b = backend(client, sleep=sleep)
+    assert b.delete(by_tag(b.versions(), "dev-0001")).status is DeleteStatus.DELETED
+    assert len(waits) == 1 and 25 < waits[0] <= 31

@@ -238,6 +238,68 @@ def test_a_tag_pushed_between_plan_and_apply_stops_that_delete(
     assert pusher.status(REPO, "hotfix") == 200 and pusher.status(REPO, "dev-00000001") == 200
 
 
+@pytest.mark.parametrize("told", [True, False], ids=["expected-deletes", "every-tag"])
+def test_a_kept_tag_moved_onto_an_image_being_deleted_stops_that_delete(
+    registry: Registry, pusher: Pusher, tmp_path: Path, told: bool
+) -> None:
+    """A rollback re-points ``stable`` at the image the plan deletes, between plan and apply.
+
+    Deleting that manifest would take ``stable`` with it: the delete is skipped as
+    changed, its platform images are held back, and ``stable`` still pulls in full.
+    With ``expect_deletes`` only the kept tags are read before each delete; without it,
+    every tag is.
+    """
+    from tagkeeper.adapters.http import build_client
+    from tagkeeper.adapters.oci import OciBackend
+    from tagkeeper.apply import apply_plan
+    from tagkeeper.inventory import DeleteStatus
+    from tagkeeper.retention import Policy, plan
+
+    # v1.0.0 is newer than the old dev image: the plan deletes it first
+    v1 = im.multiarch(("linux/amd64", "linux/arm64"), created=when(3), label="v1")
+    v2 = im.multiarch(("linux/amd64", "linux/arm64"), created=when(4), label="v2")
+    old_dev = im.image(created=when(1), label="old-dev")
+    pusher.push(REPO, v1, "v1.0.0")
+    pusher.push(REPO, v2, "v2.0.0", "stable")
+    pusher.push(REPO, old_dev, "dev-00000001")
+    pusher.push(REPO, im.image(created=when(2), label="new-dev"), "dev-00000002")
+    heads: list[int] = []  # HEAD requests sent for each delete
+    with build_client() as client:
+        backend = OciBackend(registry.image(REPO), client)
+        the_plan = plan(
+            backend.versions(),
+            Policy.uniform(1, min_age=when(1) - when(1)),
+            now=datetime.now(UTC),
+            reader=backend.reader,
+        )
+        children = {c.digest for c in v1.children}
+        order = [d.version.digest for d in the_plan.delete]
+        assert order[:2] == [v1.digest, old_dev.digest] and set(order[2:]) == children
+        if told:
+            backend.expect_deletes(d.version for d in the_plan.delete)
+        pusher.tag(REPO, v1, "stable")  # the rollback: PUT v1's manifest under "stable"
+        seen = [backend.stats.by_kind.get("manifest-head", 0)]
+
+        def count(_result: object) -> None:
+            seen.append(backend.stats.by_kind.get("manifest-head", 0))
+            heads.append(seen[-1] - seen[-2])
+
+        report = apply_plan(the_plan, backend, on_result=count)
+    status = [(r.version.digest, r.status) for r in report.results]
+    assert status == [(v1.digest, DeleteStatus.CHANGED), (old_dev.digest, DeleteStatus.DELETED)]
+    assert "now tagged stable" in report.results[0].detail
+    assert {v.digest for v in report.skipped} == children  # held back: stable needs them
+    assert pusher.status(REPO, "stable") == 200 and pusher.status(REPO, "v1.0.0") == 200
+    assert pusher.status(REPO, "dev-00000001") == 404
+    assert pulls(registry, "stable", tmp_path) and pulls(registry, "v2.0.0", tmp_path)
+    if told:
+        # v1.0.0: itself + the kept stable, v2.0.0, dev-00000002; then dev-00000001:
+        # itself + those 3 + v1.0.0, which the plan deleted but which stays
+        assert heads == [4, 5]
+    else:
+        assert heads == [5, 5]  # every tag of the repository, before each delete
+
+
 def test_basic_auth_from_flags_and_from_the_environment(
     registry_basic: Registry,
     capsys: pytest.CaptureFixture[str],
