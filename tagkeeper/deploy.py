@@ -3,17 +3,23 @@
 :func:`plan_deploy` is pure: it checks the reference against the environment's tag rules
 (``latest`` is refused for prod before anything runs) and returns a :class:`DeployPlan`.
 :func:`execute` runs the plan's command (no shell; stdio inherited) with ``IMAGE``,
-``IMAGE_DIGEST`` and ``IMAGE_TAG`` in its environment, telling each :class:`Recorder`
-that the deploy started and how it ended: ``succeeded`` on exit status 0, ``failed``
-otherwise, and ``failed`` as well when tagkeeper is interrupted (SIGINT, SIGTERM, which
-it forwards to the command). A deploy killed with SIGKILL never reaches that point, so
-it stays ``started``.
+``IMAGE_DIGEST`` and ``IMAGE_TAG`` in its environment (see :meth:`DeployPlan.environ`
+for what ``IMAGE`` holds), telling each :class:`Recorder` that the deploy started and
+how it ended: ``succeeded`` on exit status 0, ``failed`` otherwise, and ``failed`` as
+well when tagkeeper is interrupted (SIGINT, SIGTERM, which it forwards to the command).
+A deploy killed with SIGKILL never reaches that point, so it stays ``started``.
 
 A library user deploys in a few lines::
 
     plan = plan_deploy("prod", "ghcr.io/acme/app:v1.4.0", ["./deploy.sh"], digest=digest)
     with Ledger(ledger_path) as ledger:
         outcome = execute(plan, [LedgerRecorder(ledger, Actor.from_environ(os.environ))])
+
+and rolls back to a :class:`~tagkeeper.rollback.RollbackTarget` with ``IMAGE`` pinned::
+
+    plan = plan_deploy("prod", target.reference(), ["./deploy.sh"], digest=target.digest,
+                       rollback=True, replaces=target.current, pin=True)
+    plan = resolve_digest(plan, BackendResolver(list_versions))  # when none was recorded
 """
 
 from __future__ import annotations
@@ -40,7 +46,13 @@ from tagkeeper.rules import policy_for
 
 @dataclass(frozen=True, slots=True)
 class DeployPlan:
-    """What a deploy will run. ``replaces`` is the tag a rollback replaces."""
+    """What a deploy will run. ``replaces`` is the tag a rollback replaces.
+
+    ``pin_image``: ``IMAGE`` names the digest too (``repo:tag@sha256:...``) once it is
+    known. A deploy sets it when the reference it was given is pinned, so ``IMAGE`` is
+    the reference as given; a rollback always sets it, so a tag re-pushed since the
+    deploy it goes back to cannot change what runs.
+    """
 
     environment: str
     image: ImageRef  # repository and tag, no digest
@@ -49,6 +61,7 @@ class DeployPlan:
     rollback: bool = False
     replaces: str | None = None
     notes: tuple[str, ...] = field(default=())
+    pin_image: bool = False
 
     @property
     def repository(self) -> str:
@@ -58,10 +71,22 @@ class DeployPlan:
     def tag(self) -> str:
         return self.image.tag or ""
 
+    @property
+    def reference(self) -> str:
+        """What ``IMAGE`` holds: ``repo:tag``, or ``repo:tag@digest`` when pinned."""
+        if self.pin_image and self.digest:
+            return str(self.image.with_digest(self.digest))
+        return str(self.image)
+
     def environ(self) -> dict[str, str]:
-        """The variables the command receives."""
+        """The variables the command receives.
+
+        ``IMAGE``: see :attr:`reference` (``docker pull`` and ``docker run`` accept both
+        forms); ``IMAGE_DIGEST``: the digest, or empty when none is known; ``IMAGE_TAG``:
+        the tag.
+        """
         return {
-            "IMAGE": str(self.image),
+            "IMAGE": self.reference,
             "IMAGE_DIGEST": self.digest or "",
             "IMAGE_TAG": self.tag,
         }
@@ -81,12 +106,14 @@ def plan_deploy(
     allow_prerelease: bool = False,
     rollback: bool = False,
     replaces: str | None = None,
+    pin: bool = False,
 ) -> DeployPlan:
     """Check ``image`` for ``environment`` and build the plan; raises before anything runs.
 
     The reference must carry a tag (deploys are recorded by tag); a digest in it
     (``repo:tag@sha256:...``) pins the deploy and must agree with ``digest`` when both
-    are given.
+    are given. ``IMAGE`` is pinned (see :class:`DeployPlan`) when ``pin`` is true or
+    ``image`` is pinned already.
     """
     if not command:
         raise UsageError(
@@ -115,6 +142,7 @@ def plan_deploy(
         command=tuple(command),
         rollback=rollback,
         replaces=replaces,
+        pin_image=pin or ref.digest is not None,
     )
 
 
@@ -147,22 +175,42 @@ class BackendResolver:
 def resolve_digest(
     plan: DeployPlan, resolver: DigestResolver | None, *, required: bool = False
 ) -> DeployPlan:
-    """``plan`` pinned to the digest its tag points at now (unless it is already pinned).
+    """``plan`` with the digest its tag points at now (unless it has a digest already).
 
     When the registry cannot be reached, the deploy goes on without a digest and the
     plan's ``notes`` say so, unless ``required``: then the :class:`RegistryError` stands.
-    A tag that the registry does not have is an error either way.
+    A tag that the registry does not have is an error either way. With no ``resolver``
+    (resolving turned off), a plan that should be pinned (a rollback) gets a note, and
+    ``required`` is a :class:`UsageError`.
     """
-    if plan.digest is not None or resolver is None:
+    if plan.digest is not None:
         return plan
+    if resolver is None:
+        if required:
+            raise UsageError(
+                f"no digest is known for {plan.image} and resolving it is turned off",
+                hint="drop --no-resolve-digest (or --require-digest)",
+            )
+        if not plan.pin_image:
+            return plan
+        return _by_tag(plan, "no digest is recorded for it and resolving it is turned off")
     try:
         digest = resolver.resolve(plan.image)
     except RegistryError as exc:
         if required:
             raise
-        note = f"the digest of {plan.image} could not be resolved ({exc.message}); deploying by tag"
-        return replace(plan, notes=(*plan.notes, note))
+        return _by_tag(plan, f"its digest could not be resolved ({exc.message})")
     return replace(plan, digest=digest)
+
+
+def _by_tag(plan: DeployPlan, why: str) -> DeployPlan:
+    """``plan`` with a note that it runs by tag, and why (``why`` speaks of the image)."""
+    verb = "rolling back to" if plan.rollback else "deploying"
+    note = (
+        f"{plan.image}: {why}; {verb} it by tag, so whatever the tag points at when the "
+        "command pulls it is what runs"
+    )
+    return replace(plan, notes=(*plan.notes, note))
 
 
 class Recorder(Protocol):

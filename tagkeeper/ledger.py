@@ -9,12 +9,15 @@ Where it lives (the first that applies):
    where scripts run under ``sudo`` share one ledger whoever invoked them), otherwise
    ``$XDG_STATE_HOME/tagkeeper/ledger.db`` or ``~/.local/state/tagkeeper/ledger.db``.
 
-The file and its folder are created on first use. The database runs in WAL mode with a
-busy timeout; every write is one short ``BEGIN IMMEDIATE`` transaction, so several deploy
-scripts writing at once wait for each other instead of failing, and a process killed at
-any moment leaves either the whole write or none of it. A deploy whose process is killed
-after it was recorded as ``started`` stays ``started``: only an explicit finish marks it
-``succeeded``.
+The file and its folder are created on first use by the commands that write
+(``record``, ``deploy``, ``rollback``); reading (``Ledger(path, create=False)``, used by
+``history``, ``previous`` and ``prune``) never creates anything.
+
+The database runs in WAL mode with a busy timeout; every write is one short
+``BEGIN IMMEDIATE`` transaction, so several deploy scripts writing at once wait for each
+other instead of failing, and a process killed at any moment leaves either the whole
+write or none of it. A deploy whose process is killed after it was recorded as
+``started`` stays ``started``: only an explicit finish marks it ``succeeded``.
 
 The schema is versioned with ``PRAGMA user_version`` and upgraded by the ordered
 :data:`MIGRATIONS` on open; a database written by a newer tagkeeper is refused.
@@ -199,8 +202,13 @@ class Ledger:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise self._fail("cannot be created", exc) from None
+        # Without ``create``, SQLite itself must not create the file either (it could have
+        # been removed since the check above): open it read-write, never read-write-create.
+        target = str(path) if create else f"{path.absolute().as_uri()}?mode=rw"
         try:
-            conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            conn = sqlite3.connect(
+                target, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, uri=not create
+            )
         except sqlite3.Error as exc:
             raise self._fail("cannot be opened", exc) from None
         try:

@@ -2,13 +2,17 @@
 
 Heavy modules (sqlite3 through the ledger, PyGithub, httpx, docker) are imported inside
 the commands that use them.
+
+Only the commands that write (``record``, ``deploy``, ``rollback``) create the ledger;
+``history`` and ``previous`` read it when it exists and never create it.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -49,6 +53,28 @@ EnvOpt = Annotated[
         help="Target environment (default: config 'env', else prod).",
     ),
 ]
+RepositoryOpt = Annotated[
+    str,
+    typer.Option(
+        "--image",
+        "-i",
+        metavar="REPO",
+        help="The image repository, without tag or digest, e.g. ghcr.io/o/app.",
+    ),
+]
+ReferenceOpt = Annotated[
+    str,
+    typer.Option("--image", "-i", metavar="REF", help="The image: repo:tag[@digest]."),
+]
+CurrentOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--current",
+        metavar="TAG",
+        show_default=False,
+        help="The tag running now (default: the newest successful deploy).",
+    ),
+]
 LedgerOpt = Annotated[
     Path | None,
     typer.Option(
@@ -59,6 +85,16 @@ LedgerOpt = Annotated[
         help="The deploy ledger database (default: $TAGKEEPER_LEDGER, config "
         "'ledger', else /var/lib/tagkeeper/ledger.db as root or "
         "$XDG_STATE_HOME/tagkeeper/ledger.db).",
+    ),
+]
+GitHubOpt = Annotated[bool, typer.Option("--github", help="Also record it in GitHub Deployments.")]
+GitRefOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ref",
+        metavar="REF",
+        show_default=False,
+        help="Git ref of the GitHub deployment (default: $GITHUB_SHA, else the image tag).",
     ),
 ]
 RepoOpt = Annotated[
@@ -107,6 +143,22 @@ SourceOpt = Annotated[
         "registry.",
     ),
 ]
+NoResolveOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-resolve-digest",
+        help="Do not ask the registry for the tag's digest (an image that only exists "
+        "on the host).",
+    ),
+]
+RequireDigestOpt = Annotated[
+    bool,
+    typer.Option(
+        "--require-digest",
+        help="Fail (exit 5) when the digest cannot be resolved, instead of going on by "
+        "tag with a warning.",
+    ),
+]
 CommandArg = Annotated[
     list[str] | None,
     typer.Argument(
@@ -135,17 +187,43 @@ def _allow_pre(ctx: typer.Context, flag: bool | None) -> bool:
     return bool(common.pick(flag, common.state(ctx).config(), "allow-prerelease", False))
 
 
-@contextmanager
-def _open_ledger(ctx: typer.Context, flag: Path | None, *, create: bool = True) -> Iterator[Ledger]:
-    from tagkeeper.ledger import Ledger, resolve_path
+def _ledger_path(ctx: typer.Context, flag: Path | None) -> Path:
+    from tagkeeper.ledger import resolve_path
 
-    configured = common.state(ctx).config().get("ledger")
-    path = resolve_path(flag, _environ(), configured)
-    ledger = Ledger(path, create=create)
+    return resolve_path(flag, _environ(), common.state(ctx).config().get("ledger"))
+
+
+@contextmanager
+def _open_ledger(ctx: typer.Context, flag: Path | None) -> Iterator[Ledger]:
+    """The ledger, created when missing: for the commands that write."""
+    from tagkeeper.ledger import Ledger
+
+    ledger = Ledger(_ledger_path(ctx, flag), create=True)
     try:
         yield ledger
     finally:
         ledger.close()
+
+
+def _read_history(
+    ctx: typer.Context,
+    flag: Path | None,
+    *,
+    environment: str | None,
+    repository: str | None,
+    limit: int | None = None,
+) -> tuple[Path, list[DeployRecord] | None]:
+    """The ledger's path and its records, newest first; ``None`` when there is no ledger.
+
+    Reading never creates the ledger (nor its folder).
+    """
+    from tagkeeper.ledger import Ledger
+
+    path = _ledger_path(ctx, flag)
+    if not path.exists():
+        return path, None
+    with Ledger(path, create=False) as ledger:
+        return path, ledger.history(environment=environment, repository=repository, limit=limit)
 
 
 def _github(
@@ -161,17 +239,29 @@ def _github(
 
 
 def _github_configured(repo: str | None, token: str | None) -> bool:
+    from tagkeeper.secret import token_from_env
+
     env = _environ()
-    return bool(
-        (repo or env.get("GITHUB_REPOSITORY"))
-        and (token or env.get("GITHUB_TOKEN") or env.get("GH_TOKEN"))
-    )
+    return bool((repo or env.get("GITHUB_REPOSITORY")) and token_from_env(token, env))
 
 
-def _repository(image: str) -> str:
+def _repository(image: str, *, current_hint: bool = False) -> str:
+    """The repository ``--image`` names; a tag or digest there is bad input.
+
+    ``current_hint``: the command takes ``--current``, which the hint then suggests for
+    a tag.
+    """
     from tagkeeper.refs import parse_reference
 
-    return parse_reference(image).repository
+    ref = parse_reference(image)
+    if ref.tag is None and ref.digest is None:
+        return ref.repository
+    parts = [name for name, part in (("a tag", ref.tag), ("a digest", ref.digest)) if part]
+    what = " and ".join(parts)
+    hint = f"use --image {ref.repository}"
+    if current_hint and ref.tag is not None:
+        hint += f", and --current {ref.tag} if that tag is what runs now"
+    raise UsageError(f"--image {image} names {what}; --image takes a repository", hint=hint)
 
 
 def _backend_versions(repository: str) -> list[Version]:
@@ -181,8 +271,9 @@ def _backend_versions(repository: str) -> list[Version]:
     cannot be asked), so ``deploy`` goes on by tag with a warning.
     """
     from tagkeeper.adapters.http import build_client
-    from tagkeeper.backends import BackendOptions, open_backend, token_from_env
+    from tagkeeper.backends import BackendOptions, open_backend
     from tagkeeper.errors import RegistryError
+    from tagkeeper.secret import token_from_env
 
     env = _environ()
     options = BackendOptions(token=token_from_env(None, env), environ=env)
@@ -256,9 +347,14 @@ def resolve_previous(
     token: str | None,
     api_url: str | None,
 ) -> RollbackTarget:
-    """``previous`` as the CLI answers it, from the source (or sources, for ``auto``)."""
+    """``previous`` as the CLI answers it, from the source (or sources, for ``auto``).
+
+    The ledger is read only when it exists: ``auto`` then goes on to the next source,
+    ``--source ledger`` has no answer.
+    """
     from functools import partial
 
+    from tagkeeper.errors import NoRollbackTarget
     from tagkeeper.rollback import previous_from_history, previous_from_registry
 
     from_history = partial(
@@ -269,9 +365,20 @@ def resolve_previous(
         allow_prerelease=allow_prerelease,
     )
     if source in (Source.auto, Source.ledger):
-        with _open_ledger(ctx, ledger_path) as ledger:
-            records = ledger.history(environment=environment, repository=repository)
-        if records or source is Source.ledger:
+        path, records = _read_history(
+            ctx, ledger_path, environment=environment, repository=repository
+        )
+        if records is None:
+            if source is Source.ledger:
+                raise NoRollbackTarget(
+                    f"no deploy ledger exists at {path}",
+                    hint="deploys are recorded there by 'tagkeeper deploy', 'tagkeeper "
+                    "rollback' or 'tagkeeper record'; point --ledger or $TAGKEEPER_LEDGER at "
+                    "the ledger they write (as root: /var/lib/tagkeeper/ledger.db), or use "
+                    "--source github or --source registry",
+                )
+            common.info(f"note: no deploy ledger at {path}; trying the next source")
+        elif records or source is Source.ledger:
             return from_history(records, source="ledger")
     if source is Source.github or (source is Source.auto and _github_configured(repo, token)):
         history = _github(ctx, repo, token, api_url).iter_history(repository, environment)
@@ -302,10 +409,7 @@ def _chain(first: DeployRecord, rest: Iterator[DeployRecord]) -> Iterator[Deploy
 def record(  # noqa: PLR0917
     ctx: typer.Context,
     env: EnvOpt = None,
-    image: Annotated[
-        str,
-        typer.Option("--image", "-i", metavar="REF", help="The image deployed: repo:tag[@digest]."),
-    ] = "",
+    image: ReferenceOpt = "",
     status: Annotated[
         str,
         typer.Option(
@@ -325,18 +429,8 @@ def record(  # noqa: PLR0917
     rollback: Annotated[
         bool, typer.Option("--rollback", help="This deploy is a rollback.")
     ] = False,
-    github: Annotated[
-        bool, typer.Option("--github", help="Also record it in GitHub Deployments.")
-    ] = False,
-    ref: Annotated[
-        str | None,
-        typer.Option(
-            "--ref",
-            metavar="REF",
-            show_default=False,
-            help="Git ref of a GitHub deployment (default: $GITHUB_SHA, else the image tag).",
-        ),
-    ] = None,
+    github: GitHubOpt = False,
+    ref: GitRefOpt = None,
     repo: RepoOpt = None,
     token: TokenOpt = None,
     api_url: ApiUrlOpt = None,
@@ -421,15 +515,19 @@ def history(  # noqa: PLR0917
     ledger_path: LedgerOpt = None,
     fmt: Annotated[TextJson, typer.Option("--format", "-f")] = TextJson.text,
 ) -> None:
-    """Show the deploys recorded in the ledger, newest first."""
+    """Show the deploys recorded in the ledger, newest first (never creates the ledger)."""
     repository = _repository(image) if image else None
-    with _open_ledger(ctx, ledger_path) as ledger:
-        records = ledger.history(environment=env, repository=repository, limit=limit)
+    path, records = _read_history(
+        ctx, ledger_path, environment=env, repository=repository, limit=limit
+    )
+    if not records:
+        common.info(
+            "no deploys recorded"
+            + ("" if records is not None else f" (no deploy ledger at {path})")
+        )
+        records = []
     if fmt is TextJson.json:
         common.emit_json([r.as_dict() for r in records])
-        return
-    if not records:
-        common.info("no deploys recorded")
         return
     for r in records:
         kind = " rollback" if r.rollback else ""
@@ -443,22 +541,9 @@ def history(  # noqa: PLR0917
 
 def previous(  # noqa: PLR0917
     ctx: typer.Context,
-    image: Annotated[
-        str,
-        typer.Option(
-            "--image", "-i", metavar="REPO", help="The image repository, e.g. ghcr.io/o/app."
-        ),
-    ] = "",
+    image: RepositoryOpt = "",
     env: EnvOpt = None,
-    current: Annotated[
-        str | None,
-        typer.Option(
-            "--current",
-            metavar="TAG",
-            show_default=False,
-            help="The tag running now (default: the newest successful deploy).",
-        ),
-    ] = None,
+    current: CurrentOpt = None,
     container: Annotated[
         str | None,
         typer.Option(
@@ -479,10 +564,14 @@ def previous(  # noqa: PLR0917
     ledger_path: LedgerOpt = None,
     fmt: common.FormatOpt = common.Format.text,
 ) -> None:
-    """Print the rollback target: the last good deploy before the current one."""
+    """Print the rollback target: the last good deploy before the current one.
+
+    With --format github, the step outputs are previous (exactly what text prints), tag,
+    reference, digest and pinned.
+    """
     if not image:
         raise UsageError("--image is required", hint="e.g. --image ghcr.io/o/app")
-    repository = _repository(image)
+    repository = _repository(image, current_hint=True)
     if current is not None and container is not None:
         raise UsageError("--current and --container cannot be used together")
     if current is None and container is not None:
@@ -511,6 +600,7 @@ def previous(  # noqa: PLR0917
     if fmt is common.Format.github:
         gha.write_outputs(
             {
+                "previous": answer,
                 "tag": target.tag,
                 "reference": target.reference(),
                 "digest": target.digest or "",
@@ -533,53 +623,52 @@ def _pin(target: RollbackTarget) -> RollbackTarget:
     return replace(target, digest=found)
 
 
-def _recorders(
-    ctx: typer.Context,
-    ledger: Ledger,
-    plan: DeployPlan,
-    *,
-    github: bool,
-    ref: str | None,
-    repo: str | None,
-    token: str | None,
-    api_url: str | None,
-) -> list[Recorder]:
-    from tagkeeper.deploy import GitHubRecorder, LedgerRecorder
-    from tagkeeper.ledger import Actor
+@dataclass(frozen=True, slots=True)
+class _Recording:
+    """Where ``deploy`` and ``rollback`` record: the ledger, and GitHub when asked."""
 
-    environ = _environ()
-    actor = Actor.from_environ(environ)
-    recorders: list[Recorder] = [LedgerRecorder(ledger, actor)]
-    if github:
-        recorders.append(
-            GitHubRecorder(
-                _github(ctx, repo, token, api_url),
-                ref=ref or environ.get("GITHUB_SHA") or plan.tag,
-                ci_run_url=actor.ci_run_url,
+    ledger_path: Path | None
+    github: bool
+    ref: str | None
+    repo: str | None
+    token: str | None
+    api_url: str | None
+
+    def recorders(self, ctx: typer.Context, ledger: Ledger, plan: DeployPlan) -> list[Recorder]:
+        from tagkeeper.deploy import GitHubRecorder, LedgerRecorder
+        from tagkeeper.ledger import Actor
+
+        environ = _environ()
+        actor = Actor.from_environ(environ)
+        recorders: list[Recorder] = [LedgerRecorder(ledger, actor)]
+        if self.github:
+            recorders.append(
+                GitHubRecorder(
+                    _github(ctx, self.repo, self.token, self.api_url),
+                    ref=self.ref or environ.get("GITHUB_SHA") or plan.tag,
+                    ci_run_url=actor.ci_run_url,
+                )
             )
-        )
-    return recorders
+        return recorders
 
 
-def _run(
-    ctx: typer.Context,
-    plan: DeployPlan,
-    *,
-    ledger_path: Path | None,
-    github: bool,
-    ref: str | None,
-    repo: str | None,
-    token: str | None,
-    api_url: str | None,
-) -> None:
+def _check_digest_flags(no_resolve: bool, required: bool) -> None:
+    if no_resolve and required:
+        raise UsageError("--no-resolve-digest and --require-digest cannot be used together")
+
+
+def _with_digest(plan: DeployPlan, *, no_resolve: bool, required: bool) -> DeployPlan:
+    """``plan`` with its digest resolved from the registry (unless it has one or told not to)."""
+    from tagkeeper.deploy import resolve_digest
+
+    return resolve_digest(plan, None if no_resolve else _registry_resolver(), required=required)
+
+
+def _run(ctx: typer.Context, plan: DeployPlan, recording: _Recording) -> None:
     from tagkeeper.deploy import execute
 
-    for note in plan.notes:
-        common.info(f"warning: {note}")
-    with _open_ledger(ctx, ledger_path) as ledger:
-        recorders = _recorders(
-            ctx, ledger, plan, github=github, ref=ref, repo=repo, token=token, api_url=api_url
-        )
+    with _open_ledger(ctx, recording.ledger_path) as ledger:
+        recorders = recording.recorders(ctx, ledger, plan)
         kind = "rolling back" if plan.rollback else "deploying"
         common.info(f"tagkeeper: {kind} {plan.image} to {plan.environment}: {plan.describe()}")
         outcome = execute(plan, recorders)
@@ -590,123 +679,88 @@ def _run(
         raise typer.Exit(outcome.exit_code)
 
 
+def _warn(plan: DeployPlan) -> None:
+    for note in plan.notes:
+        common.info(f"warning: {note}")
+
+
 def deploy(  # noqa: PLR0917
     ctx: typer.Context,
     command: CommandArg = None,
     env: EnvOpt = None,
-    image: Annotated[
-        str,
-        typer.Option(
-            "--image", "-i", metavar="REF", help="The image to deploy: repo:tag[@digest]."
-        ),
-    ] = "",
-    no_resolve_digest: Annotated[
-        bool,
-        typer.Option("--no-resolve-digest", help="Do not ask the registry for the tag's digest."),
-    ] = False,
-    require_digest: Annotated[
-        bool,
-        typer.Option(
-            "--require-digest",
-            help="Fail (exit 5) when the registry cannot be reached, instead of deploying "
-            "by tag with a warning.",
-        ),
-    ] = False,
+    image: ReferenceOpt = "",
+    no_resolve_digest: NoResolveOpt = False,
+    require_digest: RequireDigestOpt = False,
     allow_prerelease: AllowPreOpt = None,
-    github: Annotated[
-        bool, typer.Option("--github", help="Also record the deploy in GitHub Deployments.")
-    ] = False,
-    ref: Annotated[
-        str | None,
-        typer.Option(
-            "--ref",
-            metavar="REF",
-            show_default=False,
-            help="Git ref of the GitHub deployment (default: $GITHUB_SHA, else the tag).",
-        ),
-    ] = None,
+    github: GitHubOpt = False,
+    ref: GitRefOpt = None,
     repo: RepoOpt = None,
     token: TokenOpt = None,
     api_url: ApiUrlOpt = None,
     ledger_path: LedgerOpt = None,
 ) -> None:
-    """Check, pin and record a deploy around COMMAND; exit with COMMAND's exit code."""
-    from tagkeeper.deploy import plan_deploy, resolve_digest
+    """Check, pin and record a deploy around COMMAND; exit with COMMAND's exit code.
+
+    IMAGE is the reference exactly as given; IMAGE_DIGEST the digest resolved (or given),
+    IMAGE_TAG the tag.
+    """
+    from tagkeeper.deploy import plan_deploy
 
     if not image:
         raise UsageError("--image is required", hint="e.g. --image ghcr.io/o/app:v1.2.3")
+    _check_digest_flags(no_resolve_digest, require_digest)
     plan = plan_deploy(
         _env_name(ctx, env),
         image,
         command or [],
         allow_prerelease=_allow_pre(ctx, allow_prerelease),
     )
-    if not no_resolve_digest:
-        plan = resolve_digest(plan, _registry_resolver(), required=require_digest)
-    _run(
-        ctx,
-        plan,
-        ledger_path=ledger_path,
-        github=github,
-        ref=ref,
-        repo=repo,
-        token=token,
-        api_url=api_url,
-    )
+    plan = _with_digest(plan, no_resolve=no_resolve_digest, required=require_digest)
+    _warn(plan)
+    _run(ctx, plan, _Recording(ledger_path, github, ref, repo, token, api_url))
 
 
 def rollback(  # noqa: PLR0917
     ctx: typer.Context,
     command: CommandArg = None,
     env: EnvOpt = None,
-    image: Annotated[
-        str,
-        typer.Option(
-            "--image", "-i", metavar="REPO", help="The image repository, e.g. ghcr.io/o/app."
-        ),
-    ] = "",
-    current: Annotated[
-        str | None,
-        typer.Option(
-            "--current",
-            metavar="TAG",
-            show_default=False,
-            help="The tag running now (default: the newest successful deploy).",
-        ),
-    ] = None,
+    image: RepositoryOpt = "",
+    current: CurrentOpt = None,
     source: SourceOpt = Source.auto,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print what would run (on stdout) and change nothing.")
-    ] = False,
-    allow_prerelease: AllowPreOpt = None,
-    github: Annotated[
-        bool, typer.Option("--github", help="Also record the rollback in GitHub Deployments.")
-    ] = False,
-    ref: Annotated[
-        str | None,
+        bool,
         typer.Option(
-            "--ref",
-            metavar="REF",
-            show_default=False,
-            help="Git ref of the GitHub deployment (default: $GITHUB_SHA, else the tag).",
+            "--dry-run",
+            help="Print what would run (on stdout) and change nothing (the registry may "
+            "still be asked for the digest).",
         ),
-    ] = None,
+    ] = False,
+    no_resolve_digest: NoResolveOpt = False,
+    require_digest: RequireDigestOpt = False,
+    allow_prerelease: AllowPreOpt = None,
+    github: GitHubOpt = False,
+    ref: GitRefOpt = None,
     repo: RepoOpt = None,
     token: TokenOpt = None,
     api_url: ApiUrlOpt = None,
     ledger_path: LedgerOpt = None,
 ) -> None:
-    """Deploy what 'previous' answers with COMMAND, recorded as a rollback."""
+    """Deploy what 'previous' answers with COMMAND, recorded as a rollback.
+
+    IMAGE is pinned: repo:tag@sha256:... with the digest the ledger recorded for that
+    deploy, else the one the registry resolves now (IMAGE_DIGEST and IMAGE_TAG too).
+    """
     from tagkeeper.deploy import plan_deploy
 
     if not image:
         raise UsageError("--image is required", hint="e.g. --image ghcr.io/o/app")
-    repository = _repository(image)
+    repository = _repository(image, current_hint=True)
     environment = _env_name(ctx, env)
     allow = _allow_pre(ctx, allow_prerelease)
+    _check_digest_flags(no_resolve_digest, require_digest)
     if not dry_run and source in (Source.auto, Source.ledger):
         with _open_ledger(ctx, ledger_path):
-            pass  # fail on an unusable ledger before resolving anything
+            pass  # rollback writes the ledger: fail on an unusable one before anything else
     target = resolve_previous(
         ctx,
         repository=repository,
@@ -729,72 +783,11 @@ def rollback(  # noqa: PLR0917
         allow_prerelease=allow,
         rollback=True,
         replaces=target.current,
+        pin=True,
     )
+    plan = _with_digest(plan, no_resolve=no_resolve_digest, required=require_digest)
+    _warn(plan)
     if dry_run:
         typer.echo(plan.describe())
         return
-    _run(
-        ctx,
-        plan,
-        ledger_path=ledger_path,
-        github=github,
-        ref=ref,
-        repo=repo,
-        token=token,
-        api_url=api_url,
-    )
-
-
-def protected_for_prune(
-    ctx: typer.Context,
-    repository: str,
-    environments: Sequence[str],
-    *,
-    versions: Sequence[Version] | None = None,
-    currents: dict[str, str] | None = None,
-    ledger_path: Path | None = None,
-    github: bool = False,
-    repo: str | None = None,
-    token: str | None = None,
-    api_url: str | None = None,
-) -> dict[str, str]:
-    """The ``protected`` mapping ``prune --env ENV`` passes to the planner.
-
-    Reads the ledger when it exists (prune never creates one) and GitHub Deployments
-    when ``github``; with no history for an environment, falls back to the registry
-    answer from ``versions`` and ``currents``. Says on stderr when an environment it was
-    told about has nothing to protect.
-    """
-    from tagkeeper.ledger import Ledger, LedgerHistory, resolve_path
-    from tagkeeper.protection import HistorySource, rollback_protection
-
-    if not environments:
-        return {}
-    configured = common.state(ctx).config().get("ledger")
-    path = resolve_path(ledger_path, _environ(), configured)
-    ledger = Ledger(path, create=False) if path.exists() else None
-    try:
-        sources: list[HistorySource] = []
-        if ledger is not None:
-            sources.append(LedgerHistory(ledger))
-        if github:
-            sources.append(_github(ctx, repo, token, api_url))
-        protected = rollback_protection(
-            repository,
-            environments,
-            sources,
-            versions=versions,
-            currents=currents,
-            allow_prerelease=bool(common.state(ctx).config().get("allow-prerelease", False)),
-        )
-    finally:
-        if ledger is not None:
-            ledger.close()
-    for environment in dict.fromkeys(environments):
-        if not any(f" {environment} (" in reason for reason in protected.values()):
-            common.info(
-                f"warning: nothing is known to be deployed to {environment} for {repository} "
-                f"(ledger {path}{', GitHub Deployments' if github else ''}); nothing extra "
-                "is protected for it"
-            )
-    return protected
+    _run(ctx, plan, _Recording(ledger_path, github, ref, repo, token, api_url))

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import typer
 
-from tagkeeper.cli import app, main, rollback_cmd
+from tagkeeper import ledger as ledger_module
+from tagkeeper.cli import main, rollback_cmd
 from tagkeeper.errors import ExitCode, RegistryError, UsageError
 from tagkeeper.inventory import Version
 from tagkeeper.ledger import Ledger
@@ -103,7 +103,7 @@ def test_previous_prints_only_the_tag_on_stdout(
     assert main(["previous", "--image", IMAGE, "--env", "prod"]) == 0
     assert capsys.readouterr().out == "v1.0.0\n"
 
-    assert main(["previous", "--image", f"{IMAGE}:whatever", "--digest"]) == 0
+    assert main(["previous", "--image", IMAGE, "--digest"]) == 0
     assert capsys.readouterr().out == f"{IMAGE}:v1.0.0@{D1}\n"
 
 
@@ -262,7 +262,8 @@ def test_deploy_pinned_reference_is_not_resolved_again(
     )
     assert code == 0
     assert resolver.asked == []
-    assert (tmp_path / "env.txt").read_text() == f"{IMAGE}:v1.5.0|{D3}|v1.5.0"
+    # IMAGE is the reference exactly as given: pinned in, pinned out
+    assert (tmp_path / "env.txt").read_text() == f"{IMAGE}:v1.5.0@{D3}|{D3}|v1.5.0"
 
 
 def test_deploy_with_the_registry_down_warns_and_deploys_by_tag(
@@ -389,7 +390,7 @@ def test_rollback_dry_run_prints_and_changes_nothing(
     assert code == 0
     out = capsys.readouterr().out
     assert out == (
-        f"IMAGE={IMAGE}:v1.0.0 IMAGE_DIGEST={D1} IMAGE_TAG=v1.0.0 ./deploy.sh --profile prod\n"
+        f"IMAGE={IMAGE}:v1.0.0@{D1} IMAGE_DIGEST={D1} IMAGE_TAG=v1.0.0 ./deploy.sh --profile prod\n"
     )
     assert history(ledger_path) == before
 
@@ -400,7 +401,7 @@ def test_rollback_deploys_previous_and_marks_the_bad_one(ledger_path: Path, tmp_
     code = main(["rollback", "--env", "prod", "--image", IMAGE, "--", *env_dump(tmp_path)])
 
     assert code == 0
-    assert (tmp_path / "env.txt").read_text() == f"{IMAGE}:v1.0.0|{D1}|v1.0.0"
+    assert (tmp_path / "env.txt").read_text() == f"{IMAGE}:v1.0.0@{D1}|{D1}|v1.0.0"
     assert history(ledger_path) == [
         ("v1.0.0", DeployStatus.SUCCEEDED, True),
         ("v1.1.0", DeployStatus.ROLLED_BACK, False),
@@ -463,7 +464,7 @@ def test_history_json_is_always_emitted(
     seed(("v1.0.0", "succeeded", D1))
     seed(("v1.1.0", "started", None))
     capsys.readouterr()
-    assert main(["history", "--format", "json", "--image", f"{IMAGE}:x", "--env", "prod"]) == 0
+    assert main(["history", "--format", "json", "--image", IMAGE, "--env", "prod"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [(r["tag"], r["status"], r["digest"]) for r in rows] == [
         ("v1.1.0", "started", None),
@@ -480,12 +481,16 @@ def test_an_unusable_ledger_exits_with_its_own_code(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    blocker = tmp_path / "blocker"
-    blocker.write_text("")
-    monkeypatch.setenv("TAGKEEPER_LEDGER", str(blocker / "ledger.db"))
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not a SQLite database, it only sits where one should\n" * 4)
+    monkeypatch.setenv("TAGKEEPER_LEDGER", str(garbage))
     assert main(["history"]) == 12
     assert ExitCode.LEDGER.value == 12
     assert main(["previous", "--image", IMAGE]) == ExitCode.LEDGER
+    assert "garbage.db" in capsys.readouterr().err
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    monkeypatch.setenv("TAGKEEPER_LEDGER", str(blocker / "ledger.db"))
     assert (
         main(
             [
@@ -529,38 +534,6 @@ def test_ledger_flag_and_config_key(
     assert history(flagged) == [("v2", DeployStatus.SUCCEEDED, False)]
 
 
-# -- prune protection ---------------------------------------------------------------------
-
-
-def _ctx() -> typer.Context:
-    return typer.Context(typer.main.get_command(app))
-
-
-def test_protected_for_prune_reads_the_ledger(
-    ledger_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    seed(("v1.0.0", "succeeded", D1), ("v1.1.0", "failed", D2), ("v1.2.0", "succeeded", D3))
-
-    protected = rollback_cmd.protected_for_prune(_ctx(), IMAGE, ["prod"])
-
-    assert protected == {
-        "v1.2.0": "current in prod (ledger)",
-        D3: "current in prod (ledger)",
-        "v1.0.0": "rollback target for prod (ledger)",
-        D1: "rollback target for prod (ledger)",
-    }
-    assert "warning" not in capsys.readouterr().err
-
-
-def test_protected_for_prune_never_creates_a_ledger_and_warns(
-    ledger_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert rollback_cmd.protected_for_prune(_ctx(), IMAGE, ["prod"]) == {}
-    assert not ledger_path.exists()
-    assert "nothing is known to be deployed to prod" in capsys.readouterr().err
-    assert rollback_cmd.protected_for_prune(_ctx(), IMAGE, []) == {}
-
-
 def test_previous_without_history_or_current_does_not_ask_the_registry(
     ledger_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -568,3 +541,256 @@ def test_previous_without_history_or_current_does_not_ask_the_registry(
     assert main(["previous", "--image", IMAGE]) == ExitCode.NO_TARGET
     assert asked == []
     assert "--current" in capsys.readouterr().err
+
+
+# -- reading never creates the ledger -----------------------------------------------------
+
+
+def test_history_and_previous_never_create_the_ledger(
+    ledger_path: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # the default location (root's or a user's), moved under tmp_path: nothing there yet
+    monkeypatch.delenv("TAGKEEPER_LEDGER")
+    state = tmp_path / "state"
+    expected = state / "tagkeeper" / "ledger.db"
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    monkeypatch.setattr(ledger_module, "ROOT_DEFAULT", expected)
+
+    assert main(["history", "--format", "json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out) == []
+    assert f"no deploy ledger at {expected}" in err
+
+    assert main(["history"]) == 0
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "no deploys recorded" in err
+
+    # auto: no ledger, no GitHub, so the registry answers
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    asked = use_registry(
+        monkeypatch,
+        [Version(D1, frozenset({"v1.0.0"}), t0), Version(D2, frozenset({"v1.1.0"}), t0)],
+    )
+    assert main(["previous", "--image", IMAGE, "--current", "v1.1.0"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "v1.0.0\n"
+    assert asked == [IMAGE]
+    assert f"no deploy ledger at {expected}" in err
+
+    # --source ledger: no answer, and it says where it looked
+    code = main(["previous", "--image", IMAGE, "--source", "ledger"])
+    out, err = capsys.readouterr()
+    assert code == ExitCode.NO_TARGET
+    assert out == ""
+    assert f"no deploy ledger exists at {expected}" in err
+
+    # a dry-run rollback only reads too
+    code = main(
+        ["rollback", "--image", IMAGE, "--current", "v1.1.0", "--dry-run", "--", "./deploy.sh"]
+    )
+    assert code == 0
+    assert capsys.readouterr().out.startswith(f"IMAGE={IMAGE}:v1.0.0@{D1} ")
+
+    assert not state.exists()  # neither the file nor its folders
+
+
+def test_history_reads_an_existing_ledger_without_writing_it(
+    ledger_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed(("v1.0.0", "succeeded", D1))
+    before = history(ledger_path)
+    capsys.readouterr()
+    assert main(["history", "--format", "json"]) == 0
+    assert [r["tag"] for r in json.loads(capsys.readouterr().out)] == ["v1.0.0"]
+    assert history(ledger_path) == before
+
+
+# -- --image takes a repository -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("previous", f"{IMAGE}:v1", "--current v1"),
+        ("previous", f"{IMAGE}@{D1}", f"--image {IMAGE}"),
+        ("previous", f"{IMAGE}:v1@{D1}", "--current v1"),
+        ("rollback", f"{IMAGE}:v1", "--current v1"),
+        ("history", f"{IMAGE}:v1", f"--image {IMAGE}"),
+    ],
+)
+def test_image_with_a_tag_or_digest_is_bad_input(
+    ledger_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    case: tuple[str, str, str],
+) -> None:
+    command, image, hint = case
+    asked = use_registry(monkeypatch, [])
+    argv = [command, "--image", image]
+    if command == "rollback":
+        argv += ["--", "true"]
+
+    code = main(argv)
+
+    out, err = capsys.readouterr()
+    assert code == ExitCode.USAGE
+    assert out == ""
+    assert "--image takes a repository" in err
+    assert hint in err
+    assert asked == []
+    assert not ledger_path.exists()
+
+
+# -- previous --format github -------------------------------------------------------------
+
+
+def _outputs(path: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines())
+    return dict((name, value) for name, value in pairs)
+
+
+@pytest.mark.parametrize("pinned", [False, True])
+def test_previous_github_output_previous_is_what_text_prints(
+    ledger_path: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    pinned: bool,
+) -> None:
+    seed(("v1.0.0", "succeeded", D1), ("v1.1.0", "succeeded", D2))
+    argv = ["previous", "--image", IMAGE] + (["--digest"] if pinned else [])
+    capsys.readouterr()
+    assert main(argv) == 0
+    text = capsys.readouterr().out.rstrip("\n")
+    output = tmp_path / "github_output"
+    output.write_text("")
+    monkeypatch.setenv("GITHUB_OUTPUT", str(output))
+
+    assert main([*argv, "--format", "github"]) == 0
+
+    assert capsys.readouterr().out.rstrip("\n") == text
+    outputs = _outputs(output)
+    assert outputs["previous"] == text
+    assert text == (f"{IMAGE}:v1.0.0@{D1}" if pinned else "v1.0.0")
+    assert outputs["tag"] == "v1.0.0"
+    assert outputs["digest"] == D1
+
+
+# -- rollback runs the image pinned by digest ---------------------------------------------
+
+
+def test_rollback_resolves_the_digest_when_none_was_recorded(
+    ledger_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(("v1.0.0", "succeeded", None), ("v1.1.0", "succeeded", None))
+    resolver = FakeResolver({f"{IMAGE}:v1.0.0": D1})
+    use_resolver(monkeypatch, resolver)
+
+    code = main(["rollback", "--env", "prod", "--image", IMAGE, "--", *env_dump(tmp_path)])
+
+    assert code == 0
+    assert resolver.asked == [f"{IMAGE}:v1.0.0"]
+    assert (tmp_path / "env.txt").read_text() == f"{IMAGE}:v1.0.0@{D1}|{D1}|v1.0.0"
+    with Ledger(ledger_path, create=False) as ledger:
+        newest = ledger.history()[0]
+    assert (newest.tag, newest.digest, newest.rollback) == ("v1.0.0", D1, True)
+
+
+def test_rollback_uses_the_recorded_digest_even_if_the_tag_was_pushed_again(
+    ledger_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(("v1.0.0", "succeeded", D1), ("v1.1.0", "succeeded", D2))
+    resolver = FakeResolver({f"{IMAGE}:v1.0.0": D3})  # v1.0.0 re-pushed since
+    use_resolver(monkeypatch, resolver)
+
+    code = main(["rollback", "--env", "prod", "--image", IMAGE, "--", *env_dump(tmp_path)])
+
+    assert code == 0
+    assert resolver.asked == []
+    assert (tmp_path / "env.txt").read_text() == f"{IMAGE}:v1.0.0@{D1}|{D1}|v1.0.0"
+
+
+def test_rollback_without_a_digest_warns_and_goes_on_by_tag(
+    ledger_path: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    seed(("v1.0.0", "succeeded", None), ("v1.1.0", "succeeded", None))
+    use_resolver(monkeypatch, FakeResolver(down=True))
+    capsys.readouterr()
+
+    code = main(["rollback", "--env", "prod", "--image", IMAGE, "--", *env_dump(tmp_path)])
+
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "could not be resolved" in err and "rolling back to it by tag" in err
+    assert (tmp_path / "env.txt").read_text() == f"{IMAGE}:v1.0.0||v1.0.0"
+
+
+def test_rollback_no_resolve_digest_warns_and_never_asks(
+    ledger_path: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    seed(("v1.0.0", "succeeded", None), ("v1.1.0", "succeeded", None))
+    resolver = FakeResolver({f"{IMAGE}:v1.0.0": D1})
+    use_resolver(monkeypatch, resolver)
+    capsys.readouterr()
+
+    code = main(
+        [
+            "rollback",
+            "--image",
+            IMAGE,
+            "--no-resolve-digest",
+            "--dry-run",
+            "--",
+            "./deploy.sh",
+        ]
+    )
+
+    assert code == 0
+    out, err = capsys.readouterr()
+    assert resolver.asked == []
+    assert out == f"IMAGE={IMAGE}:v1.0.0 IMAGE_TAG=v1.0.0 ./deploy.sh\n"
+    assert "rolling back to it by tag" in err
+
+
+def test_rollback_require_digest_runs_nothing_without_one(
+    ledger_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(("v1.0.0", "succeeded", None), ("v1.1.0", "succeeded", None))
+    before = history(ledger_path)
+    use_resolver(monkeypatch, FakeResolver(down=True))
+
+    code = main(["rollback", "--image", IMAGE, "--require-digest", "--", *env_dump(tmp_path)])
+
+    assert code == ExitCode.REGISTRY
+    assert not (tmp_path / "env.txt").exists()
+    assert history(ledger_path) == before
+
+    both = ["--no-resolve-digest", "--require-digest"]
+    assert main(["rollback", "--image", IMAGE, *both, "--", "true"]) == ExitCode.USAGE
+    assert main(["deploy", "--image", f"{IMAGE}:v1.0.0", *both, "--", "true"]) == ExitCode.USAGE
+    assert history(ledger_path) == before
+
+
+def test_deploy_keeps_image_as_given_while_rollback_pins_it(
+    ledger_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_resolver(monkeypatch, FakeResolver({f"{IMAGE}:v1.0.0": D1, f"{IMAGE}:v1.1.0": D2}))
+    for tag in ("v1.0.0", "v1.1.0"):
+        code = main(["deploy", "--image", f"{IMAGE}:{tag}", "--", *env_dump(tmp_path)])
+        assert code == 0
+    # deploy: the digest is resolved and recorded, IMAGE is what the user passed
+    assert (tmp_path / "env.txt").read_text() == f"{IMAGE}:v1.1.0|{D2}|v1.1.0"
+
+    assert main(["rollback", "--image", IMAGE, "--", *env_dump(tmp_path)]) == 0
+    # rollback: tagkeeper's own answer, pinned to the digest deployed before
+    assert (tmp_path / "env.txt").read_text() == f"{IMAGE}:v1.0.0@{D1}|{D1}|v1.0.0"

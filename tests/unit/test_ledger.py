@@ -249,3 +249,36 @@ def test_actor_from_environ() -> None:
     assert actor.user == "bob"
     assert actor.ci_run_url == "https://github.com/o/app/actions/runs/42"
     assert Actor.from_environ({"USER": "carol", "LOGNAME": "carol"}).ci_run_url is None
+
+
+class _VanishingPath(type(Path())):  # type: ignore[misc]
+    """A path that passes the existence checks, as if the file were removed just after."""
+
+    def exists(self, *args: object, **kwargs: object) -> bool:
+        return True
+
+    def is_file(self, *args: object, **kwargs: object) -> bool:
+        return True
+
+
+def test_open_without_create_never_lets_sqlite_create_the_file(tmp_path: Path) -> None:
+    missing = _VanishingPath(tmp_path / "gone.db")
+    with pytest.raises(LedgerError, match="cannot be opened"):
+        Ledger(missing, create=False)
+    assert not Path(tmp_path / "gone.db").exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_open_without_create_reads_a_path_with_uri_characters(tmp_path: Path) -> None:
+    path = tmp_path / "odd dir %41" / "led?ger#1.db"
+    with Ledger(path, clock=Clock()) as writer:
+        writer.record(
+            environment="prod",
+            repository=REPO,
+            tag="v1",
+            status=DeployStatus.SUCCEEDED,
+            actor=ACTOR,
+        )
+    with Ledger(path, create=False) as reader:
+        assert [r.tag for r in reader.history()] == ["v1"]
+    assert sorted(p.name for p in path.parent.iterdir() if p.suffix == ".db") == ["led?ger#1.db"]
