@@ -22,21 +22,18 @@ Nothing qualifying raises :class:`~tagkeeper.errors.NoRollbackTarget` with the r
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from tagkeeper.channels import is_dev_tag
 from tagkeeper.errors import NoRollbackTarget, UsageError
 from tagkeeper.inventory import Version
 from tagkeeper.refs import parse_reference
 from tagkeeper.rules import Code, Policy, policy_for
 from tagkeeper.semver import SemVer, parse_tag
-
-DEV_TAG_RE = re.compile(r"dev-[0-9a-f]{7,40}")
-"""An immutable branch-build tag: ``dev-`` and a (short or full) commit sha."""
 
 _MAX_REASONS = 6
 
@@ -129,11 +126,6 @@ class RollbackTarget:
             "deploy_id": self.record.id if self.record else None,
             "notes": list(self.notes),
         }
-
-
-def repository_of(text: str) -> str:
-    """The repository of an image reference (``ghcr.io/o/app:v1`` -> ``ghcr.io/o/app``)."""
-    return parse_reference(text).repository
 
 
 def refusal(repository: str, tag: str, policy: Policy) -> str | None:
@@ -333,7 +325,7 @@ def previous_from_registry(
             hint="deploy a known-good tag explicitly"
             + ("" if allow_prerelease else ", or pass --allow-prerelease"),
         )
-    if DEV_TAG_RE.fullmatch(current):
+    if is_dev_tag(current):
         if current_version is None:
             raise NoRollbackTarget(
                 f"{repository}:{current} is not in the registry, so the dev build pushed "
@@ -345,7 +337,7 @@ def previous_from_registry(
         for version in versions:
             if version.digest == current_version.digest or not version.created < pushed:
                 continue
-            tags = sorted(t for t in version.tags if DEV_TAG_RE.fullmatch(t))
+            tags = sorted(t for t in version.tags if is_dev_tag(t))
             usable = [t for t in tags if refusal(repository, t, policy) is None]
             if not usable:
                 reasons.extend(r for t in tags if (r := refusal(repository, t, policy)))

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Protocol
 
+from tagkeeper.channels import is_dev_tag, is_pr_tag
 from tagkeeper.errors import UsageError
 from tagkeeper.refs import ImageRef, parse_reference
 from tagkeeper.semver import SemVer, explain_tag, parse_tag
@@ -169,15 +170,16 @@ class DevPointerRule:
 
 @dataclass(frozen=True, slots=True)
 class DevTagRule:
-    """``dev-*`` tags are branch builds, not releases."""
+    """``dev-*`` tags: branch builds (``dev-<sha>``) and anything else named like one."""
 
     def judge(self, ref: ImageRef, env: Environment) -> Verdict | None:
         if ref.tag is None or not ref.tag.lower().startswith("dev-"):
             return None
+        what = "a branch build" if is_dev_tag(ref.tag) else "a dev tag"
         return _refuse(
             ref,
             Code.DEV_TAG,
-            f"{ref.tag!r} is a branch build, not a release; " + _instead(ref, env),
+            f"{ref.tag!r} is {what}, not a release; " + _instead(ref, env),
         )
 
 
@@ -222,14 +224,12 @@ class ReleaseOnlyRule:
     def judge(self, ref: ImageRef, env: Environment) -> Verdict | None:
         if ref.tag is None or _release_version(ref) is not None:
             return None
-        why = ""
-        if _VERSIONISH_RE.match(ref.tag):
-            why = f" ({explain_tag(ref.tag)})"
-        return _refuse(
-            ref,
-            Code.NON_RELEASE,
-            f"{ref.tag!r} is not a release tag{why}; " + _instead(ref, env),
-        )
+        what = "not a release tag"
+        if is_pr_tag(ref.tag):
+            what = "a pull request build, not a release"
+        elif _VERSIONISH_RE.match(ref.tag):
+            what += f" ({explain_tag(ref.tag)})"
+        return _refuse(ref, Code.NON_RELEASE, f"{ref.tag!r} is {what}; " + _instead(ref, env))
 
 
 def _release_version(ref: ImageRef) -> SemVer | None:
@@ -254,10 +254,34 @@ DEV_RULES: tuple[Rule, ...] = (LatestRule(), UntaggedRule(), DevPointerRule())
 
 STRICT_NAMES = frozenset({"prod", "production"})
 DEV_NAMES = frozenset({"dev", "development"})
+# GitHub's environment names: letters, digits, spaces, '.', '_', '-' and '/', at most 255
+# characters; tagkeeper also wants the first and last characters to be no space.
+ENV_NAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9 ._/-]{0,253}[A-Za-z0-9._/-])?")
+
+
+def validate_env_name(name: str) -> str:
+    """``name`` when it is an environment name, else a :class:`UsageError`.
+
+    Names are never trimmed or otherwise normalised: ``" prod"`` is refused rather than
+    read as ``prod``, so every command sees the environment exactly as written.
+    """
+    if not name.strip():
+        raise UsageError("the environment name is empty", hint="use e.g. --env dev or --env prod")
+    if not ENV_NAME_RE.fullmatch(name):
+        raise UsageError(
+            f"{name!r} is not an environment name",
+            hint="use letters, digits, spaces, '.', '_', '-' and '/', starting with a letter "
+            "or digit, not ending with a space, at most 255 characters (e.g. prod, staging-eu)",
+        )
+    return name
 
 
 def is_strict(env_name: str) -> bool:
-    """True when ``env_name`` gets the prod rules: every name but the dev names."""
+    """True when ``env_name`` gets the prod rules: every name but the dev names.
+
+    The one answer to "is this environment prod?": ``check``, ``tags``, rollback and
+    deploy all ask here. Letter case does not matter (``PROD``, ``Dev``).
+    """
     return env_name.strip().lower() not in DEV_NAMES
 
 
@@ -315,12 +339,12 @@ def policy_for(
 ) -> Policy:
     """The policy for an environment name: prod rules unless it is a dev name.
 
+    The name is checked with :func:`validate_env_name` (a :class:`UsageError` otherwise).
+
     ``pointers`` names the moving dev pointer tags (default ``dev-latest``); matching is
     case-insensitive.
     """
-    name = env_name.strip()
-    if not name:
-        raise UsageError("the environment name is empty", hint="use --env prod or --env dev")
+    name = validate_env_name(env_name)
     env = Environment(
         name=name,
         allow_prerelease=allow_prerelease,

@@ -197,20 +197,23 @@ def parse_tag(tag: str) -> SemVer | None:
     hold ``+``, a ``_`` stands for the build separator (``v1.2.3_b5`` is ``1.2.3+b5``)
     when the tag has no ``+``.
     """
-    text = tag[1:] if tag.startswith("v") else tag
-    if "+" not in text and "_" in text:
-        text = text.replace("_", "+", 1)
     try:
-        return parse(text)
+        return parse(_tag_text(tag))
     except UsageError:
         return None
 
 
-def explain_tag(tag: str) -> str | None:
-    """Why ``tag`` is not a SemVer tag (``None`` when it is one)."""
+def _tag_text(tag: str) -> str:
+    """The SemVer text a tag writes: no ``v``, and ``_`` read as ``+`` when there is none."""
     text = tag[1:] if tag.startswith("v") else tag
     if "+" not in text and "_" in text:
         text = text.replace("_", "+", 1)
+    return text
+
+
+def explain_tag(tag: str) -> str | None:
+    """Why ``tag`` is not a SemVer tag (``None`` when it is one)."""
+    text = _tag_text(tag)
     try:
         parse(text)
     except UsageError as exc:

@@ -10,10 +10,14 @@
   promises no compatibility).
 - ``latest`` is never produced. An opt-in moving pointer such as ``dev-latest`` is added to
   branch builds for the dev environment only (never to pull requests or releases).
-- prod takes release builds only: a branch or pull request build with ``env="prod"`` is a
-  :class:`~tagkeeper.errors.PolicyViolation` (its ``dev-<sha>`` tag is refused by prod).
 - The environment is ``prod`` for stable release tags and ``dev`` otherwise (prereleases
-  included: prod refuses them by default), unless overridden.
+  included), unless overridden. Whether an environment gets the strict prod rules is
+  :func:`tagkeeper.rules.is_strict`, the same answer ``check`` uses: every name but ``dev``
+  and ``development`` (any case) is strict. A strict environment takes release builds
+  only: a branch or pull request build is a :class:`~tagkeeper.errors.PolicyViolation`
+  (its ``dev-<sha>`` tag would be refused), and so is a prerelease unless
+  ``allow_prerelease`` is set. Environment names are checked with
+  :func:`tagkeeper.rules.validate_env_name` (never trimmed).
 
 Every emitted tag is checked against the OCI tag grammar; input that cannot give a valid
 tag is a :class:`~tagkeeper.errors.UsageError`, never a silently mangled tag.
@@ -27,18 +31,18 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from tagkeeper.channels import MAX_SHA_DIGITS, MIN_SHA_DIGITS, SHA_RE, looks_like_build_tag
 from tagkeeper.errors import PolicyViolation, UsageError
 from tagkeeper.refs import parse_reference, require_valid_tag
+from tagkeeper.rules import STRICT_NAMES, is_strict, validate_env_name
 from tagkeeper.semver import SemVer, explain_tag, format_tag, parse_tag
 
-SHA_RE = re.compile(r"[0-9a-f]{4,64}")
 _REF_RE = re.compile(r"refs/(?:heads|tags)/\S+|refs/pull/[1-9][0-9]*/(?:merge|head)")
 _PR_REF_RE = re.compile(r"refs/pull/([1-9][0-9]*)/(?:merge|head)")
-_IMMUTABLE_LOOKALIKE = re.compile(r"(?i)dev-[0-9a-f]{4,64}|pr-[0-9]+")
 PROD = "prod"
 DEV = "dev"
-MIN_SHA_LENGTH = 4
-MAX_SHA_LENGTH = 40
+MIN_SHA_LENGTH = MIN_SHA_DIGITS
+MAX_SHA_LENGTH = 40  # what --sha-length writes; the dev tag grammar reads up to 64
 DEFAULT_SHA_LENGTH = 7
 
 
@@ -92,13 +96,15 @@ class BuildContext:
 
 @dataclass(frozen=True, slots=True)
 class TagOptions:
-    """How tags are formed. ``env`` overrides the environment the build is meant for."""
+    """How tags are formed. ``env`` overrides the environment the build is meant for;
+    ``allow_prerelease`` lets a strict environment take a prerelease."""
 
     sha_length: int = DEFAULT_SHA_LENGTH
     v_prefix: bool = True
     aliases: bool = False
     dev_pointer: str | None = None
     env: str | None = None
+    allow_prerelease: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +150,8 @@ def validate_sha(sha: str, what: str = "sha") -> str:
     text = sha.strip().lower()
     if text != sha.lower() or not SHA_RE.fullmatch(text):
         raise UsageError(
-            f"{what} {sha!r} is not a commit id: expected 4 to 64 hexadecimal digits",
+            f"{what} {sha!r} is not a commit id: expected {MIN_SHA_DIGITS} to "
+            f"{MAX_SHA_DIGITS} hexadecimal digits",
             hint="pass the full commit sha, e.g. the output of `git rev-parse HEAD`",
         )
     return text
@@ -179,7 +186,7 @@ def check_dev_pointer(name: str) -> str:
             f"dev pointer {name!r} looks like a release version",
             hint="choose a name such as dev-latest",
         )
-    if _IMMUTABLE_LOOKALIKE.fullmatch(name):
+    if looks_like_build_tag(name):
         raise UsageError(
             f"dev pointer {name!r} has the form of an immutable build tag (dev-<sha> or pr-<n>)",
             hint="choose a name such as dev-latest",
@@ -217,8 +224,8 @@ def compute_tags(context: BuildContext, options: TagOptions | None = None) -> Ta
             f"sha {sha!r} has {len(sha)} digits, fewer than the sha length {opts.sha_length}",
             hint="pass the full commit sha",
         )
-    if opts.env is not None and not opts.env.strip():
-        raise UsageError("the environment name is empty", hint="use e.g. --env dev or --env prod")
+    if opts.env is not None:
+        validate_env_name(opts.env)
     notes: list[str] = []
     version: SemVer | None = None
     tag_name = context.tag_name
@@ -242,15 +249,23 @@ def compute_tags(context: BuildContext, options: TagOptions | None = None) -> Ta
             channel = Channel.pr
             tags.append(f"pr-{context.pr_number}")
     env = opts.env if opts.env is not None else (PROD if channel is Channel.release else DEV)
-    is_prod = env.lower() == PROD
-    if is_prod and channel in (Channel.dev, Channel.pr):
+    strict = is_strict(env)
+    why = "" if env.lower() in STRICT_NAMES else f" ({env} gets the prod rules)"
+    if strict and channel in (Channel.dev, Channel.pr):
         raise PolicyViolation(
-            f"a {channel} build is tagged {tags[0]}, which prod refuses",
-            hint="prod takes release builds from a tag vX.Y.Z; drop --env prod for this build",
+            f"a {channel} build is tagged {tags[0]}, which {env} refuses{why}",
+            hint=f"{env} takes release builds from a tag vX.Y.Z; for this build drop --env "
+            "or use a dev environment (dev, development)",
+        )
+    if strict and channel is Channel.prerelease and not opts.allow_prerelease:
+        raise PolicyViolation(
+            f"{tags[0]} is a prerelease, which {env} refuses{why}",
+            hint="pass --allow-prerelease if prereleases may reach this environment (check "
+            "and rollback need it too), or drop --env for a dev build",
         )
     if opts.dev_pointer:
         pointer = check_dev_pointer(opts.dev_pointer)
-        if channel is Channel.dev and env.lower() == DEV:
+        if channel is Channel.dev and not strict:
             tags.append(pointer)
         else:
             notes.append(f"dev pointer {pointer!r} is only moved by branch builds for dev")

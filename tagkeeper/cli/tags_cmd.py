@@ -68,7 +68,20 @@ def tags(  # noqa: PLR0917 - Typer passes options as arguments
     env: Annotated[
         str | None,
         typer.Option(
-            "--env", metavar="ENV", help="The environment (default: prod for releases, else dev)."
+            "--env",
+            metavar="ENV",
+            help="The environment (default: prod for releases, else dev). 'dev' and "
+            "'development' take any build; every other name gets the prod rules, as in "
+            "check: release builds only.",
+        ),
+    ] = None,
+    allow_prerelease: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-prerelease/--no-allow-prerelease",
+            help="Let a prod-rules --env take a prerelease (v1.2.3-rc.1) (default: config "
+            "'allow-prerelease', else no).",
+            show_default=False,
         ),
     ] = None,
     sha_length: Annotated[
@@ -135,6 +148,7 @@ def tags(  # noqa: PLR0917 - Typer passes options as arguments
         aliases=common.pick(aliases, config, "aliases", False),
         dev_pointer=pointer or None,
         env=common.pick(env, config, "env", None),
+        allow_prerelease=bool(common.pick(allow_prerelease, config, "allow-prerelease", False)),
     )
     image_references(images, [])  # bad images are bad input: fail before any other work
     context = detect(

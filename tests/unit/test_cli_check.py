@@ -171,6 +171,52 @@ def test_files_report_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert len(out) == 4
 
 
+@pytest.mark.parametrize(
+    "compose",
+    [
+        'services:\n  web: {image: "ghcr.io/o/web:latest"}\n',
+        "services:\n  - {image: ghcr.io/o/web:latest}\n",
+        "services:\n  web: {\n    build: .,\n    image: ghcr.io/o/web:latest\n  }\n",
+        '{"services": {"web": {"image": "ghcr.io/o/web:latest"}}}\n',
+        "services:\n  web:\n    environment: [PROFILE=prod, APP_IMAGE=ghcr.io/o/web:latest]\n",
+    ],
+)
+def test_flow_mappings_do_not_get_latest_past_prod(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], compose: str
+) -> None:
+    (tmp_path / "c2.yml").write_text(compose, encoding="utf-8")
+    code, payload = run_json(capsys, "--file", "c2.yml", "--env", "prod")
+    assert code == ExitCode.POLICY
+    results = payload["results"]
+    assert isinstance(results, list) and len(results) == 1
+    assert (results[0]["ref"], results[0]["code"]) == ("ghcr.io/o/web:latest", "latest")
+
+
+def test_a_flow_mapping_that_cannot_be_read_fails_closed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the sequence is not closed: the reader cannot tell where the mapping ends
+    compose = "services:\n  web: {image: ghcr.io/o/web:v1.2.3, ports: [80}\n"
+    (tmp_path / "c3.yml").write_text(compose, encoding="utf-8")
+    code, payload = run_json(capsys, "--file", "c3.yml", "--env", "prod")
+    assert code == ExitCode.POLICY
+    results = payload["results"]
+    assert isinstance(results, list) and len(results) == 1
+    assert results[0]["code"] == "unresolved"
+    assert (results[0]["line"], results[0]["column"]) == (2, 9)  # the image key
+
+
+@pytest.mark.parametrize("env", [" prod", "prod ", " dev", "pr\tod", "prod!"])
+def test_environment_names_are_validated_not_trimmed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], env: str
+) -> None:
+    code = main(["check", "ghcr.io/o/app:v1.2.3", "--env", env])
+    captured = capsys.readouterr()
+    assert code == ExitCode.USAGE
+    assert captured.out == ""
+    assert "not an environment name" in captured.err
+
+
 def test_json_payload_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "compose.yml").write_text(COMPOSE, encoding="utf-8")
     (tmp_path / "empty.env").write_text("TAG=v1\n", encoding="utf-8")

@@ -378,6 +378,52 @@ def test_prod_for_a_branch_build_is_a_policy_violation(
     assert "prod refuses" in err
 
 
+@pytest.mark.parametrize("env", ["prod", "production", "PRODUCTION", "staging"])
+def test_tags_and_check_agree_on_which_envs_refuse_a_branch_build(
+    capsys: pytest.CaptureFixture[str], env: str
+) -> None:
+    code = main(["tags", "--sha", "abcdef1234", "--ref", "refs/heads/main", "--env", env])
+    out, err = capsys.readouterr()
+    assert (code, out) == (3, "")
+    assert f"{env} refuses" in err
+    assert main(["tags", "--sha", "abcdef1234", "--ref", "refs/heads/main"]) == 0
+    dev_tag = capsys.readouterr().out.strip()
+    assert dev_tag == "dev-abcdef1"
+    assert main(["check", f"ghcr.io/o/app:{dev_tag}", "--env", env]) == 3
+
+
+@pytest.mark.parametrize("env", [" prod", "prod ", " dev", "pro\td"])
+def test_env_names_are_validated_like_check_does(
+    capsys: pytest.CaptureFixture[str], env: str
+) -> None:
+    code = main(["tags", "--sha", PUSH_SHA, "--ref", "refs/tags/v1.0.0", "--env", env])
+    out, err = capsys.readouterr()
+    assert (code, out) == (2, "")
+    assert "not an environment name" in err
+    assert main(["check", "ghcr.io/o/app:v1.0.0", "--env", env]) == 2
+
+
+def test_prerelease_for_prod_needs_allow_prerelease(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["tags", "--sha", PUSH_SHA, "--ref", "refs/tags/v2.0.0-rc.1", "--env", "prod"]
+    assert main(args) == 3
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "prerelease" in err and "--allow-prerelease" in err
+    data, _ = run_json(capsys, *args[1:], "--allow-prerelease")
+    assert (data["tags"], data["env"]) == (["v2.0.0-rc.1"], "prod")
+    # check agrees: refused without the allowance, accepted with it
+    assert main(["check", "ghcr.io/o/app:v2.0.0-rc.1", "--env", "prod"]) == 3
+    assert main(["check", "ghcr.io/o/app:v2.0.0-rc.1", "--env", "prod", "--allow-prerelease"]) == 0
+
+
+def test_allow_prerelease_from_config(capsys: pytest.CaptureFixture[str]) -> None:
+    Path("tagkeeper.toml").write_text("allow-prerelease = true\n", encoding="utf-8")
+    args = ["--sha", PUSH_SHA, "--ref", "refs/tags/v2.0.0-rc.1", "--env", "prod"]
+    data, _ = run_json(capsys, *args)
+    assert data["tags"] == ["v2.0.0-rc.1"]
+    assert main(["tags", *args, "--no-allow-prerelease"]) == 3
+
+
 def test_latest_is_never_printed(capsys: pytest.CaptureFixture[str]) -> None:
     for ref in ("refs/heads/main", "refs/tags/v1.0.0", "refs/pull/1/merge"):
         assert (

@@ -15,6 +15,7 @@ from tagkeeper.rollback import (
     previous_from_history,
     previous_from_registry,
 )
+from tagkeeper.tagging import BuildContext, ShaSource, TagOptions, compute_tags
 
 REPO = "ghcr.io/o/app"
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -255,6 +256,32 @@ def test_registry_dev_takes_the_dev_build_pushed_before_the_current_one() -> Non
     assert reg(vs, "dev-bbbbbbb", env="dev") == "dev-aaaaaaa"
     with pytest.raises(NoRollbackTarget, match="no dev build"):
         reg(vs, "dev-aaaaaaa", env="dev")
+
+
+@pytest.mark.parametrize("length", [4, 12, 40])
+def test_registry_dev_reads_every_dev_tag_that_tags_writes(length: int) -> None:
+    # the tags `tagkeeper tags --sha-length N` writes, for three commits pushed in order
+    shas = ["beef" * 10, "c0de" * 10, "f00d" * 10]
+    made = [
+        compute_tags(
+            BuildContext(sha, ShaSource.flag, "refs/heads/main"), TagOptions(sha_length=length)
+        ).tags[0]
+        for sha in shas
+    ]
+    assert [len(tag) for tag in made] == [len("dev-") + length] * 3
+    vs = versions(*((tag,) for tag in made))
+    assert reg(vs, made[2], env="dev") == made[1]
+    assert reg(vs, made[1], env="dev") == made[0]
+    with pytest.raises(NoRollbackTarget, match="no dev build"):
+        reg(vs, made[0], env="dev")
+
+
+def test_registry_dev_tag_grammar_is_lowercase_hex_of_4_to_64_digits() -> None:
+    vs = versions(("dev-" + "a" * 64,), ("dev-" + "b" * 64,), ("dev-abc",), ("dev-ABCD",))
+    assert reg(vs, "dev-" + "b" * 64, env="dev") == "dev-" + "a" * 64
+    for not_a_dev_tag in ("dev-abc", "dev-ABCD", "dev-" + "a" * 65):
+        with pytest.raises(NoRollbackTarget, match="neither a SemVer"):
+            reg(vs, not_a_dev_tag, env="dev")
 
 
 def test_registry_needs_to_know_the_current_tag() -> None:

@@ -24,7 +24,9 @@ from tagkeeper.rules import (
     Rule,
     UntaggedRule,
     Verdict,
+    is_strict,
     policy_for,
+    validate_env_name,
 )
 
 SHA = "sha256:" + "ab" * 32
@@ -195,9 +197,32 @@ def test_dev_refuses(text: str, expected: Code) -> None:
     assert "dev-<sha>" in verdict.message or expected is Code.UNPARSEABLE
 
 
-@pytest.mark.parametrize("name", ["dev", "development", "DEV", " dev "])
+@pytest.mark.parametrize("name", ["dev", "development", "DEV", "Development"])
 def test_dev_names(name: str) -> None:
     assert policy_for(name).rule_set == "dev"
+    assert not is_strict(name)
+
+
+@pytest.mark.parametrize("name", ["prod", "production", "PROD", "staging", "eu/prod", "Prod EU"])
+def test_every_other_name_is_strict(name: str) -> None:
+    assert policy_for(name).rule_set == "prod"
+    assert is_strict(name)
+
+
+@pytest.mark.parametrize(
+    "name", [" prod", "prod ", " dev ", "-prod", "prod\n", "pr\tod", "prod!", "x" * 256, "é"]
+)
+def test_environment_names_are_validated_never_trimmed(name: str) -> None:
+    # " dev " must not quietly become dev (lax rules) nor " prod" stay strict under
+    # another spelling: every command refuses the name the same way
+    with pytest.raises(UsageError, match="not an environment name"):
+        validate_env_name(name)
+    with pytest.raises(UsageError, match="not an environment name"):
+        policy_for(name)
+
+
+def test_longest_environment_name_is_accepted() -> None:
+    assert validate_env_name("x" * 255) == "x" * 255
 
 
 def test_configured_pointer_is_refused_in_dev() -> None:

@@ -273,3 +273,153 @@ def test_image_key_inside_a_heredoc_is_found() -> None:
 
 def test_nothing_found_in_unrelated_text() -> None:
     assert scan_text("hello\n# IMAGE=x\necho image: done\nIMAGES=a\nMY_IMAGES=b\n", "f") == []
+
+
+def located(found: list[Finding], text: str) -> list[tuple[int, int, str, bool]]:
+    """(line, column, raw, resolved), checking that each column points at the raw value."""
+    lines = text.splitlines()
+    for finding in found:
+        assert lines[finding.line - 1][finding.column - 1 :].startswith(finding.raw), finding
+    return [(f.line, f.column, f.raw, f.unresolved is None) for f in found]
+
+
+def test_flow_mappings_on_one_line() -> None:
+    text = """\
+services:
+  web: {image: "ghcr.io/o/web:latest", ports: ["80:80"]}
+  - {image: ghcr.io/o/a:v1.0.0}
+  my-worker.x: &w !!map {IMAGE: 'ghcr.io/o/w:v2.0.0', env: {APP_IMAGE: ghcr.io/o/e:latest}}
+  helm: {image: {repository: ghcr.io/o/r, tag: latest}}
+  empty: {image: , other: x}
+  aliased: {image: *img}
+  odd: {image:ghcr.io/o/x:latest}
+"""
+    found = scan_text(text, "c.yml")
+    assert located(found, text) == [
+        (2, 17, "ghcr.io/o/web:latest", True),
+        (3, 13, "ghcr.io/o/a:v1.0.0", True),
+        (4, 34, "ghcr.io/o/w:v2.0.0", True),
+        (4, 72, "ghcr.io/o/e:latest", True),
+        # helm: a mapping is not a reference, as in block style; empty: null, nothing runs
+        (7, 20, "*img", False),
+        (8, 9, "image:ghcr.io/o/x:latest", False),  # one key with no value in YAML
+    ]
+    assert [f.name for f in found] == ["image", "image", "IMAGE", "APP_IMAGE", "image", "image"]
+    codes = [v.code for v in judge_findings(found, policy_for("prod"))]
+    assert codes == [Code.LATEST, Code.OK, Code.OK, Code.LATEST, Code.UNRESOLVED, Code.UNRESOLVED]
+
+
+def test_multi_line_flow_mappings_and_json() -> None:
+    text = """\
+{
+  "services": {
+    "web": {
+      "image":"ghcr.io/o/web:latest",
+      "environment": ["PROFILE=prod", "SIDE_IMAGE=ghcr.io/o/side:v1.0.0"]
+    },
+    # a comment inside the flow mapping
+    db: {
+      image:
+        ghcr.io/o/db:v3.0.0,
+      x: [a,
+          {image: 'ghcr.io/o/q:v1.0.0'}]
+    }
+  }
+}
+"""
+    found = scan_text(text, "compose.json")
+    assert located(found, text) == [
+        (4, 16, "ghcr.io/o/web:latest", True),
+        (5, 51, "ghcr.io/o/side:v1.0.0", True),
+        (10, 9, "ghcr.io/o/db:v3.0.0", True),
+        (12, 20, "ghcr.io/o/q:v1.0.0", True),
+    ]
+    assert [f.kind for f in found] == [Kind.YAML_KEY, Kind.ASSIGNMENT, Kind.YAML_KEY, Kind.YAML_KEY]
+    quoted = scan_text("a: {image: 'it''s', b: \"x\\\"y\\u\"}\n", "c.yml")
+    assert [f.raw for f in quoted] == ["it's"]
+
+
+def test_flow_sequence_environment_items() -> None:
+    text = "environment: [IMAGE=ghcr.io/o/web:latest, 'X_IMAGE=a/b:v1.0.0', TAG=v1]\n"
+    found = scan_text(text, "c.yml")
+    assert located(found, text) == [
+        (1, 21, "ghcr.io/o/web:latest", True),
+        (1, 52, "a/b:v1.0.0", True),
+    ]
+    # the value ends at the comma (not "ghcr.io/o/web:latest,")
+    multi = "environment: [\n  IMAGE=ghcr.io/o/web:latest,\n]\n"
+    assert [f.text for f in scan_text(multi, "c.yml")] == ["ghcr.io/o/web:latest"]
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("web: {image: ghcr.io/o/web:v1.0.0\n   :latest}\n", "continues on the next line"),
+        ('web: {image: "ghcr.io/o/web:v1.0.0\n   x"}\n', "spans lines"),
+    ],
+)
+def test_flow_values_split_over_lines_are_unresolved(text: str, why: str) -> None:
+    (finding,) = scan_text(text, "c.yml")
+    assert finding.unresolved is not None and why in finding.unresolved
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "services:\n  web: {image: ghcr.io/o/web:v1.0.0, ports: [80}\n",  # mismatched
+        "services:\n  web: {image: ghcr.io/o/web:v1.0.0,\n",  # never closed
+        "services:\n  web: {image: ghcr.io/o/web:v1.0.0} trailing\n",  # text after it
+        "services:\n  web: {? image : ghcr.io/o/web:v1.0.0}\n",  # explicit key: not read
+        'services:\n  web: {build: ., "image": | x}\n',  # a block scalar in a flow
+    ],
+)
+def test_a_flow_collection_that_cannot_be_read_fails_closed(text: str) -> None:
+    found = scan_text(text, "c.yml")
+    assert len(found) == 1
+    (finding,) = found
+    assert finding.unresolved is not None
+    assert "flow collection" in finding.unresolved
+    assert finding.line == 2
+    assert text.splitlines()[1][finding.column - 1 :].lstrip('"').lower().startswith("image")
+    (verdict,) = judge_findings(found, policy_for("dev"))
+    assert verdict.code is Code.UNRESOLVED  # refused even by the dev rules
+
+
+def test_lines_after_an_unreadable_flow_are_still_read_once() -> None:
+    text = """\
+services:
+  web: {image: ghcr.io/o/web:v1.0.0,
+    ports: [80]
+  db:
+    image: ghcr.io/o/db:latest
+"""
+    found = scan_text(text, "c.yml")
+    assert [(f.line, f.unresolved is None, f.text) for f in found] == [
+        (2, False, "image: ghcr.io/o/web:v1.0.0,"),
+        (5, True, "ghcr.io/o/db:latest"),
+    ]
+
+
+def test_shell_braces_and_brackets_are_not_image_references() -> None:
+    script = """\
+[ -z "$IMAGE" ] && exit 1
+{ echo a; echo b; } > out
+if [ -f x ]; then echo "[image: none]"; fi
+[[ $IMAGE == *:latest ]] && echo no
+{ IMAGE=ghcr.io/o/web:v1.0.0; ./deploy.sh; }
+"""
+    found = scan_text(script, "deploy.sh")
+    assert [(f.line, f.kind, f.text) for f in found] == [
+        (5, Kind.ASSIGNMENT, "ghcr.io/o/web:v1.0.0")
+    ]
+
+
+def test_deep_or_endless_flow_nesting_is_refused_not_a_crash() -> None:
+    deep = "web: {image: ghcr.io/o/web:v1.0.0, x: " + "[" * 500 + "]" * 500 + "}\n"
+    (finding,) = scan_text(deep, "c.yml")
+    assert finding.unresolved is not None and "nested deeper" in finding.unresolved
+    # every line opens a mapping that never closes: each image key is reported once
+    endless = "{image: ghcr.io/o/web:v1.0.0,\n" * 2000
+    found = scan_text(endless, "c.yml")
+    assert [f.line for f in found] == list(range(1, 2001))
+    assert all(f.unresolved is not None for f in found)

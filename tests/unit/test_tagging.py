@@ -6,8 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tagkeeper.channels import is_dev_tag, is_pr_tag, looks_like_build_tag
 from tagkeeper.errors import PolicyViolation, UsageError
 from tagkeeper.refs import is_valid_tag
+from tagkeeper.rules import Code, is_strict, policy_for
 from tagkeeper.tagging import (
     BuildContext,
     Channel,
@@ -83,7 +85,20 @@ def test_prerelease_defaults_to_dev_env() -> None:
     assert result.channel is Channel.prerelease
     assert result.env == "dev"
     assert result.tags == ("v2.0.0-beta.2",)
-    assert compute_tags(ctx("refs/tags/v2.0.0-beta.2"), TagOptions(env="prod")).env == "prod"
+
+
+@pytest.mark.parametrize("env", ["prod", "production", "PROD", "staging"])
+def test_prerelease_for_a_strict_env_needs_allow_prerelease(env: str) -> None:
+    # check refuses v2.0.0-beta.2 in these environments unless prereleases are allowed
+    with pytest.raises(PolicyViolation, match="prerelease") as caught:
+        compute_tags(ctx("refs/tags/v2.0.0-beta.2"), TagOptions(env=env))
+    assert "--allow-prerelease" in (caught.value.hint or "")
+    allowed = compute_tags(
+        ctx("refs/tags/v2.0.0-beta.2"), TagOptions(env=env, allow_prerelease=True)
+    )
+    assert (allowed.env, allowed.tags) == (env, ("v2.0.0-beta.2",))
+    # a stable release needs no allowance
+    assert compute_tags(ctx("refs/tags/v2.0.0"), TagOptions(env=env)).tags == ("v2.0.0",)
 
 
 def test_build_metadata_is_kept_with_underscore() -> None:
@@ -132,19 +147,28 @@ def test_dev_pointer_is_opt_in_and_only_for_dev_branch_builds() -> None:
     release = compute_tags(ctx("refs/tags/v1.0.0"), TagOptions(dev_pointer="dev-latest"))
     assert release.tags == ("v1.0.0",)
     assert any("dev-latest" in note for note in release.notes)
-    staging = compute_tags(
-        ctx("refs/heads/main"), TagOptions(dev_pointer="dev-latest", env="staging")
+    development = compute_tags(
+        ctx("refs/heads/main"), TagOptions(dev_pointer="dev-latest", env="Development")
     )
-    assert staging.tags == ("dev-0123456",)
+    assert development.tags == ("dev-0123456", "dev-latest")
 
 
 @pytest.mark.parametrize("ref", ["refs/heads/main", "refs/pull/3/merge"])
-def test_prod_refuses_branch_and_pr_builds(ref: str) -> None:
+@pytest.mark.parametrize("env", ["prod", "PROD", "production", "Production", "staging"])
+def test_strict_envs_refuse_branch_and_pr_builds(ref: str, env: str) -> None:
+    # the same environments in which `check` refuses dev-<sha> (rules.is_strict)
     pr = 3 if "pull" in ref else None
-    with pytest.raises(PolicyViolation, match="prod refuses"):
-        compute_tags(ctx(ref, pr=pr), TagOptions(env="prod", dev_pointer="dev-latest"))
-    with pytest.raises(PolicyViolation):
-        compute_tags(ctx(ref, pr=pr), TagOptions(env="PROD"))
+    with pytest.raises(PolicyViolation, match=f"{env} refuses"):
+        compute_tags(ctx(ref, pr=pr), TagOptions(env=env, dev_pointer="dev-latest"))
+    assert is_strict(env)
+    dev_tag = compute_tags(ctx(ref, pr=pr)).tags[0]
+    assert policy_for(env).judge_text(f"ghcr.io/o/app:{dev_tag}").code is Code.DEV_TAG
+
+
+@pytest.mark.parametrize("env", [" prod", "prod ", " dev", "pro d\t", "-dev", "prod\n"])
+def test_env_names_are_validated_not_trimmed(env: str) -> None:
+    with pytest.raises(UsageError, match="not an environment name"):
+        compute_tags(ctx("refs/heads/main"), TagOptions(env=env))
 
 
 @pytest.mark.parametrize("name", ["latest", "LATEST", "Latest"])
@@ -163,7 +187,8 @@ def test_pointer_that_looks_immutable_or_invalid_is_refused(name: str) -> None:
 
 def test_env_override_wins() -> None:
     assert compute_tags(ctx("refs/tags/v1.0.0"), TagOptions(env="dev")).env == "dev"
-    assert compute_tags(ctx("refs/heads/x"), TagOptions(env="staging")).env == "staging"
+    assert compute_tags(ctx("refs/tags/v1.0.0"), TagOptions(env="staging")).env == "staging"
+    assert compute_tags(ctx("refs/heads/x"), TagOptions(env="development")).env == "development"
     with pytest.raises(UsageError, match="empty"):
         compute_tags(ctx("refs/heads/x"), TagOptions(env=" "))
 
@@ -253,3 +278,22 @@ def test_dev_tags_are_always_valid(sha: str, length: int) -> None:
     result = compute_tags(ctx("refs/heads/main", sha=sha), TagOptions(sha_length=length))
     assert result.tags == (f"dev-{sha[:length]}",)
     assert is_valid_tag(result.tags[0])
+    # the tag is read back as a dev build by everything that reads build tags
+    assert is_dev_tag(result.tags[0])
+    assert not is_pr_tag(result.tags[0])
+
+
+@given(st.text(alphabet="0123456789abcdef", min_size=40, max_size=40), st.integers(1, 99999))
+def test_pr_builds_get_tags_read_back_as_build_tags(sha: str, number: int) -> None:
+    result = compute_tags(ctx(f"refs/pull/{number}/merge", pr=number, sha=sha))
+    dev, pr = result.tags
+    assert is_dev_tag(dev) and is_pr_tag(pr)
+    assert pr == f"pr-{number}"
+    assert all(looks_like_build_tag(tag.upper()) for tag in result.tags)
+
+
+@pytest.mark.parametrize("name", ["DEV-ABCD", "Dev-abc1234", "PR-7", "dev-" + "a" * 64])
+def test_pointer_named_like_a_build_tag_in_any_case_is_refused(name: str) -> None:
+    assert not is_dev_tag(name) or name.islower()  # exact grammar: lowercase hex only
+    with pytest.raises(UsageError, match="immutable build tag"):
+        check_dev_pointer(name)
