@@ -7,27 +7,29 @@ need the live repository:
 - the safety cap is checked before anything is deleted;
 - each version's tags are re-checked just before its delete: a version that is gone
   counts as done, a version whose tags moved (a CI job pushed meanwhile) is skipped;
-- when a tagged delete fails, is refused or is skipped because it changed, that image
-  stays, and the untagged versions it lists must stay with it. Without a ``replan``
-  every untagged delete of the run is held back. With one (:func:`replanner`), a refused
-  or changed image is made a protected root and the repository is planned again (the
-  same reader: nothing is read twice through a :class:`MemoReader`); only the untagged
-  versions that are still garbage in that plan are deleted. A tagged delete that
-  *failed* (transient) still holds back every untagged delete: the next run retries it.
-  The second plan decides the untagged deletes only; the tagged deletes of the run go
-  on (a tagged version is an image of its own; one that is also the child of a refused
-  index, as ``imagetools create`` over a single-arch tag makes, is not protected here);
-- a rate limit stops the run cleanly; the report says what is done and what is left,
-  and the next run continues from there.
+- when the delete of a tagged version is refused, fails, or is skipped because its tags
+  changed (or an untagged version gained a tag), that version still exists, and so must
+  everything it reaches: its platform images (tagged ones too, as ``docker manifest
+  create v1 v1-amd64 v1-arm64`` makes them), attestations and signatures. With a
+  ``replan`` (:func:`replanner`; ``tagkeeper prune`` always passes one) the repository is
+  planned again right away with every such version as a protected root (the same
+  reader: nothing is read twice through a :class:`MemoReader`), and every remaining
+  delete, tagged or untagged, that the new plan keeps is skipped and reported with the
+  reason. A version whose manifest cannot be read fails closed in that plan, as in the
+  first one. Without a ``replan`` (library callers) the executor stays conservative:
+  every untagged delete after such a version is held back, and tagged deletes go on;
+- a rate limit, or any other :class:`~tagkeeper.errors.TagkeeperError` from the backend
+  (network, registry, authentication), stops the run cleanly: the report says what is
+  done and what is left, carries the error's exit code, and the next run continues.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from tagkeeper.errors import CapExceeded, RateLimited
+from tagkeeper.errors import CapExceeded, ExitCode, RateLimited, TagkeeperError
 from tagkeeper.inventory import (
     Backend,
     DeleteResult,
@@ -49,15 +51,23 @@ CAP_HINT = "raise --max-delete or lower the backlog with a smaller run"
 
 @dataclass(frozen=True)
 class ApplyReport:
-    """What a run did. ``skipped`` were not attempted: ``stopped`` (rate limit) or
-    ``held_back`` (an untagged delete after a tagged one went wrong) says why.
-    ``replanned`` says what planning again around refused or changed images decided."""
+    """What a run did.
+
+    ``skipped`` were not attempted; ``reasons`` says why for each (digest -> reason), and
+    ``stopped`` (a rate limit or an error ended the run), ``held_back`` (deletes kept
+    back because a version that stays may reach them) and ``replanned`` (what planning
+    again around the versions that stay decided) sum it up. ``error_code`` is the exit
+    code of the error that stopped the run, ``error_hint`` what to do about it.
+    """
 
     results: tuple[DeleteResult, ...]
     skipped: tuple[Version, ...] = ()
     stopped: str | None = None
     held_back: str | None = None
     replanned: str | None = None
+    reasons: Mapping[str, str] = field(default_factory=dict)
+    error_code: ExitCode | None = None
+    error_hint: str | None = None
 
     def _count(self, status: DeleteStatus) -> int:
         return sum(1 for r in self.results if r.status is status)
@@ -93,6 +103,14 @@ class ApplyReport:
             )
         )
 
+    @property
+    def exit_code(self) -> ExitCode:
+        """The error's code when one stopped the run (rate limit 10, auth 4, registry 5),
+        else 0 when complete and 6 (partial: rerun) when not."""
+        if self.error_code is not None:
+            return self.error_code
+        return ExitCode.OK if self.complete else ExitCode.PARTIAL
+
     def to_json(self) -> dict[str, object]:
         return {
             "results": [
@@ -104,10 +122,20 @@ class ApplyReport:
                 }
                 for r in self.results
             ],
-            "skipped": [{"digest": v.digest, "tags": sorted(v.tags)} for v in self.skipped],
+            "skipped": [
+                {
+                    "digest": v.digest,
+                    "tags": sorted(v.tags),
+                    "reason": self.reasons.get(v.digest, ""),
+                }
+                for v in self.skipped
+            ],
             "stopped": self.stopped,
             "held_back": self.held_back,
             "replanned": self.replanned,
+            "error": None
+            if self.error_code is None
+            else {"code": int(self.error_code), "message": self.stopped, "hint": self.error_hint},
             "counts": {
                 "deleted": self.deleted,
                 "already_gone": self.already_gone,
@@ -217,41 +245,99 @@ def _name(version: Version) -> str:
     return ", ".join(sorted(version.tags)) or _short(version.digest)
 
 
-@dataclass
-class _Replanned:
-    """What planning again around the images that stay decided for the untagged deletes."""
-
-    garbage: frozenset[str]  # untagged digests still unreachable: deleted
-    reasons: dict[str, str]  # untagged digest planned for deletion, now kept -> why
-    summary: str
+_DONE = (DeleteStatus.DELETED, DeleteStatus.ALREADY_GONE)
 
 
-def _replan_untagged(
-    plan_: Plan,
-    replan: Replan,
-    results: Sequence[DeleteResult],
-    stays: Mapping[str, str],
-    labels: Sequence[str],
-) -> _Replanned:
-    gone = {
-        r.version.digest
-        for r in results
-        if r.status in (DeleteStatus.DELETED, DeleteStatus.ALREADY_GONE)
-    }
-    remaining = [d.version for d in plan_.decisions if d.version.digest not in gone]
-    again = replan(remaining, stays)
-    garbage = frozenset(d.version.digest for d in again.delete if not d.version.tags)
-    kept = {d.version.digest: d.reason for d in again.keep}
-    planned = [d.version.digest for d in plan_.delete if not d.version.tags]
-    reasons = {digest: kept.get(digest, "kept") for digest in planned if digest not in garbage}
-    summary = (
-        f"planned again around {', '.join(labels)}, which stay: of the untagged "
-        f"deletes, {len(reasons)} are kept (still reachable), "
-        f"{len(planned) - len(reasons)} go ahead"
-    )
-    if again.unreadable:
-        summary += f"; {len(again.unreadable)} manifests could not be read (fail closed)"
-    return _Replanned(garbage, reasons, summary)
+class _Run:
+    """The state of one :func:`apply_plan` run."""
+
+    def __init__(self, plan_: Plan, replan: Replan | None) -> None:
+        self.plan = plan_
+        self.replan = replan
+        self.results: list[DeleteResult] = []
+        self.gone: set[str] = set()
+        self.skipped: list[Version] = []
+        self.reasons: dict[str, str] = {}
+        self.stopped: str | None = None
+        self.error_code: ExitCode | None = None
+        self.error_hint: str | None = None
+        self.held_back: str | None = None  # without a replan: why untagged deletes wait
+        self.stays: dict[str, str] = {}  # versions that stay after all -> why (roots)
+        self.labels: list[str] = []  # the same, for people: "v1.0.0 (refused)"
+        self.keep_now: dict[str, str] = {}  # kept by the latest re-plan -> why
+        self.kept_back: list[Version] = []  # planned deletes skipped as the re-plan keeps them
+        self.unreadable = 0  # manifests the latest re-plan could not read
+
+    def skip(self, version: Version, reason: str) -> None:
+        self.skipped.append(version)
+        self.reasons[version.digest] = reason
+
+    def record(self, result: DeleteResult) -> None:
+        self.results.append(result)
+        if result.status in _DONE:
+            self.gone.add(result.version.digest)
+
+    def stop(self, left: Sequence[Version], exc: TagkeeperError) -> None:
+        done = len(self.gone)
+        if isinstance(exc, RateLimited):
+            self.stopped = (
+                f"stopped by the rate limit after {done} deletes, {len(left)} left: "
+                f"{exc.message}; rerun to continue"
+            )
+            reason = "not attempted: the rate limit stopped the run"
+        else:
+            self.stopped = (
+                f"stopped by an error after {done} deletes, {len(left)} left: {exc.message}"
+            )
+            reason = "not attempted: an error stopped the run"
+        self.error_code = exc.exit_code
+        self.error_hint = exc.hint
+        for version in left:
+            self.skip(version, reason)
+
+    def stays_after(self, version: Version, result: DeleteResult) -> None:
+        """``version`` still exists after ``result``: protect what it reaches."""
+        if self.replan is None:
+            if self.held_back is None:
+                self.held_back = (
+                    f"untagged deletes held back: {_name(version)} was "
+                    f"{result.status.value}, and untagged versions may be its children"
+                )
+            return
+        self.stays[version.digest] = _stays_reason(result)
+        self.labels.append(f"{_name(version)} ({result.status.value})")
+        remaining = [d.version for d in self.plan.decisions if d.version.digest not in self.gone]
+        again = self.replan(remaining, self.stays)
+        self.keep_now = {d.version.digest: d.reason for d in again.keep}
+        self.unreadable = len(again.unreadable)
+
+    def report(self) -> ApplyReport:
+        replanned = None
+        held_back = self.held_back
+        if self.labels:
+            replanned = (
+                f"planned again around {', '.join(self.labels)}, which stay: "
+                f"{len(self.kept_back)} of the deletes left are kept (still reachable)"
+            )
+            if self.unreadable:
+                replanned += f"; {self.unreadable} manifests could not be read (fail closed)"
+            if self.kept_back:
+                example = self.kept_back[0]
+                held_back = (
+                    f"{len(self.kept_back)} deletes held back: a version that stays still "
+                    f"reaches them (e.g. {_name(example)}: "
+                    f"{self.keep_now.get(example.digest, 'kept')})"
+                )
+        return ApplyReport(
+            results=tuple(self.results),
+            skipped=tuple(self.skipped),
+            stopped=self.stopped,
+            held_back=held_back,
+            replanned=replanned,
+            reasons=dict(self.reasons),
+            error_code=self.error_code,
+            error_hint=self.error_hint,
+        )
 
 
 def apply_plan(
@@ -265,76 +351,44 @@ def apply_plan(
     """Delete what ``plan`` deletes, in its order, re-checking each version first.
 
     Raises :class:`CapExceeded` before deleting anything when the plan deletes more than
-    ``max_delete``. A :class:`RateLimited` from the backend ends the run with
-    ``stopped`` set; no exception escapes for it. Other backend errors (authentication,
-    network) propagate.
+    ``max_delete``. Any :class:`TagkeeperError` from the backend (rate limit, network,
+    registry, authentication) ends the run: no exception escapes for it; the report has
+    ``stopped`` set, lists what was done and what is left, and carries the error's exit
+    code (:attr:`ApplyReport.exit_code`).
 
-    ``replan`` (see :func:`replanner`): when tagged deletes were refused or skipped as
-    changed, the untagged deletes are decided again by a plan that protects those
-    images, instead of all being held back.
+    ``replan`` (see :func:`replanner`): as soon as a delete of a tagged version is
+    refused, fails or is skipped as changed, the repository is planned again with every
+    such version as a protected root, and the remaining deletes that plan keeps are
+    skipped. Without it, untagged deletes are held back after such a version.
     """
-    todo = plan.delete
     check_cap(plan, max_delete, display=backend.display)
-    results: list[DeleteResult] = []
-    skipped: list[Version] = []
-    held_back: str | None = None
-    stopped: str | None = None
-    stays: dict[str, str] = {}  # tagged versions refused or changed -> why they stay
-    labels: list[str] = []  # the same, for people: "v1.0.0 (refused)"
-    second: _Replanned | None = None
-    reachable: list[Version] = []  # untagged deletes the second plan keeps
+    todo = plan.delete
+    run = _Run(plan, replan)
     for index, decision in enumerate(todo):
         version = decision.version
-        if replan is not None and stays and not version.tags and second is None and not held_back:
-            # the tagged deletes are done: decide the untagged ones again
-            second = _replan_untagged(plan, replan, results, stays, labels)
-        if not version.tags and held_back is not None:
-            skipped.append(version)
+        why = run.keep_now.get(version.digest)
+        if why is not None:
+            run.kept_back.append(version)
+            run.skip(version, f"kept when planned again around what stays: {why}")
             continue
-        if not version.tags and second is not None and version.digest not in second.garbage:
-            reachable.append(version)
-            skipped.append(version)
+        if run.held_back is not None and not version.tags:
+            run.skip(version, run.held_back)
             continue
         try:
             result = _attempt(backend, version)
-        except RateLimited as exc:
-            left = [d.version for d in todo[index:]]
-            skipped.extend(left)
-            done = sum(
-                1 for r in results if r.status in (DeleteStatus.DELETED, DeleteStatus.ALREADY_GONE)
-            )
-            stopped = (
-                f"stopped by the rate limit after {done} deletes, {len(left)} left: "
-                f"{exc.message}; rerun to continue"
-            )
+        except TagkeeperError as exc:
+            run.stop([d.version for d in todo[index:]], exc)
             break
-        results.append(result)
+        run.record(result)
         if on_result is not None:
             on_result(result)
-        if held_back is not None or not _holds_back(version, result.status):
-            continue
-        stays_now = version.tags and result.status is not DeleteStatus.FAILED
-        if replan is not None and stays_now and second is None:
-            # refused or changed: the image stays; what it reaches is decided again once
-            # the tagged deletes are done
-            stays[version.digest] = _stays_reason(result)
-            labels.append(f"{_name(version)} ({result.status.value})")
-            continue
-        held_back = (
-            f"untagged deletes held back: {_name(version)} was {result.status.value}, and "
-            "untagged versions may be its children"
-        )
-    replanned = None
-    if second is not None:
-        replanned = second.summary
-        if reachable and held_back is None:
-            example = reachable[0]
-            held_back = (
-                f"{len(reachable)} untagged deletes held back: an image that stays still "
-                f"reaches them (e.g. {_short(example.digest)}: "
-                f"{second.reasons.get(example.digest, 'kept')})"
-            )
-    return ApplyReport(tuple(results), tuple(skipped), stopped, held_back, replanned)
+        if _stays(version, result.status):
+            try:
+                run.stays_after(version, result)
+            except TagkeeperError as exc:  # the re-plan could not read what it needed
+                run.stop([d.version for d in todo[index + 1 :]], exc)
+                break
+    return run.report()
 
 
 def _attempt(backend: Backend, version: Version) -> DeleteResult:
@@ -348,14 +402,22 @@ def _attempt(backend: Backend, version: Version) -> DeleteResult:
 
 
 def _stays_reason(result: DeleteResult) -> str:
-    if result.status is DeleteStatus.REFUSED:
-        return f"delete refused: {result.detail}" if result.detail else "delete refused"
-    return f"changed since the plan: {result.detail}" if result.detail else "changed since the plan"
+    what = {
+        DeleteStatus.REFUSED: "delete refused",
+        DeleteStatus.FAILED: "delete failed",
+        DeleteStatus.CHANGED: "changed since the plan",
+    }[result.status]
+    return f"{what}: {result.detail}" if result.detail else what
 
 
-def _holds_back(version: Version, status: DeleteStatus) -> bool:
-    # A tagged image that stays (failed, refused, changed) may list untagged children.
-    # An untagged version that gained a tag is a live image now: same reason.
+def _stays(version: Version, status: DeleteStatus) -> bool:
+    """Whether ``version`` is an image that still exists and may reach other versions.
+
+    A tagged version whose delete failed, was refused or changed stays an image; so does
+    an untagged version that gained a tag. An untagged version whose delete failed or
+    was refused is still garbage: nothing kept reaches it, and what it reaches is
+    decided by the plan as before.
+    """
     if status is DeleteStatus.CHANGED:
         return True
     return bool(version.tags) and status in (DeleteStatus.FAILED, DeleteStatus.REFUSED)

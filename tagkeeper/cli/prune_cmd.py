@@ -365,6 +365,8 @@ def _report_text(image: str, report: ApplyReport) -> str:
         lines.append(f"  {report.held_back}")
     if report.stopped:
         lines.append(f"  {report.stopped}")
+        if report.error_hint:
+            lines.append(f"  hint: {report.error_hint}")
     return "\n".join(lines)
 
 
@@ -385,6 +387,7 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
         typer.Option(
             "--keep",
             "-k",
+            min=0,
             help="Newest images to keep in each channel (dev, pr, "
             "release, prerelease); default: config 'keep', else 5.",
             show_default=False,
@@ -603,7 +606,8 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
     """Delete all but the newest images of each channel, never breaking a kept image.
 
     Exit codes: 0 done (also: nothing to delete), 2 usage (also: --env with no deploy
-    history to read), 4 auth/permission, 5 registry or network, 6 partial (some deletes
+    history to read), 4 auth/permission, 5 registry or network (also when one stops
+    the deletes midway: the report still lists what was deleted), 6 partial (some deletes
     failed, were refused or changed: rerun), 7 the plan exceeds --max-delete (nothing
     deleted), 10 stopped on the rate limit (rerun later), 11 declined, 12 the deploy
     ledger cannot be read.
@@ -775,12 +779,17 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
                     )
                 finally:
                     bar.close()
+                if report.stopped is not None:  # an error's words: scrubbed like any other
+                    report = dataclasses.replace(
+                        report,
+                        stopped=scrub(report.stopped),
+                        error_hint=scrub(report.error_hint) if report.error_hint else None,
+                    )
                 entry["applied"] = report.to_json()
+                if report.error_code not in (None, ExitCode.RATE_LIMITED):
+                    entry["error"] = entry["applied"]["error"]  # what was done is kept too
                 common.info(_report_text(backend.display, report))
-                if report.stopped is not None:
-                    code = worst(code, ExitCode.RATE_LIMITED)
-                elif not report.complete:
-                    code = worst(code, ExitCode.PARTIAL)
+                code = worst(code, report.exit_code)
             except TagkeeperError as exc:
                 entry["error"] = {
                     "code": int(exc.exit_code),

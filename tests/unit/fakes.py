@@ -3,8 +3,9 @@
 It behaves like a registry that deletes per manifest: deleting a version removes the
 manifest and every tag on it, and leaves its children alone. Faults are injected by
 setting its attributes: unreadable manifests or referrers, refusals, failures, a tag
-pushed between plan and apply, a rate limit after N deletes. Every read and delete is
-logged so tests can check what the planner and the executor asked for.
+pushed between plan and apply, a rate limit or another error after N deletes. Every
+read and delete is logged so tests can check what the planner and the executor asked
+for.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
-from tagkeeper.errors import RateLimited
+from tagkeeper.errors import RateLimited, TagkeeperError
 from tagkeeper.inventory import (
     OCI_INDEX,
     OCI_MANIFEST,
@@ -59,6 +60,8 @@ class FakeRegistry:
         self.refuse: dict[str, str] = {}  # digest -> why a delete is refused
         self.fail: dict[str, str] = {}  # digest -> why a delete fails
         self.rate_limit_after: int | None = None  # RateLimited once this many are deleted
+        self.error_after: int | None = None  # ``error`` raised once this many are deleted
+        self.error: TagkeeperError = TagkeeperError("unset")  # e.g. RegistryError, AuthError
         self.before_check: Callable[[Version], None] | None = None  # e.g. push a tag
         self.manifest_reads: list[str] = []
         self.referrer_reads: list[str] = []
@@ -201,6 +204,8 @@ class FakeRegistry:
         self.delete_calls.append(version.digest)
         if self.rate_limit_after is not None and len(self.deleted) >= self.rate_limit_after:
             raise RateLimited("the primary rate limit is spent", hint="rerun after the reset")
+        if self.error_after is not None and len(self.deleted) >= self.error_after:
+            raise self.error
         self._stats.count("delete")
         if version.digest in self.refuse:
             return DeleteResult(version, DeleteStatus.REFUSED, self.refuse[version.digest])

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import pytest
 
 from tagkeeper.apply import ApplyReport, MemoReader, apply_plan, replanner
-from tagkeeper.errors import CapExceeded, ExitCode
+from tagkeeper.errors import AuthError, CapExceeded, ExitCode, RegistryError, TagkeeperError
 from tagkeeper.inventory import DeleteResult, DeleteStatus, ManifestUnreadable, Version
 from tagkeeper.retention import Plan, Policy, plan
 from tests.unit.fakes import FakeRegistry, at, digest_of, sig_tag
@@ -259,10 +259,16 @@ def test_a_refused_index_keeps_its_children_and_the_other_garbage_goes() -> None
     )
     assert report.refused == 1 and not report.complete  # a refusal is still partial
     assert report.replanned is not None and "v1.0.0 (refused)" in report.replanned
-    assert "of the untagged deletes, 2 are kept (still reachable), 1 go ahead" in report.replanned
+    assert "2 of the deletes left are kept (still reachable)" in report.replanned
     assert report.held_back is not None and "child of" in report.held_back
+    # each skipped version says why: it is a child of the index that stays
+    for digest in (digest_of("old-amd64"), digest_of("old-arm64")):
+        assert f"child of {digest_of('old')[:19]}" in report.reasons[digest]
     data = report.to_json()
     assert data["replanned"] == report.replanned
+    assert data["error"] is None
+    skipped = data["skipped"]
+    assert isinstance(skipped, list) and all("child of" in s["reason"] for s in skipped)
     assert data["counts"] == {
         "deleted": 2,
         "already_gone": 0,
@@ -304,20 +310,37 @@ def test_an_unreadable_refused_index_fails_closed_on_every_untagged_delete() -> 
     reg.unreadable[digest_of("old")] = "502 Bad Gateway"
     _, report, _ = applied_with_replan(reg)
     left = {v.digest for v in reg.versions()}
-    # nothing tells which untagged versions the index lists: all of them stay
-    assert {digest_of(n) for n in ("old-amd64", "old-arm64", "garbage")} <= left
-    assert len(report.skipped) == 3
+    # nothing tells which untagged versions the index lists: all of them stay, and so
+    # does v0.9.0, pushed before the index (it could be one of its platform images)
+    assert {digest_of(n) for n in ("old-amd64", "old-arm64", "garbage", "older")} <= left
+    assert len(report.skipped) == 4
+    assert "unreadable" in report.reasons[digest_of("older")]
     assert report.replanned is not None and "could not be read" in report.replanned
 
 
-def test_a_failed_tagged_delete_still_holds_back_every_untagged_delete() -> None:
+def test_a_failed_tagged_delete_is_planned_around_like_a_refused_one() -> None:
     reg = refused_index_package()
     reg.fail[digest_of("old")] = "502 after 5 attempts"
     _, report, _ = applied_with_replan(reg)
+    assert report.failed == 1
+    assert report.replanned is not None and "v1.0.0 (failed)" in report.replanned
+    left = {v.digest for v in reg.versions()}
+    # the index is still there (the next run retries it): its platforms stay with it
+    assert reg.closure([digest_of("old")]) <= left
+    assert digest_of("garbage") not in left and digest_of("older") not in left
+    assert report.exit_code is ExitCode.PARTIAL
+
+
+def test_without_replan_a_failed_tagged_delete_holds_back_every_untagged_delete() -> None:
+    reg = refused_index_package()
+    reg.fail[digest_of("old")] = "502 after 5 attempts"
+    p = plan(reg.versions(), Policy(keep_release=1), now=NOW, reader=reg)
+    report = apply_plan(p, reg)
     assert report.failed == 1 and report.replanned is None
-    assert digest_of("garbage") in {v.digest for v in reg.versions()}  # next run retries
+    assert digest_of("garbage") in {v.digest for v in reg.versions()}
     assert report.held_back is not None and "v1.0.0 was failed" in report.held_back
     assert len(report.skipped) == 3
+    assert all(report.reasons[v.digest] == report.held_back for v in report.skipped)
 
 
 def test_nothing_to_replan_when_every_tagged_delete_succeeds() -> None:
@@ -347,3 +370,156 @@ def test_memo_reader_remembers_failures_too() -> None:
         assert memo.referrers(digest_of("new")) == ()
     assert reg.manifest_reads == [digest_of("old"), digest_of("new")]
     assert reg.referrer_reads == [digest_of("new")]
+
+
+# -- tagged platform images (docker manifest create v1.0.0 v1.0.0-amd64 v1.0.0-arm64) ----
+
+
+def tagged_children_package() -> FakeRegistry:
+    """Two multi-arch releases whose platform images carry tags of their own, all of
+    one release pushed in the same minute (as a registry with coarse times dates them),
+    an old release candidate and some garbage."""
+    reg = FakeRegistry()
+    for index, release, minute in (("v1", "v1.0.0", 10), ("v2", "v2.0.0", 20)):
+        children = []
+        for arch in ("amd64", "arm64"):
+            reg.add(f"{index}-{arch}", tags=[f"{release}-{arch}"], created=minute)
+            children.append(digest_of(f"{index}-{arch}"))
+        reg.add(index, tags=[release], created=minute, children=children)
+    reg.add("rc", tags=["v0.9.0-rc.1"], created=5)
+    reg.add("garbage", created=15)
+    return reg
+
+
+V1_CHILDREN = (digest_of("v1-amd64"), digest_of("v1-arm64"))
+
+
+def test_an_index_goes_before_its_tagged_children_pushed_in_the_same_minute() -> None:
+    reg = tagged_children_package()
+    # by digest alone a child would come first: the index must still lead
+    assert min(V1_CHILDREN) < digest_of("v1")
+    p = plan(reg.versions(), Policy(keep_release=1, keep_prerelease=0), now=NOW, reader=reg)
+    order = [d.version.digest for d in p.delete]
+    assert set(V1_CHILDREN) | {digest_of("v1")} <= set(order)
+    assert all(order.index(digest_of("v1")) < order.index(c) for c in V1_CHILDREN)
+    apply_plan(p, reg)
+    assert all(
+        reg.delete_calls.index(digest_of("v1")) < reg.delete_calls.index(c) for c in V1_CHILDREN
+    )
+
+
+@pytest.mark.parametrize("fault", ["refused", "failed", "changed"])
+def test_an_index_that_stays_keeps_its_tagged_children(fault: str) -> None:
+    reg = tagged_children_package()
+    index = digest_of("v1")
+    if fault == "refused":
+        reg.refuse[index] = "more than 5,000 downloads"
+    elif fault == "failed":
+        reg.fail[index] = "502 after 5 attempts"
+    else:
+
+        def retag(version: Version) -> None:
+            if version.digest == index and "stable" not in version.tags:
+                reg.push_tag("stable", index)
+
+        reg.before_check = retag
+    policy = Policy(keep_release=1, keep_prerelease=0)
+    reader = MemoReader(reg)
+    first = plan(reg.versions(), policy, now=NOW, reader=reader)
+    assert set(V1_CHILDREN) <= {d.version.digest for d in first.delete}  # old prereleases
+    inner = replanner(policy, now=NOW, reader=reader)
+    roots: list[dict[str, str]] = []
+
+    def recording(versions: Sequence[Version], extra: Mapping[str, str]) -> Plan:
+        roots.append(dict(extra))
+        return inner(versions, extra)
+
+    report = apply_plan(first, reg, replan=recording)
+
+    left = {v.digest for v in reg.versions()}
+    assert reg.closure([index]) <= left  # v1.0.0 still pulls on both platforms
+    assert not set(V1_CHILDREN) & set(reg.delete_calls)  # never even attempted
+    # the rest of the plan goes ahead: the old candidate and the garbage are gone
+    assert digest_of("rc") in reg.deleted and digest_of("garbage") in reg.deleted
+    assert {v.digest for v in report.skipped} == set(V1_CHILDREN)
+    why = {"refused": "delete refused", "failed": "delete failed", "changed": "changed"}[fault]
+    for child in V1_CHILDREN:
+        assert f"child of {index[:19]}" in report.reasons[child]
+    assert report.replanned is not None and f"v1.0.0 ({fault})" in report.replanned
+    (result,) = [r for r in report.results if r.version.digest == index]
+    assert result.status.value == fault
+    # planned again once, right after the index stayed, with it as a protected root
+    assert len(roots) == 1 and list(roots[0]) == [index]
+    assert roots[0][index].startswith(why)
+    assert report.exit_code is ExitCode.PARTIAL
+
+
+def test_a_tagged_child_deleted_without_replan_is_the_conservative_old_behaviour() -> None:
+    # library callers that pass no replan: untagged deletes are held back, tagged ones
+    # go on (the documented limit; prune always passes a replan)
+    reg = tagged_children_package()
+    reg.refuse[digest_of("v1")] = "refused"
+    p = plan(reg.versions(), Policy(keep_release=1, keep_prerelease=0), now=NOW, reader=reg)
+    report = apply_plan(p, reg)
+    assert digest_of("garbage") in {v.digest for v in report.skipped}
+    assert report.held_back is not None
+
+
+# -- errors mid-run ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (RegistryError("connection reset by ghcr.io", hint="check the network"), 5),
+        (AuthError("401: the token expired", hint="refresh the token"), 4),
+    ],
+)
+def test_an_error_midway_keeps_the_record_of_what_was_deleted(
+    error: TagkeeperError, code: int
+) -> None:
+    reg = package()
+    p = make_plan(reg)
+    reg.error_after = 2
+    reg.error = error
+    report = apply_plan(p, reg)  # no exception: the report says what happened
+    assert report.deleted == 2 and reg.deleted == [r.version.digest for r in report.results]
+    assert len(report.skipped) == len(p.delete) - 2  # the one that raised is left too
+    assert [v.digest for v in report.skipped] == [d.version.digest for d in p.delete[2:]]
+    assert report.error_code == code and int(report.exit_code) == code
+    assert report.stopped is not None and error.message in report.stopped
+    assert "after 2 deletes, 5 left" in report.stopped
+    assert not report.complete
+    data = report.to_json()
+    assert data["error"] == {"code": code, "message": report.stopped, "hint": error.hint}
+    counts = data["counts"]
+    assert isinstance(counts, dict) and counts["deleted"] == 2 and counts["skipped"] == 5
+    skipped = data["skipped"]
+    assert isinstance(skipped, list)
+    assert all(s["reason"] == "not attempted: an error stopped the run" for s in skipped)
+    # the next run picks up where this one stopped
+    reg.error_after = None
+    assert apply_plan(make_plan(reg), reg).deleted == 5
+
+
+def test_a_rate_limit_carries_its_exit_code() -> None:
+    reg = package()
+    reg.rate_limit_after = 1
+    report = apply_plan(make_plan(reg), reg)
+    assert report.exit_code is ExitCode.RATE_LIMITED
+    assert report.error_hint == "rerun after the reset"
+
+
+def test_an_error_in_the_replan_stops_before_deleting_anything_it_did_not_decide() -> None:
+    reg = refused_index_package()
+    reg.refuse[digest_of("old")] = "refused"
+    p = plan(reg.versions(), Policy(keep_release=1), now=NOW, reader=reg)
+
+    def broken(versions: Sequence[Version], extra: Mapping[str, str]) -> Plan:
+        raise RegistryError("the registry went away while planning again")
+
+    report = apply_plan(p, reg, replan=broken)
+    assert report.exit_code is ExitCode.REGISTRY
+    assert reg.delete_calls == [digest_of("old")]  # nothing after the refusal
+    assert {v.digest for v in report.skipped} == {d.version.digest for d in p.delete[1:]}
+    assert report.refused == 1

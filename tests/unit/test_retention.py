@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 from datetime import timedelta
 
 import pytest
 
 from tagkeeper.errors import UsageError
-from tagkeeper.inventory import DOCKER_LIST, Version
+from tagkeeper.inventory import DOCKER_LIST, ManifestInfo, Version
 from tagkeeper.retention import (
     Channel,
     Decision,
@@ -521,3 +522,57 @@ def test_to_json_shape() -> None:
 def test_empty_repository() -> None:
     p = run(FakeRegistry())
     assert p.decisions == () and p.delete == () and p.to_json()["delete"] == []
+
+
+def test_at_equal_push_times_a_known_index_is_deleted_before_the_rest() -> None:
+    # an OCI registry dates an index by its newest platform image: all three tie
+    reg = FakeRegistry()
+    names = ("v1-arm64", "v1-amd64")  # v1-arm64's digest sorts before the index's
+    for name in names:
+        reg.add(name, created=10)
+    reg.add("v1", created=10, children=[digest_of(n) for n in names])
+    reg.add("list", created=10, children=[digest_of("v1-arm64")], media_type=DOCKER_LIST)
+    assert digest_of("v1-arm64") < min(digest_of("v1"), digest_of("list"))
+    p = plan(reg.versions(), Policy.uniform(1, min_age=timedelta(0)), now=at(100), reader=reg)
+    order = [d.version.digest for d in p.delete]
+    # both kinds of index first (between them by digest), then the platform images
+    indexes = sorted([digest_of("v1"), digest_of("list")])
+    assert order == indexes + sorted(digest_of(n) for n in names)
+
+
+def test_at_equal_push_times_an_unknown_media_type_falls_back_to_the_digest() -> None:
+    # the documented residual risk: GHCR's listing hides media types, so nothing tells
+    # the index from its platform images at equal times (the executor re-plans around
+    # an index that stays, but cannot undo a child deleted before it)
+    reg = FakeRegistry()
+    reg.add("v1-arm64", created=10, hide_media_type=True)
+    reg.add("v1", created=10, children=[digest_of("v1-arm64")], hide_media_type=True)
+    p = plan(reg.versions(), Policy.uniform(1, min_age=timedelta(0)), now=at(100), reader=reg)
+    assert [d.version.digest for d in p.delete] == sorted([digest_of("v1"), digest_of("v1-arm64")])
+    assert reg.manifest_reads == []  # deleted versions are not read to find out
+
+
+class _Exploding(FakeRegistry):
+    """A reader that fails the way a bug would (not ManifestUnreadable)."""
+
+    def manifest(self, digest: str) -> ManifestInfo:
+        assert not gc.isenabled()  # paused while planning
+        raise RuntimeError("boom")
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_plan_restores_the_garbage_collector_as_it_found_it(enabled: bool) -> None:
+    reg = _Exploding()
+    reg.add("idx", tags=["dev-0000001"], created=0, children=[digest_of("x")])
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        with pytest.raises(RuntimeError, match="boom"):
+            plan(reg.versions(), Policy(), now=at(100), reader=reg)
+        assert gc.isenabled() is enabled
+        ok = FakeRegistry()
+        ok.add("idx", tags=["dev-0000001"], created=0)
+        plan(ok.versions(), Policy(), now=at(100), reader=ok)
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable() if was else gc.disable()

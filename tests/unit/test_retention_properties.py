@@ -19,7 +19,8 @@ from datetime import datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tagkeeper.apply import apply_plan
+from tagkeeper.apply import MemoReader, apply_plan, replanner
+from tagkeeper.errors import AuthError, RegistryError
 from tagkeeper.inventory import DeleteStatus, Version
 from tagkeeper.retention import Plan, Policy, plan
 from tests.unit.fakes import FakeRegistry, at, digest_of, sig_tag
@@ -99,9 +100,10 @@ def pick(draw: st.DrawFn, items: list[str]) -> str:
 
 
 @st.composite
-def cases(draw: st.DrawFn) -> Case:
+def cases(draw: st.DrawFn, *, distinct_times: bool = False) -> Case:
     n = draw(st.integers(1, 20))
-    times = sorted(draw(st.lists(st.integers(0, 240), min_size=n, max_size=n)))
+    minutes = st.lists(st.integers(0, 240), min_size=n, max_size=n, unique=distinct_times)
+    times = sorted(draw(minutes))
     reg = FakeRegistry()
     used: set[str] = set()
     images: list[str] = []  # digests that are images or indexes (may be children)
@@ -235,3 +237,90 @@ def test_apply_then_replan_deletes_nothing_more(case: Case) -> None:
     second = apply_plan(p, case.reg)
     assert all(r.status is DeleteStatus.ALREADY_GONE for r in second.results)
     assert case.reg.versions() == list(left.values())
+
+
+# -- applying with faults ----------------------------------------------------------------
+#
+# The registry refuses, fails or sees re-tagged some deletes at random, and sometimes an
+# error (network, auth) ends the run midway. Push times are distinct here: at equal
+# times the delete order can put a platform image before its index only when nothing
+# says which is the index (GHCR hides media types, nested indexes); example tests in
+# test_apply.py and test_retention.py cover equal times where the order is known.
+# Re-tagging is limited to tagged versions: an untagged garbage index that someone tags
+# midway may already have lost its children, which no order can prevent. Reach here is
+# what pulling needs (children, recursively) plus OCI 1.1 referrers; cosign ``.sig``
+# tags are deleted before their subjects by design (an orphan signature is garbage the
+# next run deletes), so a refused subject can lose its cosign signature.
+
+FAULTS = st.sampled_from(["ok", "ok", "ok", "refuse", "fail", "change"])
+
+
+def pull_reach(reg: FakeRegistry, digest: str) -> set[str]:
+    """Listed versions ``digest`` needs: children (recursively) and OCI referrers."""
+    seen: set[str] = set()
+    todo = [digest]
+    while todo:
+        d = todo.pop()
+        if d in seen:
+            continue
+        seen.add(d)
+        info = reg.manifests.get(d)
+        todo.extend(info.children if info else ())
+        todo.extend(r for r, s in reg.subjects.items() if s == d)
+    listed = {v.digest for v in reg.versions()}
+    return (seen - {digest}) & listed
+
+
+@settings(max_examples=150, deadline=None)
+@given(cases(distinct_times=True), st.data())
+def test_apply_with_faults_never_breaks_an_image_that_stays(
+    case: Case, data: st.DataObject
+) -> None:
+    reg = case.reg
+    reader = MemoReader(reg)
+    p = plan(reg.versions(), case.policy, now=case.now, reader=reader, protected=case.protected)
+    reach = {v.digest: pull_reach(reg, v.digest) for v in reg.versions()}
+    retag: set[str] = set()
+    for d in p.delete:
+        fault = data.draw(FAULTS)
+        if fault == "refuse":
+            reg.refuse[d.version.digest] = "more than 5,000 downloads"
+        elif fault == "fail":
+            reg.fail[d.version.digest] = "502 after 5 attempts"
+        elif fault == "change" and d.version.tags:
+            retag.add(d.version.digest)
+
+    def push_meanwhile(version: Version) -> None:
+        if version.digest in retag:
+            retag.discard(version.digest)
+            reg.push_tag(f"hotfix-{version.digest[7:15]}", version.digest)
+
+    reg.before_check = push_meanwhile
+    if p.delete and data.draw(st.integers(0, 3)) == 0:
+        reg.error_after = data.draw(st.integers(0, len(p.delete)))
+        reg.error = data.draw(
+            st.sampled_from([RegistryError("connection reset"), AuthError("401 Unauthorized")])
+        )
+    report = apply_plan(
+        p,
+        reg,
+        replan=replanner(case.policy, now=case.now, reader=reader, protected=case.protected),
+    )
+
+    left = {v.digest: v for v in reg.versions()}
+    planned = {d.version.digest for d in p.delete}
+    # only planned deletes happen, each at most once, and the report accounts for each
+    assert set(reg.deleted) <= planned and len(reg.deleted) == len(set(reg.deleted))
+    accounted = [r.version.digest for r in report.results] + [v.digest for v in report.skipped]
+    assert sorted(accounted) == sorted(planned)
+    assert all(report.reasons.get(v.digest) for v in report.skipped)
+    # every image that stays tagged, and every image the plan kept on purpose, is whole
+    whole = {digest for digest, v in left.items() if v.tags}
+    whole |= {d.version.digest for d in p.keep if d.rule not in ("unreadable", "untagged-keep")}
+    for digest in whole:
+        assert reach[digest] <= set(left), (digest, reach[digest] - set(left))
+    # an error midway is reported with its code; nothing after it was attempted
+    if report.error_code is not None:
+        assert report.stopped is not None and int(report.exit_code) in (4, 5)
+    else:
+        assert report.exit_code == (0 if report.complete else 6)
