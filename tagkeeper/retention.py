@@ -38,6 +38,7 @@ from itertools import groupby, repeat
 from operator import attrgetter
 from typing import Any, Literal
 
+from tagkeeper.channels import DEV_TAG_RE, PR_TAG_RE
 from tagkeeper.errors import UsageError
 from tagkeeper.inventory import (
     DOCKER_MANIFEST,
@@ -68,8 +69,6 @@ class Channel(StrEnum):
     PRERELEASE = "prerelease"
 
 
-_DEV_RE = re.compile(r"dev-[0-9a-f]{4,64}")
-_PR_RE = re.compile(r"pr-[0-9]+")
 # cosign signature / attestation / SBOM tags, and the OCI referrers tag schema index
 _REFERRER_TAG_RE = re.compile(r"(sha256|sha512)-([0-9a-f]{64}|[0-9a-f]{128})(?:\.(sig|att|sbom))?")
 _REFERRER_KIND = {"sig": "signature", "att": "attestation", "sbom": "SBOM", None: "referrers index"}
@@ -93,9 +92,9 @@ def classify(tag: str) -> Channel | None:
     it has a prerelease part. ``latest``, ``dev-latest``, ``1.2``, ``nightly`` and cosign
     ``sha256-...`` tags match no channel.
     """
-    if _DEV_RE.fullmatch(tag):
+    if DEV_TAG_RE.fullmatch(tag):
         return Channel.DEV
-    if _PR_RE.fullmatch(tag):
+    if PR_TAG_RE.fullmatch(tag):
         return Channel.PR
     version = _semver_of(tag)
     if version is None:
@@ -358,11 +357,11 @@ class _Planner:
     # ---------------------------------------------------------------- roots
 
     def _scan_tag(self, digest: str, tag: str) -> None:
-        if _DEV_RE.fullmatch(tag):
+        if DEV_TAG_RE.fullmatch(tag):
             if digest not in self.dev or tag < self.dev[digest]:
                 self.dev[digest] = tag
             return
-        if _PR_RE.fullmatch(tag):
+        if PR_TAG_RE.fullmatch(tag):
             if digest not in self.pr or tag < self.pr[digest]:
                 self.pr[digest] = tag
             return

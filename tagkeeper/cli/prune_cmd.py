@@ -656,11 +656,8 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
             hint="pass --yes to delete without asking, or --dry-run to only print the plan",
         )
     environ = dict(os.environ)
-    if fmt is common.Format.github and not environ.get("GITHUB_OUTPUT"):
-        raise UsageError(
-            "$GITHUB_OUTPUT is not set",
-            hint="--format github works inside a GitHub Actions step; use json or text elsewhere",
-        )
+    if fmt is common.Format.github:
+        gha.preflight(environ)  # fail before deleting, not when reporting afterwards
     secret = token_from_env(token, environ)
     registry_password = None
     if password_stdin:
@@ -759,6 +756,9 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
                 check_delete = getattr(backend, "check_delete", None)
                 if callable(check_delete):  # e.g. OCI: refuses before anything is deleted
                     check_delete()
+                expect = getattr(backend, "expect_deletes", None)
+                if callable(expect):  # OCI: re-read only kept and new tags before each delete
+                    expect(d.version for d in the_plan.delete)
                 if not yes and not typer.confirm(
                     f"Delete {len(the_plan.delete)} versions of {backend.display}?",
                     default=False,
