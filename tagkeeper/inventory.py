@@ -28,7 +28,8 @@ class Version:
 
     ``digest`` identifies it; ``tags`` are the tags that point at it now; ``created`` is
     the push (or image creation) time, timezone-aware. ``key`` is the backend's own
-    handle when it differs from the digest (a GHCR package version id, a local image id).
+    handle when it differs from the digest (a GHCR package version id, a local image id);
+    ``sequence`` the push order when the backend knows it.
     """
 
     digest: str
@@ -36,6 +37,9 @@ class Version:
     created: datetime
     key: str | None = None
     media_type: str | None = None
+    # push order, when the backend knows it (GHCR version ids grow with every push):
+    # breaks ties between equal push times, which registries record to the second
+    sequence: int | None = None
 
     @property
     def tagged(self) -> bool:

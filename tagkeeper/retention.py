@@ -758,9 +758,10 @@ _DIGEST = attrgetter("digest")
 _CREATED = attrgetter("created")
 
 
-def _parents_first(v: Version) -> tuple[bool, str]:
-    """Order within equal push times: known indexes first, then by digest."""
-    return v.media_type not in INDEX_TYPES, v.digest
+def _parents_first(v: Version) -> tuple[bool, int, str]:
+    """Order within equal push times: known indexes first, then the later push (when the
+    backend knows the push order), then by digest."""
+    return v.media_type not in INDEX_TYPES, -(v.sequence or 0), v.digest
 
 
 def _newest_first_versions(versions: list[Version]) -> list[Version]:
@@ -771,7 +772,9 @@ def _newest_first_versions(versions: list[Version]) -> list[Version]:
     an index is never older than its children; it can be exactly as old (an OCI
     registry dates an index by its newest platform image, GHCR dates versions to the
     second), and then the media type decides: an index (or manifest list) goes first.
-    Residual risk: when the listing does not say the media type (GHCR's does not), equal
+    When the listing does not say the media type (GHCR's does not), the push order
+    decides where the backend knows it (GHCR's version ids grow with every push, and a
+    registry accepts an index only after its children). Residual risk: with neither, equal
     times fall back to the digest, and a child can come before its index; the planner
     reads manifests only of the images it keeps, so it knows no better about the ones it
     deletes. The executor then re-plans around any index whose delete does not go through

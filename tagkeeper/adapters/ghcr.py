@@ -826,11 +826,13 @@ class GhcrBackend:
             tags = frozenset(str(t) for t in container.get("tags") or ())
             created = _parse_time(str(item["created_at"]))
             if created is not None:
+                ident = item["id"]
                 return Version(
                     digest=str(item["name"]),
                     tags=tags,
                     created=created,
-                    key=str(item["id"]),
+                    key=str(ident),
+                    sequence=ident if isinstance(ident, int) else None,
                 )
         except (AttributeError, KeyError, TypeError, ValueError):
             pass

@@ -552,6 +552,42 @@ def test_at_equal_push_times_an_unknown_media_type_falls_back_to_the_digest() ->
     assert reg.manifest_reads == []  # deleted versions are not read to find out
 
 
+def test_at_equal_push_times_the_later_push_goes_first_when_the_backend_knows_it() -> None:
+    # GHCR: no media type, but version ids grow with every push and an index is pushed
+    # after its platform images
+    from dataclasses import replace
+
+    reg = FakeRegistry()
+    reg.add("v1-arm64", created=10, hide_media_type=True)
+    reg.add("v1", created=10, children=[digest_of("v1-arm64")], hide_media_type=True)
+    child, index = digest_of("v1-arm64"), digest_of("v1")
+    pushed = {child: 41, index: 42}
+    versions = [replace(v, sequence=pushed[v.digest]) for v in reg.versions()]
+    for ordering in (versions, versions[::-1]):
+        p = plan(ordering, Policy.uniform(1, min_age=timedelta(0)), now=at(100), reader=reg)
+        assert [d.version.digest for d in p.delete] == [index, child]
+
+
+def test_equal_push_times_rank_dev_images_by_push_order_when_known() -> None:
+    from dataclasses import replace
+
+    reg = FakeRegistry()
+    names = ["a", "b", "c"]
+    for i, name in enumerate(names):
+        reg.add(name, tags=[f"dev-{i:04d}"], created=5)
+    # pushed in digest order: the latest push has the highest digest, which a tie broken
+    # by digest alone would rank last
+    order = sorted(names, key=digest_of)
+    versions = [
+        replace(v, sequence=order.index(n))
+        for n in names
+        for v in reg.versions()
+        if v.digest == digest_of(n)
+    ]
+    p = plan(versions, Policy.uniform(1), now=at(100), reader=reg)
+    assert kept_names(p, names) == {order[-1]} != {min(names, key=digest_of)}
+
+
 class _Exploding(FakeRegistry):
     """A reader that fails the way a bug would (not ManifestUnreadable)."""
 
