@@ -17,7 +17,6 @@ them could delete what they protect, so it is a ConfigError.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -257,6 +256,8 @@ def _read(path: Path) -> bytes:
 
 
 def _parse(path: Path, raw: bytes) -> dict[str, Any]:
+    import tomllib  # only when there is a file to read: keeps the CLI's start-up short
+
     try:
         return tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
@@ -302,6 +303,8 @@ def _pyproject_config(path: Path) -> Config | None:
     A file that cannot be read or parsed is skipped, unless its text shows a
     ``tool.tagkeeper`` table: that is a :class:`ConfigError` (see the module docs).
     """
+    import tomllib
+
     try:
         raw = path.read_bytes()
     except OSError:

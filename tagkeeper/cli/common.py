@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -68,6 +67,8 @@ def info(message: str) -> None:
 
 def emit_json(payload: Any) -> None:
     """Print the machine payload on stdout."""
+    import json
+
     sys.stdout.write(json.dumps(payload, indent=2, sort_keys=False) + "\n")
 
 
