@@ -24,8 +24,6 @@ The backend receives its ``httpx.Client``; it never builds one. Tokens are
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import random
 import re
@@ -65,6 +63,7 @@ from tagkeeper.inventory import (
     RequestStats,
     Version,
 )
+from tagkeeper.manifests import digest_matches, read_manifest
 from tagkeeper.pacing import DeletePacer, PacerSettings
 from tagkeeper.refs import SHA256_DIGEST_RE, parse_reference
 from tagkeeper.secret import Secret
@@ -138,69 +137,17 @@ def _permission_hint(kind: TokenKind) -> str:
     return "the token needs admin access to the package (classic PAT: delete:packages)"
 
 
-def parse_manifest(digest: str, raw: bytes, content_type: str | None) -> ManifestInfo:
-    """What a manifest says about reachability; :class:`ManifestUnreadable` if not JSON."""
-    try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise ManifestUnreadable(digest, "the manifest is not JSON") from None
-    if not isinstance(doc, dict):
-        raise ManifestUnreadable(digest, "the manifest is not a JSON object")
-    media = doc.get("mediaType")
-    if not isinstance(media, str) or not media:
-        media = (content_type or "").split(";")[0].strip()
-    if not media:
-        media = OCI_INDEX if "manifests" in doc else OCI_MANIFEST
-    children: list[str] = []
-    entries = doc.get("manifests")
-    if isinstance(entries, list):
-        for entry in entries:
-            if isinstance(entry, dict) and isinstance(entry.get("digest"), str):
-                children.append(entry["digest"])
-    subject = doc.get("subject")
-    subject_digest = subject.get("digest") if isinstance(subject, dict) else None
-    created: datetime | None = None
-    annotations = doc.get("annotations")
-    if isinstance(annotations, dict):
-        stamp = annotations.get("org.opencontainers.image.created")
-        if isinstance(stamp, str):
-            created = _parse_time(stamp)
-    return ManifestInfo(
-        digest=digest,
-        media_type=media,
-        children=tuple(children),
-        subject=subject_digest if isinstance(subject_digest, str) else None,
-        created=created,
-    )
-
-
 _PLAIN_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
 
 
-def _plain_children(raw: bytes) -> dict[str, str]:
-    """Children that an index lists as plain image manifests (digest -> media type)."""
-    doc = json.loads(raw)
-    out: dict[str, str] = {}
-    entries = doc.get("manifests") if isinstance(doc, dict) else None
-    for entry in entries if isinstance(entries, list) else ():
-        if not isinstance(entry, dict):
-            continue
-        digest, media = entry.get("digest"), entry.get("mediaType")
-        if isinstance(digest, str) and media in _PLAIN_TYPES:
-            out[digest] = str(media)
-    return out
-
-
-def _parse_time(text: str) -> datetime | None:
+def _api_time(text: str) -> datetime | None:
+    """A time as the Packages REST API writes it (``created_at``): a strict ISO 8601
+    parse, no placeholder rule (GitHub records the push; it is never a build stamp)."""
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
         return None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _sha256_matches(digest: str, raw: bytes) -> bool:
-    return digest == "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
 class ManifestCache:
@@ -225,7 +172,7 @@ class ManifestCache:
             media = paths[1].read_text(encoding="utf-8").strip()
         except OSError:
             return None
-        if not _sha256_matches(digest, raw):  # damaged or tampered: never trust it
+        if not digest_matches(digest, raw):  # damaged or tampered: never trust it
             with contextlib.suppress(OSError):
                 paths[0].unlink()
             return None
@@ -233,7 +180,7 @@ class ManifestCache:
 
     def put(self, digest: str, raw: bytes, media: str) -> None:
         paths = self._paths(digest)
-        if paths is None or not _sha256_matches(digest, raw):
+        if paths is None or not digest_matches(digest, raw):
             return
         try:
             paths[0].parent.mkdir(parents=True, exist_ok=True)
@@ -342,10 +289,13 @@ class GhcrManifestReader:
             raw, media = self._fetch(digest)
             if self._cache is not None:
                 self._cache.put(digest, raw, media)
-        info = parse_manifest(digest, raw, media)
-        if info.children:
-            self._plain.update(_plain_children(raw))
-        return info
+        parsed = read_manifest(digest, raw, media)
+        self._plain.update(
+            (entry.digest, entry.media_type)
+            for entry in parsed.entries
+            if entry.media_type in _PLAIN_TYPES
+        )
+        return parsed.info
 
     def _fetch(self, digest: str) -> tuple[bytes, str]:
         b = self._backend
@@ -371,10 +321,8 @@ class GhcrManifestReader:
             )
         if response.status_code != 200:
             raise ManifestUnreadable(digest, describe_response(response, b.scrub))
-        raw = response.content
-        if not _sha256_matches(digest, raw):
-            raise ManifestUnreadable(digest, "the registry sent content that does not match it")
-        return raw, response.headers.get("content-type", "")
+        # verified against the digest by read_manifest (and by the cache before it stores)
+        return response.content, response.headers.get("content-type", "")
 
 
 class GhcrBackend:
@@ -824,7 +772,7 @@ class GhcrBackend:
             metadata = item.get("metadata") or {}
             container = metadata.get("container") or {}
             tags = frozenset(str(t) for t in container.get("tags") or ())
-            created = _parse_time(str(item["created_at"]))
+            created = _api_time(str(item["created_at"]))
             if created is not None:
                 ident = item["id"]
                 return Version(

@@ -70,16 +70,15 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import json
 import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import httpx
 
@@ -106,14 +105,20 @@ from tagkeeper.inventory import (
     RequestStats,
     Version,
 )
+from tagkeeper.manifests import (
+    CREATED_ANNOTATION,
+    Manifest,
+    digest_matches,
+    digest_of,
+    read_manifest,
+)
+from tagkeeper.manifests import parse_time as parse_time  # noqa: PLC0414 (re-export)
 from tagkeeper.refs import ImageRef, parse_reference
 from tagkeeper.retention import referrer_subject
 from tagkeeper.secret import Secret
 
 ACCEPT = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
-CREATED_KEY = "org.opencontainers.image.created"
 NO_DIGEST = "sha256:" + "0" * 64  # the digest of nothing: never stored, safe to DELETE
-_PLACEHOLDER_BEFORE = datetime(1981, 1, 1, tzinfo=UTC)
 _MAX_MANIFEST = 4 * 1024 * 1024
 _MAX_CONFIG = 8 * 1024 * 1024
 _RELIST_EVERY = 2.0  # seconds between tag re-listings while deleting
@@ -175,90 +180,9 @@ _EVERYTHING = _Everything()
 
 
 @dataclass(frozen=True, slots=True)
-class _Manifest:
-    digest: str
-    media_type: str
-    body: dict[str, Any]
-
-    @property
-    def is_index(self) -> bool:
-        return self.media_type in INDEX_TYPES
-
-    def children(self) -> tuple[str, ...]:
-        if not self.is_index:
-            return ()
-        out = []
-        for entry in self.body.get("manifests") or ():
-            if isinstance(entry, dict) and isinstance(entry.get("digest"), str):
-                out.append(entry["digest"])
-        return tuple(out)
-
-    def platform_children(self) -> tuple[str, ...]:
-        """Children that are platform images (not attestations, not ``unknown/unknown``)."""
-        out = []
-        for entry in self.body.get("manifests") or ():
-            if not isinstance(entry, dict) or not isinstance(entry.get("digest"), str):
-                continue
-            annotations = entry.get("annotations") or {}
-            if annotations.get("vnd.docker.reference.type") == "attestation-manifest":
-                continue
-            platform = entry.get("platform") or {}
-            if platform.get("os") == "unknown" and platform.get("architecture") == "unknown":
-                continue
-            out.append(entry["digest"])
-        return tuple(out)
-
-    def subject(self) -> str | None:
-        subject = self.body.get("subject")
-        if isinstance(subject, dict) and isinstance(subject.get("digest"), str):
-            return str(subject["digest"])
-        return None
-
-    def annotation_time(self) -> str | None:
-        annotations = self.body.get("annotations")
-        if isinstance(annotations, dict) and isinstance(annotations.get(CREATED_KEY), str):
-            return str(annotations[CREATED_KEY])
-        return None
-
-    def config_digest(self) -> str | None:
-        config = self.body.get("config")
-        if isinstance(config, dict) and isinstance(config.get("digest"), str):
-            size = config.get("size")
-            if isinstance(size, int) and size > _MAX_CONFIG:
-                return None
-            return str(config["digest"])
-        return None
-
-
-@dataclass(frozen=True, slots=True)
 class _Time:
     when: datetime | None
     source: str  # "annotation", "config", "config label", "platform images", or why not
-
-
-def parse_time(text: str) -> datetime | None:
-    """An RFC 3339 time (nanoseconds allowed) as an aware datetime, or ``None``.
-
-    Placeholder times of reproducible builds (anything before 1981, such as the Unix
-    epoch or 1980-01-01) are ``None``: they say nothing about when the image was built.
-    """
-    match = re.fullmatch(
-        r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:?\d{2})?",
-        text.strip(),
-    )
-    if match is None:
-        return None
-    date, clock, fraction, zone = match.groups()
-    micro = (fraction or "0")[:6].ljust(6, "0")
-    offset = "+00:00" if zone in (None, "Z", "z") else zone
-    if len(offset) == 5:
-        offset = offset[:3] + ":" + offset[3:]
-    try:
-        when = datetime.fromisoformat(f"{date}T{clock}.{micro}{offset}")
-    except ValueError:
-        return None
-    when = when.astimezone(UTC)
-    return None if when < _PLACEHOLDER_BEFORE else when
 
 
 def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
@@ -341,7 +265,7 @@ class OciBackend:
         self._basic = False  # the registry asked for basic auth
         self._tokens: dict[str, Secret] = {}
         self._scope_of: dict[str, str] = {}  # "read"/"delete" -> scope the registry asked for
-        self._manifests: _Memo[str, _Manifest] = _Memo()
+        self._manifests: _Memo[str, Manifest] = _Memo()
         self._configs: _Memo[str, _Time] = _Memo()
         self._times: _Memo[str, _Time] = _Memo()
         self._delete_checked: _Memo[str, None] = _Memo()
@@ -425,7 +349,7 @@ class OciBackend:
             self._warnings.append(
                 f"{len(unknown)} image(s) have no creation time and count as created now "
                 f"(the grace period keeps them; they rank newest in their channel): {listed}. "
-                f"Set the {CREATED_KEY} annotation or label when building"
+                f"Set the {CREATED_ANNOTATION} annotation or label when building"
             )
         return versions
 
@@ -453,15 +377,13 @@ class OciBackend:
                     continue
                 self._has_index = True
                 ancestors = {digest} if digest in known else reached_from.get(digest, set())
-                for entry in manifest.body.get("manifests") or ():
-                    if not isinstance(entry, dict) or not isinstance(entry.get("digest"), str):
-                        continue
-                    child = str(entry["digest"])
+                for entry in manifest.entries:
+                    child = entry.digest
                     if child in known:
                         continue
                     reached_from.setdefault(child, set()).update(ancestors)
-                    kind = entry.get("mediaType")
-                    media.setdefault(child, kind if isinstance(kind, str) else None)
+                    kind = entry.media_type
+                    media.setdefault(child, kind)
                     if kind in INDEX_TYPES and child not in seen:
                         seen.add(child)
                         next_wave.append(child)
@@ -480,7 +402,7 @@ class OciBackend:
             )
         return children
 
-    def _manifest_or_none(self, digest: str) -> _Manifest | None:
+    def _manifest_or_none(self, digest: str) -> Manifest | None:
         try:
             return self._manifest(digest)
         except ManifestUnreadable:
@@ -494,8 +416,8 @@ class OciBackend:
         image it signs, so it is deleted with that image and kept with it)."""
         subjects = {s for s in (referrer_subject(t) for t in tags) if s is not None}
         parsed = self._manifests.peek(digest)
-        if parsed is not None and parsed.subject() is not None:
-            subjects.add(str(parsed.subject()))
+        if parsed is not None and parsed.subject is not None:
+            subjects.add(parsed.subject)
         found = [times[s].when for s in subjects if s in times and times[s].when is not None]
         if not found or len(subjects) != 1:
             return None
@@ -593,15 +515,8 @@ class OciBackend:
     # ------------------------------------------------------------- reader side
 
     def manifest(self, digest: str) -> ManifestInfo:
-        parsed = self._manifest(digest)
         known = self._times.peek(digest)
-        return ManifestInfo(
-            digest=digest,
-            media_type=parsed.media_type,
-            children=parsed.children(),
-            subject=parsed.subject(),
-            created=known.when if known else None,
-        )
+        return replace(self._manifest(digest).info, created=known.when if known else None)
 
     def referrers(self, digest: str) -> Sequence[str]:
         if self._referrers_api is not False:
@@ -612,8 +527,7 @@ class OciBackend:
         schema_digest = self._tag_digest.get(f"{algorithm}-{hexpart}")
         if schema_digest is None:
             return ()
-        index = self._manifest(schema_digest)
-        return index.children()
+        return self._manifest(schema_digest).children
 
     # ------------------------------------------------------------------ extras
 
@@ -685,9 +599,8 @@ class OciBackend:
         if response.status_code == 404:
             return None
         self._expect_ok(response, f"read the tag {tag} of")
-        computed = "sha256:" + hashlib.sha256(response.content).hexdigest()
-        digest = response.headers.get("Docker-Content-Digest") or computed
-        if digest == computed:
+        digest = response.headers.get("Docker-Content-Digest") or digest_of(response.content)
+        if digest_matches(digest, response.content):
             # a manifest that does not parse is remembered as such: the planner reports it
             with contextlib.suppress(ManifestUnreadable):
                 self._manifests.get(digest, lambda: self._parse(digest, response))
@@ -718,7 +631,7 @@ class OciBackend:
             if got.status_code == 404:
                 return None
             self._expect_ok(got, f"read the tag {tag} of")
-            digest = "sha256:" + hashlib.sha256(got.content).hexdigest()
+            digest = digest_of(got.content)
             self._manifests.get(digest, lambda: self._parse(digest, got))
         return digest, (media_type.split(";")[0].strip() if media_type else None)
 
@@ -776,19 +689,17 @@ class OciBackend:
                     parsed = self._manifest(parent)
                 except ManifestUnreadable:
                     return _EVERYTHING
-                for entry in parsed.body.get("manifests") or () if parsed.is_index else ():
-                    if not isinstance(entry, dict) or not isinstance(entry.get("digest"), str):
-                        continue
-                    child = str(entry["digest"])
+                for entry in parsed.entries:
+                    child = entry.digest
                     out.add(child)
-                    if entry.get("mediaType") in INDEX_TYPES and child not in seen:
+                    if entry.media_type in INDEX_TYPES and child not in seen:
                         seen.add(child)  # only nested indexes are read
                         next_wave.append(child)
             wave = next_wave
         return frozenset(out)
 
-    def _manifest(self, digest: str) -> _Manifest:
-        def fetch() -> _Manifest:
+    def _manifest(self, digest: str) -> Manifest:
+        def fetch() -> Manifest:
             response = self._request(
                 "GET",
                 f"/manifests/{digest}",
@@ -804,26 +715,11 @@ class OciBackend:
 
         return self._manifests.get(digest, fetch)
 
-    def _parse(self, digest: str, response: httpx.Response) -> _Manifest:
+    def _parse(self, digest: str, response: httpx.Response) -> Manifest:
         data = response.content
         if len(data) > _MAX_MANIFEST:
             raise ManifestUnreadable(digest, f"manifest of {len(data)} bytes is too large")
-        algorithm, _, expected = digest.partition(":")
-        if algorithm == "sha256" and hashlib.sha256(data).hexdigest() != expected:
-            raise ManifestUnreadable(digest, "the registry sent bytes with another digest")
-        try:
-            body = json.loads(data)
-        except ValueError:
-            raise ManifestUnreadable(digest, "the manifest is not JSON") from None
-        if not isinstance(body, dict):
-            raise ManifestUnreadable(digest, "the manifest is not a JSON object")
-        media_type = body.get("mediaType")
-        if not isinstance(media_type, str) or not media_type:
-            header = response.headers.get("Content-Type", "")
-            media_type = header.split(";")[0].strip() or (
-                OCI_INDEX if "manifests" in body else OCI_MANIFEST
-            )
-        return _Manifest(digest, media_type, body)
+        return read_manifest(digest, data, response.headers.get("Content-Type"))
 
     def _created(self, digest: str) -> _Time:
         return self._times.get(digest, lambda: self._find_time(digest))
@@ -833,11 +729,8 @@ class OciBackend:
             parsed = self._manifest(digest)
         except ManifestUnreadable as exc:
             return _Time(None, f"manifest unreadable: {exc.reason}")
-        text = parsed.annotation_time()
-        if text is not None:
-            when = parse_time(text)
-            if when is not None:
-                return _Time(when, "annotation")
+        if parsed.created is not None:
+            return _Time(parsed.created, "annotation")
         if parsed.is_index:
             children = parsed.platform_children()
             if not children:
@@ -846,10 +739,10 @@ class OciBackend:
             if found:
                 return _Time(max(found), "platform images")
             return _Time(None, "no platform image has a creation time")
-        config = parsed.config_digest()
-        if config is None:
+        config = parsed.config
+        if config is None or (config.size is not None and config.size > _MAX_CONFIG):
             return _Time(None, "no config and no annotation")
-        return self._configs.get(config, lambda: self._config_time(config))
+        return self._configs.get(config.digest, lambda: self._config_time(config.digest))
 
     def _parallel_small(self, digests: Iterable[str]) -> list[_Time]:
         # Called from pool threads: read sequentially to avoid nested pools.
@@ -875,8 +768,8 @@ class OciBackend:
             if isinstance(body.get("config"), dict)
             else None
         )
-        if isinstance(labels, dict) and isinstance(labels.get(CREATED_KEY), str):
-            when = parse_time(labels[CREATED_KEY])
+        if isinstance(labels, dict) and isinstance(labels.get(CREATED_ANNOTATION), str):
+            when = parse_time(labels[CREATED_ANNOTATION])
             if when is not None:
                 return _Time(when, "config label")
         if isinstance(created, str):
