@@ -1,8 +1,9 @@
 """``tagkeeper prune``: keep the last N images of each channel, delete the rest safely.
 
-For each ``--image``: list the versions, plan (pure: :func:`tagkeeper.retention.plan`),
-print the plan, ask for confirmation on a terminal, apply it
-(:func:`tagkeeper.apply.apply_plan`). A dry run prints the same plan and stops there.
+For each ``--image``: list the versions and plan them (:mod:`tagkeeper.pruning`, which
+a library user calls the same way), print the plan, ask for confirmation on a terminal,
+apply it (:func:`tagkeeper.pruning.apply_planned`). A dry run prints the same plan and
+stops there.
 
 Non-interactive use (no terminal on stdin) must say ``--yes`` (or ``--dry-run``):
 tagkeeper never deletes without either a person's answer or an explicit flag, in CI too.
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from tagkeeper.backends import Kind
     from tagkeeper.inventory import DeleteResult
     from tagkeeper.protection import HistorySource
+    from tagkeeper.pruning import PlannedPrune, Snapshot
     from tagkeeper.retention import Plan, Policy
     from tagkeeper.rollback import DeployRecord
 
@@ -612,10 +614,9 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
     deleted), 10 stopped on the rate limit (rerun later), 11 declined, 12 the deploy
     ledger cannot be read.
     """
-    from tagkeeper import apply
+    from tagkeeper import pruning
     from tagkeeper.adapters.http import build_client
     from tagkeeper.backends import KINDS, BackendOptions, detect_kind, open_backend, token_from_env
-    from tagkeeper.retention import plan as make_plan
 
     config = common.state(ctx).config()
     targets = list(images) if images else config.images()
@@ -706,38 +707,21 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
             environ=environ,
         )
         for target in targets:
-            entry: dict[str, Any] = {
-                "image": target,
-                "keep": [],
-                "delete": [],
-                "warnings": [],
-                "unreadable": [],
-                "applied": None,
-                "error": None,
-                "requests": {},
-                "protected": {},
-            }
-            entries.append(entry)
             backend = None
+            snap: Snapshot | None = None
+            image_plan: PlannedPrune | None = None
+            report: ApplyReport | None = None
+            error: TagkeeperError | None = None
             try:
                 backend = open_backend(target, options, client)
                 versions = backend.versions()
-                protected, noticed_history = guard.protected(target)
-                if kind == "local":  # + the images containers use
-                    from tagkeeper.adapters.local import LocalEngine
-
-                    if isinstance(backend, LocalEngine):
-                        protected = backend.protected(protected)
-                entry["protected"] = dict(protected)
-                now = datetime.now(UTC)
-                reader = apply.MemoReader(backend.reader)  # a re-plan reads nothing twice
-                the_plan = make_plan(versions, policy, now=now, reader=reader, protected=protected)
-                # what the backend itself noticed (e.g. OCI: unknown creation times), and
+                history, noticed_history = guard.protected(target)
+                # + what the backend itself keeps (the local engine: images containers use)
+                snap = pruning.snapshot(backend, protected=history, versions=versions)
+                # + what the backend noticed (e.g. OCI: unknown creation times), and
                 # environments with no known deploy
-                noticed = (*getattr(backend, "warnings", ()), *noticed_history)
-                if noticed:
-                    the_plan = dataclasses.replace(the_plan, warnings=the_plan.warnings + noticed)
-                entry.update(the_plan.to_json())
+                image_plan = snap.plan(policy, now=datetime.now(UTC), notes=noticed_history)
+                the_plan = image_plan.plan
                 if people:
                     typer.echo(render_plan(backend.display, the_plan))
                 for warning in the_plan.warnings:
@@ -746,19 +730,14 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
                         typer.echo(
                             gha.annotation("warning", f"{backend.display}: {warning}"), err=True
                         )
-                apply.check_cap(the_plan, policy.max_delete, display=backend.display)
+                image_plan.check_cap()
                 if not the_plan.delete:
                     common.info(f"{backend.display}: nothing to delete")
                     continue
                 if dry_run:
                     common.info(f"{backend.display}: dry run, nothing deleted")
                     continue
-                check_delete = getattr(backend, "check_delete", None)
-                if callable(check_delete):  # e.g. OCI: refuses before anything is deleted
-                    check_delete()
-                expect = getattr(backend, "expect_deletes", None)
-                if callable(expect):  # OCI: re-read only kept and new tags before each delete
-                    expect(d.version for d in the_plan.delete)
+                pruning.prepare_deletes(image_plan)  # e.g. OCI refuses before anything is asked
                 if not yes and not typer.confirm(
                     f"Delete {len(the_plan.delete)} versions of {backend.display}?",
                     default=False,
@@ -770,39 +749,28 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
                     )
                 bar = _Progress(len(the_plan.delete), progress_on)
                 try:
-                    report = apply.apply_plan(
-                        the_plan,
-                        backend,
-                        max_delete=policy.max_delete,
-                        on_result=bar,
-                        replan=apply.replanner(policy, now=now, reader=reader, protected=protected),
-                    )
+                    report = pruning.apply_planned(image_plan, on_result=bar)
                 finally:
                     bar.close()
-                if report.stopped is not None:  # an error's words: scrubbed like any other
-                    report = dataclasses.replace(
-                        report,
-                        stopped=scrub(report.stopped),
-                        error_hint=scrub(report.error_hint) if report.error_hint else None,
-                    )
-                entry["applied"] = report.to_json()
-                if report.error_code not in (None, ExitCode.RATE_LIMITED):
-                    entry["error"] = entry["applied"]["error"]  # what was done is kept too
-                common.info(_report_text(backend.display, report))
+                # an error's words: scrubbed like any other
+                common.info(_report_text(backend.display, pruning.scrubbed(report, scrub)))
                 code = worst(code, report.exit_code)
             except TagkeeperError as exc:
-                entry["error"] = {
-                    "code": int(exc.exit_code),
-                    "message": scrub(exc.message),
-                    "hint": scrub(exc.hint) if exc.hint else None,
-                }
+                error = exc
                 common.error(scrub(exc.diagnostics()))
                 code = worst(code, exc.exit_code)
                 if isinstance(exc, Aborted):
                     break
             finally:
-                if backend is not None:
-                    entry["requests"] = dict(backend.stats.by_kind)
+                result = pruning.PruneResult(
+                    target,
+                    plan=image_plan.plan if image_plan is not None else None,
+                    report=report,
+                    protected=snap.protected if snap is not None else {},
+                    error=error,
+                    requests=dict(backend.stats.by_kind) if backend is not None else {},
+                )
+                entries.append(result.to_json(scrub))
 
     payload = {"images": entries, "dry_run": dry_run}
     if fmt is common.Format.json:
