@@ -416,6 +416,13 @@ class GhcrBackend:
     def versions(self) -> Sequence[Version]:
         with self._lock:
             if self._versions is None:
+                if not self.token:  # GitHub lists package versions only to a token
+                    raise AuthError(
+                        f"{self.display}: no GitHub token to list the package's versions",
+                        hint="set GITHUB_TOKEN (or GH_TOKEN, or pass --token) to a token "
+                        "with read:packages to plan, and delete:packages or a workflow's "
+                        "packages: write to delete",
+                    )
                 self._versions = self._list()
                 self._by_tag = {tag: v for v in self._versions for tag in v.tags}
             return self._versions

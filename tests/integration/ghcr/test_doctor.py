@@ -208,3 +208,27 @@ def test_github_format_sets_outputs_a_summary_and_an_annotation_per_missing_piec
         assert f"::error title=tagkeeper doctor%3A {name}::" in out
     assert "| check | status | detail |" in summary.read_text()
     assert token not in out + written + summary.read_text()
+
+
+def test_prune_without_a_token_says_so_before_sending_anything(
+    emu: GhcrEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = sum(emu.snapshot()["counters"].values())
+    code = main(
+        [
+            "prune",
+            "--image",
+            "ghcr.io/octo/app",
+            "--api-url",
+            emu.api_url,
+            "--registry-url",
+            emu.registry_url,
+            "--keep",
+            "1",
+            "--dry-run",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 4
+    assert "no GitHub token" in err and "GITHUB_TOKEN" in err
+    assert sum(emu.snapshot()["counters"].values()) == before
