@@ -77,3 +77,34 @@ def pick(flag: Any, config: Config, key: str, default: Any) -> Any:
     if flag is not None:
         return flag
     return config.get(key, default)
+
+
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        metavar="TOKEN",
+        show_default=False,
+        help="GitHub token (default: $GITHUB_TOKEN, then $GH_TOKEN). Prefer the "
+        "environment: flags show in process lists.",
+    ),
+]
+ApiUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--api-url",
+        metavar="URL",
+        show_default=False,
+        help="GitHub API URL (default: config 'api-url', $GITHUB_API_URL, else "
+        "https://api.github.com).",
+    ),
+]
+RegistryUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--registry-url",
+        metavar="URL",
+        show_default=False,
+        help="Registry base (default: config 'registry-url', else https://ghcr.io).",
+    ),
+]

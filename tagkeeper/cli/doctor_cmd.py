@@ -28,28 +28,9 @@ def doctor(  # noqa: PLR0917 - Typer passes options as arguments
             show_default=False,
         ),
     ] = None,
-    token: Annotated[
-        str | None,
-        typer.Option(
-            "--token",
-            help="GitHub token (default: $GITHUB_TOKEN, then $GH_TOKEN).",
-            show_default=False,
-        ),
-    ] = None,
-    api_url: Annotated[
-        str | None,
-        typer.Option(
-            "--api-url",
-            help="GitHub API base (default: $GITHUB_API_URL, else https://api.github.com).",
-            show_default=False,
-        ),
-    ] = None,
-    registry_url: Annotated[
-        str | None,
-        typer.Option(
-            "--registry-url", help="Registry base (default https://ghcr.io).", show_default=False
-        ),
-    ] = None,
+    token: common.TokenOpt = None,
+    api_url: common.ApiUrlOpt = None,
+    registry_url: common.RegistryUrlOpt = None,
     fmt: common.FormatOpt = common.Format.text,
 ) -> None:
     """Tell whether the token can list and delete the package's versions, and what is missing.

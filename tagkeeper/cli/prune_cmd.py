@@ -470,32 +470,9 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
         ),
     ] = False,
     fmt: common.FormatOpt = common.Format.text,
-    token: Annotated[
-        str | None,
-        typer.Option(
-            "--token",
-            help="GitHub token (default: $GITHUB_TOKEN, then $GH_TOKEN). "
-            "Prefer the environment: flags show in process lists.",
-            show_default=False,
-        ),
-    ] = None,
-    api_url: Annotated[
-        str | None,
-        typer.Option(
-            "--api-url",
-            help="GitHub API base (default: config 'api-url', "
-            "$GITHUB_API_URL, else https://api.github.com).",
-            show_default=False,
-        ),
-    ] = None,
-    registry_url: Annotated[
-        str | None,
-        typer.Option(
-            "--registry-url",
-            help="Registry base (default: config 'registry-url', else https://ghcr.io).",
-            show_default=False,
-        ),
-    ] = None,
+    token: common.TokenOpt = None,
+    api_url: common.ApiUrlOpt = None,
+    registry_url: common.RegistryUrlOpt = None,
     kind: Annotated[
         str | None,
         typer.Option(

@@ -106,26 +106,6 @@ RepoOpt = Annotated[
         help="GitHub repository for Deployments (default: $GITHUB_REPOSITORY).",
     ),
 ]
-TokenOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--token",
-        metavar="TOKEN",
-        show_default=False,
-        help="GitHub token (default: $GITHUB_TOKEN, then $GH_TOKEN). Prefer the "
-        "environment: flags show in process lists.",
-    ),
-]
-ApiUrlOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--api-url",
-        metavar="URL",
-        show_default=False,
-        help="GitHub API URL (default: config 'api-url', $GITHUB_API_URL, else "
-        "https://api.github.com).",
-    ),
-]
 AllowPreOpt = Annotated[
     bool | None,
     typer.Option(
@@ -432,8 +412,8 @@ def record(  # noqa: PLR0917
     github: GitHubOpt = False,
     ref: GitRefOpt = None,
     repo: RepoOpt = None,
-    token: TokenOpt = None,
-    api_url: ApiUrlOpt = None,
+    token: common.TokenOpt = None,
+    api_url: common.ApiUrlOpt = None,
     ledger_path: LedgerOpt = None,
     fmt: Annotated[TextJson, typer.Option("--format", "-f")] = TextJson.text,
 ) -> None:
@@ -559,8 +539,8 @@ def previous(  # noqa: PLR0917
     ] = False,
     allow_prerelease: AllowPreOpt = None,
     repo: RepoOpt = None,
-    token: TokenOpt = None,
-    api_url: ApiUrlOpt = None,
+    token: common.TokenOpt = None,
+    api_url: common.ApiUrlOpt = None,
     ledger_path: LedgerOpt = None,
     fmt: common.FormatOpt = common.Format.text,
 ) -> None:
@@ -695,8 +675,8 @@ def deploy(  # noqa: PLR0917
     github: GitHubOpt = False,
     ref: GitRefOpt = None,
     repo: RepoOpt = None,
-    token: TokenOpt = None,
-    api_url: ApiUrlOpt = None,
+    token: common.TokenOpt = None,
+    api_url: common.ApiUrlOpt = None,
     ledger_path: LedgerOpt = None,
 ) -> None:
     """Check, pin and record a deploy around COMMAND; exit with COMMAND's exit code.
@@ -741,8 +721,8 @@ def rollback(  # noqa: PLR0917
     github: GitHubOpt = False,
     ref: GitRefOpt = None,
     repo: RepoOpt = None,
-    token: TokenOpt = None,
-    api_url: ApiUrlOpt = None,
+    token: common.TokenOpt = None,
+    api_url: common.ApiUrlOpt = None,
     ledger_path: LedgerOpt = None,
 ) -> None:
     """Deploy what 'previous' answers with COMMAND, recorded as a rollback.
