@@ -589,6 +589,19 @@ class OciBackend:
         registries such as Docker Hub do not count as a pull)."""
         if self._time_needed is not None and not self._time_needed(frozenset({tag})):
             return self._head_tag(tag)
+        response = self._get_tag(tag)
+        if response is None:
+            return None
+        digest = response.headers.get("Docker-Content-Digest") or digest_of(response.content)
+        if digest_matches(digest, response.content):
+            # a manifest that does not parse is remembered as such: the planner reports it
+            with contextlib.suppress(ManifestUnreadable):
+                self._manifests.get(digest, lambda: self._parse(digest, response))
+        media_type = response.headers.get("Content-Type")
+        return digest, (media_type.split(";")[0].strip() if media_type else None)
+
+    def _get_tag(self, tag: str) -> httpx.Response | None:
+        """The manifest a tag points at (``None``: the tag is gone)."""
         response = self._request(
             "GET",
             f"/manifests/{tag}",
@@ -599,13 +612,7 @@ class OciBackend:
         if response.status_code == 404:
             return None
         self._expect_ok(response, f"read the tag {tag} of")
-        digest = response.headers.get("Docker-Content-Digest") or digest_of(response.content)
-        if digest_matches(digest, response.content):
-            # a manifest that does not parse is remembered as such: the planner reports it
-            with contextlib.suppress(ManifestUnreadable):
-                self._manifests.get(digest, lambda: self._parse(digest, response))
-        media_type = response.headers.get("Content-Type")
-        return digest, (media_type.split(";")[0].strip() if media_type else None)
+        return response
 
     def _head_tag(self, tag: str) -> tuple[str, str | None] | None:
         response = self._request(
@@ -621,16 +628,9 @@ class OciBackend:
         digest = response.headers.get("Docker-Content-Digest")
         media_type = response.headers.get("Content-Type")
         if not digest:  # a registry that does not say: read the bytes and hash them
-            got = self._request(
-                "GET",
-                f"/manifests/{tag}",
-                kind="manifest-get",
-                action="read",
-                headers={"Accept": ACCEPT},
-            )
-            if got.status_code == 404:
+            got = self._get_tag(tag)
+            if got is None:
                 return None
-            self._expect_ok(got, f"read the tag {tag} of")
             digest = digest_of(got.content)
             self._manifests.get(digest, lambda: self._parse(digest, got))
         return digest, (media_type.split(";")[0].strip() if media_type else None)
