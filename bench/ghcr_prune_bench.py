@@ -26,11 +26,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tagkeeper.adapters.ghcr import GhcrBackend
-from tagkeeper.adapters.http import build_client
-from tagkeeper.apply import apply_plan
-from tagkeeper.retention import Plan, Policy, plan
+from tagkeeper.registries.ghcr import GhcrBackend
+from tagkeeper.retention.executor import apply_plan
+from tagkeeper.retention.planner import Plan, Policy, plan
 from tagkeeper.secret import Secret
+from tagkeeper.transport import build_client
 from tests.emulators import images
 from tests.emulators.ghcr import GhcrEmulator
 

@@ -35,7 +35,7 @@ from tagkeeper.inventory import (
     ManifestUnreadable,
     Version,
 )
-from tagkeeper.retention import Policy, plan
+from tagkeeper.retention.planner import Policy, plan
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 TIME_TARGET_S = 1.0

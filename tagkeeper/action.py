@@ -137,8 +137,7 @@ def _mask(value: str) -> None:
 
 
 def main() -> int:
-    from tagkeeper import gha
-
+    from tagkeeper.cli import gha
     token = os.environ.get("TK_TOKEN", "")
     _mask(token)
     try:

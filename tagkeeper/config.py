@@ -158,7 +158,7 @@ def _check_env(value: str) -> None:
 def _check_dev_pointer(value: str) -> None:
     if value == "":
         return  # no pointer, as --dev-pointer ''
-    from tagkeeper.tagging import check_dev_pointer  # lazy: tagging is a bigger module
+    from tagkeeper.tags.compute import check_dev_pointer  # lazy: tagging is a bigger module
 
     check_dev_pointer(value)
 
@@ -172,7 +172,7 @@ def _check_protect(value: list[str]) -> None:
 def _check_url(key: str) -> Callable[[str], None]:
     def check(value: str) -> None:
         # lazy: only files that set a URL pay for importing the HTTP stack here
-        from tagkeeper.adapters.http import check_base_url
+        from tagkeeper.transport import check_base_url
 
         check_base_url(value, what=key)
 

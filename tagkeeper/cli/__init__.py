@@ -17,8 +17,8 @@ try:  # recent typer releases ship their own copy of click and raise its excepti
 except ImportError:  # pragma: no cover - typer releases built on click itself
     from click import ClickException as _ClickException  # type: ignore[assignment]
 
-from tagkeeper import __version__, gha
-from tagkeeper.cli import common
+from tagkeeper import __version__
+from tagkeeper.cli import common, gha
 from tagkeeper.errors import ExitCode, TagkeeperError
 
 

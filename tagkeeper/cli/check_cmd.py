@@ -13,7 +13,7 @@ from tagkeeper.cli import common
 from tagkeeper.errors import PolicyViolation, UsageError
 
 if TYPE_CHECKING:  # the rules and the scanner load when the command runs, not for --help
-    from tagkeeper.rules import Policy, Verdict
+    from tagkeeper.gate.rules import Policy, Verdict
 
 STDIN = "-"
 STDIN_NAME = "<stdin>"
@@ -87,8 +87,8 @@ def check(  # noqa: PLR0917 - Typer passes options as arguments
     tag. dev refuses latest, untagged references and moving pointers. An unparseable
     REF argument or an unreadable --file is bad input (exit 2).
     """
-    from tagkeeper.rules import DEFAULT_POINTERS, Code, policy_for
-    from tagkeeper.scan import judge_findings, scan_text
+    from tagkeeper.gate.rules import DEFAULT_POINTERS, Code, policy_for
+    from tagkeeper.gate.scan import judge_findings, scan_text
 
     config = common.state(ctx).config()
     env_name = common.pick(env, config, "env", "prod")
@@ -210,8 +210,7 @@ def _render_text(results: list[Verdict]) -> None:
 
 
 def _render_github(payload: dict[str, object], results: list[Verdict], policy: Policy) -> None:
-    from tagkeeper import gha
-
+    from tagkeeper.cli import gha
     ok = bool(payload["ok"])
     gha.write_outputs(
         {"ok": "true" if ok else "false", "json": json.dumps(payload, separators=(",", ":"))}
@@ -233,7 +232,7 @@ def _render_github(payload: dict[str, object], results: list[Verdict], policy: P
 
 
 def _summary(results: list[Verdict], policy: Policy, ok: bool) -> str:
-    from tagkeeper.gha import md_escape
+    from tagkeeper.cli.gha import md_escape
 
     head = "passed" if ok else "failed"
     lines = [

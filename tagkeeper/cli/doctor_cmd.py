@@ -11,7 +11,7 @@ from tagkeeper.cli import common
 from tagkeeper.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
-    from tagkeeper.adapters.ghcr import Diagnosis
+    from tagkeeper.registries.ghcr import Diagnosis
 
 _MARK = {"ok": "ok", "missing": "MISSING", "unknown": "not verified", "warning": "warning"}
 
@@ -39,9 +39,9 @@ def doctor(  # noqa: PLR0917 - Typer passes options as arguments
     required pieces are there (some may be unverifiable: see the output), 4 something
     required is missing, 5 the API could not be reached.
     """
-    from tagkeeper.adapters.ghcr import GhcrBackend
-    from tagkeeper.adapters.http import build_client
-    from tagkeeper.backends import BackendOptions, open_backend, token_from_env
+    from tagkeeper.registries.factory import BackendOptions, open_backend, token_from_env
+    from tagkeeper.registries.ghcr import GhcrBackend
+    from tagkeeper.transport import build_client
 
     config = common.state(ctx).config()
     target = image or next(iter(config.images()), None)
@@ -81,8 +81,7 @@ def _github(diagnosis: Diagnosis) -> None:
     """Step outputs, a job summary and an annotation per missing piece."""
     import json
 
-    from tagkeeper import gha
-
+    from tagkeeper.cli import gha
     gha.write_outputs(
         {"ok": "true" if diagnosis.ok else "false", "json": json.dumps(diagnosis.to_json())}
     )

@@ -1,8 +1,8 @@
 """``tagkeeper prune``: keep the last N images of each channel, delete the rest safely.
 
-For each ``--image``: list the versions and plan them (:mod:`tagkeeper.pruning`, which
+For each ``--image``: list the versions and plan them (:mod:`tagkeeper.retention.runner`, which
 a library user calls the same way), print the plan, ask for confirmation on a terminal,
-apply it (:func:`tagkeeper.pruning.apply_planned`). A dry run prints the same plan and
+apply it (:func:`tagkeeper.retention.runner.apply_planned`). A dry run prints the same plan and
 stops there.
 
 Non-interactive use (no terminal on stdin) must say ``--yes`` (or ``--dry-run``):
@@ -10,7 +10,7 @@ tagkeeper never deletes without either a person's answer or an explicit flag, in
 
 ``--env ENV`` (repeatable; default: config ``env``) protects, in each environment, what
 the deploy history says is current, still being deployed, or the rollback target
-(:func:`tagkeeper.protection.rollback_protection`); the plan names that reason.
+(:func:`tagkeeper.rollback.protection.rollback_protection`); the plan names that reason.
 
 httpx and the adapters are imported inside the command, so ``tagkeeper --help`` stays
 fast.
@@ -31,19 +31,18 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
-from tagkeeper import gha
-from tagkeeper.cli import common
+from tagkeeper.cli import common, gha
 from tagkeeper.config import Config, parse_duration
 from tagkeeper.errors import Aborted, ExitCode, TagkeeperError, UsageError
 
 if TYPE_CHECKING:
-    from tagkeeper.apply import ApplyReport
-    from tagkeeper.backends import Kind
     from tagkeeper.inventory import DeleteResult
-    from tagkeeper.protection import HistorySource
-    from tagkeeper.pruning import PlannedPrune, Snapshot
-    from tagkeeper.retention import Plan, Policy
-    from tagkeeper.rollback import DeployRecord
+    from tagkeeper.registries.factory import Kind
+    from tagkeeper.retention.executor import ApplyReport
+    from tagkeeper.retention.planner import Plan, Policy
+    from tagkeeper.retention.runner import PlannedPrune, Snapshot
+    from tagkeeper.rollback.protection import HistorySource
+    from tagkeeper.rollback.resolve import DeployRecord
 
 
 class HistoryFrom(StrEnum):
@@ -120,8 +119,8 @@ class RollbackGuard:
         The history is looked up under the repository as ``--image`` writes it, which
         is what ``tagkeeper deploy``/``record`` store (e.g. ``ghcr.io/acme/app``).
         """
-        from tagkeeper.protection import rollback_protection
         from tagkeeper.refs import parse_reference
+        from tagkeeper.rollback.protection import rollback_protection
 
         if not self.environments:
             return {}, []
@@ -163,7 +162,7 @@ def rollback_guard(
     there to prevent. An environment that only comes from the configuration's ``env``
     gets a warning instead, so a CI runner without a ledger can still prune.
     """
-    from tagkeeper.ledger import Ledger, LedgerHistory, resolve_path
+    from tagkeeper.rollback.ledger import Ledger, LedgerHistory, resolve_path
 
     config = common.state(ctx).config()
     explicit = bool(env_flags) or ledger_flag is not None or source is not None
@@ -240,7 +239,7 @@ def _policy(
     unmatched: str | None,
     max_delete: int | None,
 ) -> Policy:
-    from tagkeeper.retention import Policy
+    from tagkeeper.retention.planner import Policy
 
     base = common.pick(keep, config, "keep", 5)
     age = common.pick(min_age, config, "min-age", "1h")
@@ -591,9 +590,15 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
     deleted), 10 stopped on the rate limit (rerun later), 11 declined, 12 the deploy
     ledger cannot be read.
     """
-    from tagkeeper import pruning
-    from tagkeeper.adapters.http import build_client
-    from tagkeeper.backends import KINDS, BackendOptions, detect_kind, open_backend, token_from_env
+    from tagkeeper.registries.factory import (
+        KINDS,
+        BackendOptions,
+        detect_kind,
+        open_backend,
+        token_from_env,
+    )
+    from tagkeeper.retention import runner as pruning
+    from tagkeeper.transport import build_client
 
     config = common.state(ctx).config()
     targets = list(images) if images else config.images()
@@ -644,7 +649,7 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
         registry_password = Secret(sys.stdin.read().rstrip("\r\n"))
         if not registry_password:
             raise UsageError("--password-stdin read an empty password")
-    from tagkeeper.ages import time_needed
+    from tagkeeper.retention.times import time_needed
 
     options = BackendOptions(
         kind=cast("Kind | None", kind),  # checked against KINDS above
@@ -663,7 +668,7 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
     for target in targets:  # bad names are usage errors before any request
         detect_kind(target, options)
         if kind == "local":
-            from tagkeeper.adapters.local import engine_repository
+            from tagkeeper.registries.local import engine_repository
 
             engine_repository(target)
     scrub = secret.scrub if secret else (lambda text: text)

@@ -19,16 +19,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tagkeeper import gha
-from tagkeeper.cli import common
+from tagkeeper.cli import common, gha
 from tagkeeper.errors import UsageError
 
 if TYPE_CHECKING:
-    from tagkeeper.adapters.deployments import GitHubDeployments
-    from tagkeeper.deploy import DeployPlan, DigestResolver, Recorder
+    from tagkeeper.deploy.script import DeployPlan, DigestResolver, Recorder
     from tagkeeper.inventory import Version
-    from tagkeeper.ledger import Ledger
-    from tagkeeper.rollback import DeployRecord, RollbackTarget
+    from tagkeeper.rollback.github import GitHubDeployments
+    from tagkeeper.rollback.ledger import Ledger
+    from tagkeeper.rollback.resolve import DeployRecord, RollbackTarget
 
 
 class Source(StrEnum):
@@ -168,7 +167,7 @@ def _allow_pre(ctx: typer.Context, flag: bool | None) -> bool:
 
 
 def _ledger_path(ctx: typer.Context, flag: Path | None) -> Path:
-    from tagkeeper.ledger import resolve_path
+    from tagkeeper.rollback.ledger import resolve_path
 
     return resolve_path(flag, _environ(), common.state(ctx).config().get("ledger"))
 
@@ -176,7 +175,7 @@ def _ledger_path(ctx: typer.Context, flag: Path | None) -> Path:
 @contextmanager
 def _open_ledger(ctx: typer.Context, flag: Path | None) -> Iterator[Ledger]:
     """The ledger, created when missing: for the commands that write."""
-    from tagkeeper.ledger import Ledger
+    from tagkeeper.rollback.ledger import Ledger
 
     ledger = Ledger(_ledger_path(ctx, flag), create=True)
     try:
@@ -197,7 +196,7 @@ def _read_history(
 
     Reading never creates the ledger (nor its folder).
     """
-    from tagkeeper.ledger import Ledger
+    from tagkeeper.rollback.ledger import Ledger
 
     path = _ledger_path(ctx, flag)
     if not path.exists():
@@ -209,7 +208,7 @@ def _read_history(
 def _github(
     ctx: typer.Context, repo: str | None, token: str | None, api_url: str | None
 ) -> GitHubDeployments:
-    from tagkeeper.adapters.deployments import GitHubDeployments, connect, repository_and_token
+    from tagkeeper.rollback.github import GitHubDeployments, connect, repository_and_token
 
     configured = common.state(ctx).config().get("api-url")
     name, secret, url = repository_and_token(
@@ -250,10 +249,10 @@ def _backend_versions(repository: str) -> list[Version]:
     A repository no backend can reach is a :class:`RegistryError` here (the registry
     cannot be asked), so ``deploy`` goes on by tag with a warning.
     """
-    from tagkeeper.adapters.http import build_client
-    from tagkeeper.backends import BackendOptions, open_backend
     from tagkeeper.errors import RegistryError
+    from tagkeeper.registries.factory import BackendOptions, open_backend
     from tagkeeper.secret import token_from_env
+    from tagkeeper.transport import build_client
 
     env = _environ()
     options = BackendOptions(token=token_from_env(None, env), environ=env)
@@ -268,7 +267,7 @@ def _backend_versions(repository: str) -> list[Version]:
 
 
 def _registry_resolver() -> DigestResolver:
-    from tagkeeper.deploy import BackendResolver
+    from tagkeeper.deploy.script import BackendResolver
 
     return BackendResolver(_backend_versions)
 
@@ -335,7 +334,7 @@ def resolve_previous(
     from functools import partial
 
     from tagkeeper.errors import NoRollbackTarget
-    from tagkeeper.rollback import previous_from_history, previous_from_registry
+    from tagkeeper.rollback.resolve import previous_from_history, previous_from_registry
 
     from_history = partial(
         previous_from_history,
@@ -418,9 +417,9 @@ def record(  # noqa: PLR0917
     fmt: Annotated[TextJson, typer.Option("--format", "-f")] = TextJson.text,
 ) -> None:
     """Record a deploy state in the ledger (and GitHub Deployments with --github)."""
-    from tagkeeper.ledger import Actor
     from tagkeeper.refs import parse_reference
-    from tagkeeper.rollback import DeployStatus
+    from tagkeeper.rollback.ledger import Actor
+    from tagkeeper.rollback.resolve import DeployStatus
 
     environment = _env_name(ctx, env)
     if not image:
@@ -615,8 +614,8 @@ class _Recording:
     api_url: str | None
 
     def recorders(self, ctx: typer.Context, ledger: Ledger, plan: DeployPlan) -> list[Recorder]:
-        from tagkeeper.deploy import GitHubRecorder, LedgerRecorder
-        from tagkeeper.ledger import Actor
+        from tagkeeper.deploy.script import GitHubRecorder, LedgerRecorder
+        from tagkeeper.rollback.ledger import Actor
 
         environ = _environ()
         actor = Actor.from_environ(environ)
@@ -639,13 +638,13 @@ def _check_digest_flags(no_resolve: bool, required: bool) -> None:
 
 def _with_digest(plan: DeployPlan, *, no_resolve: bool, required: bool) -> DeployPlan:
     """``plan`` with its digest resolved from the registry (unless it has one or told not to)."""
-    from tagkeeper.deploy import resolve_digest
+    from tagkeeper.deploy.script import resolve_digest
 
     return resolve_digest(plan, None if no_resolve else _registry_resolver(), required=required)
 
 
 def _run(ctx: typer.Context, plan: DeployPlan, recording: _Recording) -> None:
-    from tagkeeper.deploy import execute
+    from tagkeeper.deploy.script import execute
 
     with _open_ledger(ctx, recording.ledger_path) as ledger:
         recorders = recording.recorders(ctx, ledger, plan)
@@ -684,7 +683,7 @@ def deploy(  # noqa: PLR0917
     IMAGE is the reference exactly as given; IMAGE_DIGEST the digest resolved (or given),
     IMAGE_TAG the tag.
     """
-    from tagkeeper.deploy import plan_deploy
+    from tagkeeper.deploy.script import plan_deploy
 
     if not image:
         raise UsageError("--image is required", hint="e.g. --image ghcr.io/o/app:v1.2.3")
@@ -730,7 +729,7 @@ def rollback(  # noqa: PLR0917
     IMAGE is pinned: repo:tag@sha256:... with the digest the ledger recorded for that
     deploy, else the one the registry resolves now (IMAGE_DIGEST and IMAGE_TAG too).
     """
-    from tagkeeper.deploy import plan_deploy
+    from tagkeeper.deploy.script import plan_deploy
 
     if not image:
         raise UsageError("--image is required", hint="e.g. --image ghcr.io/o/app")

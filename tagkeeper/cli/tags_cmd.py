@@ -9,11 +9,11 @@ import typer
 from tagkeeper.cli import common
 
 if TYPE_CHECKING:
-    from tagkeeper.tagging import TagResult
+    from tagkeeper.tags.compute import TagResult
 
 
 def _summary(result: TagResult, lines: list[str]) -> str:
-    from tagkeeper.gha import md_escape
+    from tagkeeper.cli.gha import md_escape
 
     ctx = result.context
     rows = [
@@ -135,9 +135,14 @@ def tags(  # noqa: PLR0917 - Typer passes options as arguments
     """Compute the immutable tags of the build being run."""
     import os
 
-    from tagkeeper import gha
-    from tagkeeper.context import detect
-    from tagkeeper.tagging import DEFAULT_SHA_LENGTH, TagOptions, compute_tags, image_references
+    from tagkeeper.cli import gha
+    from tagkeeper.tags.compute import (
+        DEFAULT_SHA_LENGTH,
+        TagOptions,
+        compute_tags,
+        image_references,
+    )
+    from tagkeeper.tags.context import detect
 
     config = common.state(ctx).config()
     images: list[str] = list(image) if image else config.images()

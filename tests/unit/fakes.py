@@ -25,7 +25,7 @@ from tagkeeper.inventory import (
     RequestStats,
     Version,
 )
-from tagkeeper.retention import referrer_subject
+from tagkeeper.retention.planner import referrer_subject
 
 T0 = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 

@@ -6,10 +6,10 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from tagkeeper.apply import ApplyReport, MemoReader, apply_plan, replanner
 from tagkeeper.errors import AuthError, CapExceeded, ExitCode, RegistryError, TagkeeperError
 from tagkeeper.inventory import DeleteResult, DeleteStatus, ManifestUnreadable, Version
-from tagkeeper.retention import Plan, Policy, plan
+from tagkeeper.retention.executor import ApplyReport, MemoReader, apply_plan, replanner
+from tagkeeper.retention.planner import Plan, Policy, plan
 from tests.unit.fakes import FakeRegistry, at, digest_of, sig_tag
 
 NOW = at(10_000)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-import tagkeeper.backends
+import tagkeeper.registries.factory
 from tagkeeper.cli import main
 from tagkeeper.errors import AuthError, RegistryError, TagkeeperError
 from tests.unit.fakes import FakeRegistry
@@ -34,7 +34,7 @@ def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeRegistry:
         assert image == IMAGE
         return reg
 
-    monkeypatch.setattr(tagkeeper.backends, "open_backend", open_fake)
+    monkeypatch.setattr(tagkeeper.registries.factory, "open_backend", open_fake)
     return reg
 
 

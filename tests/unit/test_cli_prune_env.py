@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-import tagkeeper.backends
+import tagkeeper.registries.factory
 from tagkeeper.cli import main
 from tagkeeper.errors import ExitCode, RegistryError
-from tagkeeper.ledger import Actor, Ledger
-from tagkeeper.rollback import DeployRecord, DeployStatus
+from tagkeeper.rollback.ledger import Actor, Ledger
+from tagkeeper.rollback.resolve import DeployRecord, DeployStatus
 from tests.unit.fakes import FakeRegistry, digest_of
 
 IMAGE = "registry.test/acme/app"
@@ -53,7 +53,7 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> FakeRegistry:
         assert image == IMAGE
         return reg
 
-    monkeypatch.setattr(tagkeeper.backends, "open_backend", open_fake)
+    monkeypatch.setattr(tagkeeper.registries.factory, "open_backend", open_fake)
     return reg
 
 
@@ -320,7 +320,7 @@ def test_the_prune_command_module_imports_nothing_heavy() -> None:
     code = (
         "import sys, tagkeeper.cli.prune_cmd\n"
         "heavy = [m for m in ('docker', 'httpx', 'sqlite3', 'github', "
-        "'tagkeeper.adapters.local') if m in sys.modules]\n"
+        "'tagkeeper.registries.local') if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )
     result = subprocess.run(

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from tagkeeper import ledger as ledger_module
 from tagkeeper.cli import main, rollback_cmd
 from tagkeeper.errors import ExitCode, RegistryError, UsageError
 from tagkeeper.inventory import Version
-from tagkeeper.ledger import Ledger
 from tagkeeper.refs import ImageRef
-from tagkeeper.rollback import DeployStatus
+from tagkeeper.rollback import ledger as ledger_module
+from tagkeeper.rollback.ledger import Ledger
+from tagkeeper.rollback.resolve import DeployStatus
 
 IMAGE = "ghcr.io/o/app"
 D1 = "sha256:" + "1" * 64

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from tagkeeper.context import detect
 from tagkeeper.errors import UsageError
-from tagkeeper.tagging import ShaSource
+from tagkeeper.tags.compute import ShaSource
+from tagkeeper.tags.context import detect
 
 PUSH_SHA = "1" * 40
 HEAD_SHA = "a" * 40
@@ -20,7 +20,7 @@ BASE_SHA = "c" * 40
 
 
 class FakeGit:
-    """A :class:`~tagkeeper.context.GitRunner` answering from a table; records calls."""
+    """A :class:`~tagkeeper.tags.context.GitRunner` answering from a table; records calls."""
 
     def __init__(self, answers: dict[tuple[str, ...], str | None]) -> None:
         self.answers = answers

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from tagkeeper.adapters.deployments import make_payload, read_payload, status_from_states
-from tagkeeper.rollback import DeployStatus
+from tagkeeper.rollback.github import make_payload, read_payload, status_from_states
+from tagkeeper.rollback.resolve import DeployStatus
 
 IMAGE = "ghcr.io/o/app"
 D = "sha256:" + "d" * 64

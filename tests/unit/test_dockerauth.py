@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tagkeeper.adapters import dockerauth
 from tagkeeper.errors import AuthError, UsageError
+from tagkeeper.registries import credentials as dockerauth
 from tagkeeper.secret import Secret
 
 HOST = "registry.example.com:5000"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tagkeeper import gha
+from tagkeeper.cli import gha
 from tagkeeper.errors import UsageError
 
 

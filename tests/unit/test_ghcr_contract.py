@@ -14,12 +14,12 @@ import httpx
 import pytest
 from pytest_httpx import HTTPXMock
 
-from tagkeeper.adapters.ghcr import GhcrBackend, split_image, token_kind
-from tagkeeper.adapters.http import RetryPolicy
-from tagkeeper.backends import BackendOptions, detect_kind, open_backend, token_from_env
 from tagkeeper.errors import AuthError, RateLimited, RegistryError, UsageError
 from tagkeeper.inventory import OCI_INDEX, OCI_MANIFEST, DeleteStatus, ManifestUnreadable, Version
+from tagkeeper.registries.factory import BackendOptions, detect_kind, open_backend, token_from_env
+from tagkeeper.registries.ghcr import GhcrBackend, split_image, token_kind
 from tagkeeper.secret import Secret
+from tagkeeper.transport import RetryPolicy
 
 API = "https://api.github.test"
 REG = "https://ghcr.test"
@@ -146,7 +146,7 @@ def test_token_lookup_strips_whitespace_and_skips_blank_sources() -> None:
 
 
 def test_deployments_use_the_same_token_lookup() -> None:
-    from tagkeeper.adapters.deployments import repository_and_token
+    from tagkeeper.rollback.github import repository_and_token
 
     env = {"GITHUB_REPOSITORY": "o/r", "GITHUB_TOKEN": " \n", "GH_TOKEN": "tok\n"}
     _, secret, _ = repository_and_token(env)

@@ -8,7 +8,10 @@ import httpx
 import pytest
 from pytest_httpx import HTTPXMock
 
-from tagkeeper.adapters.http import (
+from tagkeeper.errors import RegistryError, UsageError
+from tagkeeper.inventory import RequestStats
+from tagkeeper.secret import Secret
+from tagkeeper.transport import (
     RetryPolicy,
     Sender,
     build_client,
@@ -18,9 +21,6 @@ from tagkeeper.adapters.http import (
     json_body,
     parse_retry_after,
 )
-from tagkeeper.errors import RegistryError, UsageError
-from tagkeeper.inventory import RequestStats
-from tagkeeper.secret import Secret
 
 URL = "https://api.example.test/thing"
 TOKEN = "ghp_sekrit0123456789"

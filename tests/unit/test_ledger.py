@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tagkeeper.errors import ExitCode, LedgerError, UsageError
-from tagkeeper.ledger import (
+from tagkeeper.rollback.ledger import (
     MIGRATIONS,
     ROOT_DEFAULT,
     SCHEMA_VERSION,
@@ -20,7 +20,7 @@ from tagkeeper.ledger import (
     default_path,
     resolve_path,
 )
-from tagkeeper.rollback import DeployStatus
+from tagkeeper.rollback.resolve import DeployStatus
 
 REPO = "ghcr.io/o/app"
 ACTOR = Actor(user="alice", ci_run_url=None, host="web1")

@@ -23,9 +23,9 @@ import docker.errors
 import pytest
 import requests
 
-from tagkeeper.adapters.local import EngineAPI, LocalEngine, engine_repository
 from tagkeeper.errors import RegistryError, UsageError
 from tagkeeper.inventory import DeleteStatus, Version
+from tagkeeper.registries.local import EngineAPI, LocalEngine, engine_repository
 
 REPO = "ghcr.io/acme/app"
 

@@ -19,7 +19,7 @@ from tagkeeper.inventory import (
     ManifestInfo,
     ManifestUnreadable,
 )
-from tagkeeper.manifests import (
+from tagkeeper.registries.manifests import (
     digest_matches,
     digest_of,
     parse_manifest,

@@ -19,14 +19,14 @@ import httpx
 import pytest
 from pytest_httpx import HTTPXMock
 
-from tagkeeper.adapters.dockerauth import Credentials
-from tagkeeper.adapters.http import RetryPolicy
-from tagkeeper.adapters.oci import NO_DIGEST, OciBackend, parse_challenge, parse_time
-from tagkeeper.ages import time_needed
 from tagkeeper.errors import AuthError, RateLimited, RegistryError, UsageError
 from tagkeeper.inventory import DeleteStatus, ManifestUnreadable, Version
-from tagkeeper.retention import Policy
+from tagkeeper.registries.credentials import Credentials
+from tagkeeper.registries.oci import NO_DIGEST, OciBackend, parse_challenge, parse_time
+from tagkeeper.retention.planner import Policy
+from tagkeeper.retention.times import time_needed
 from tagkeeper.secret import Secret
+from tagkeeper.transport import RetryPolicy
 from tests.emulators import images as im
 
 HOST = "127.0.0.1:5000"

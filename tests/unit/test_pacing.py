@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tagkeeper.pacing import DeletePacer, PacerSettings
+from tagkeeper.registries.pacing import DeletePacer, PacerSettings
 
 
 class FakeClock:

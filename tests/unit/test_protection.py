@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from tagkeeper.inventory import Version
-from tagkeeper.protection import HistorySource, rollback_protection
-from tagkeeper.rollback import DeployRecord, DeployStatus
+from tagkeeper.rollback.protection import HistorySource, rollback_protection
+from tagkeeper.rollback.resolve import DeployRecord, DeployStatus
 
 REPO = "ghcr.io/o/app"
 T0 = datetime(2026, 4, 1, tzinfo=UTC)

@@ -9,8 +9,8 @@ import pytest
 
 from tagkeeper.errors import AuthError, CapExceeded, ExitCode, RegistryError
 from tagkeeper.inventory import DeleteResult, Version
-from tagkeeper.pruning import PruneResult, apply_planned, plan_image, prune_image, snapshot
-from tagkeeper.retention import Policy
+from tagkeeper.retention.planner import Policy
+from tagkeeper.retention.runner import PruneResult, apply_planned, plan_image, prune_image, snapshot
 from tests.unit.fakes import FakeRegistry, at, digest_of
 
 R = TypeVar("R", bound=FakeRegistry)

@@ -10,7 +10,7 @@ import pytest
 
 from tagkeeper.errors import UsageError
 from tagkeeper.inventory import DOCKER_LIST, ManifestInfo, Version
-from tagkeeper.retention import (
+from tagkeeper.retention.planner import (
     Channel,
     Decision,
     Plan,

@@ -19,10 +19,10 @@ from datetime import datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tagkeeper.apply import MemoReader, apply_plan, replanner
 from tagkeeper.errors import AuthError, RegistryError
 from tagkeeper.inventory import DeleteStatus, Version
-from tagkeeper.retention import Plan, Policy, plan
+from tagkeeper.retention.executor import MemoReader, apply_plan, replanner
+from tagkeeper.retention.planner import Plan, Policy, plan
 from tests.unit.fakes import FakeRegistry, at, digest_of, sig_tag
 
 SETTINGS = settings(max_examples=200, deadline=None)

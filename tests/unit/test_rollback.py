@@ -9,13 +9,13 @@ import pytest
 
 from tagkeeper.errors import NoRollbackTarget
 from tagkeeper.inventory import Version
-from tagkeeper.rollback import (
+from tagkeeper.rollback.resolve import (
     DeployRecord,
     DeployStatus,
     previous_from_history,
     previous_from_registry,
 )
-from tagkeeper.tagging import BuildContext, ShaSource, TagOptions, compute_tags
+from tagkeeper.tags.compute import BuildContext, ShaSource, TagOptions, compute_tags
 
 REPO = "ghcr.io/o/app"
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

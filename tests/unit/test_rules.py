@@ -9,8 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tagkeeper.errors import UsageError
-from tagkeeper.refs import ImageRef, parse_reference
-from tagkeeper.rules import (
+from tagkeeper.gate.rules import (
     DEV_RULES,
     Code,
     DevPointerRule,
@@ -28,6 +27,7 @@ from tagkeeper.rules import (
     policy_for,
     validate_env_name,
 )
+from tagkeeper.refs import ImageRef, parse_reference
 
 SHA = "sha256:" + "ab" * 32
 PROD = policy_for("prod")

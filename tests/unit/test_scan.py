@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tagkeeper.rules import Code, policy_for
-from tagkeeper.scan import Finding, Kind, expand, judge_findings, scan_text
+from tagkeeper.gate.rules import Code, policy_for
+from tagkeeper.gate.scan import Finding, Kind, expand, judge_findings, scan_text
 
 COMPOSE = """\
 # deploy stack

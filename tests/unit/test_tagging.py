@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 
 from tagkeeper.channels import is_dev_tag, is_pr_tag, looks_like_build_tag
 from tagkeeper.errors import PolicyViolation, UsageError
+from tagkeeper.gate.rules import Code, is_strict, policy_for
 from tagkeeper.refs import is_valid_tag
-from tagkeeper.rules import Code, is_strict, policy_for
-from tagkeeper.tagging import (
+from tagkeeper.tags.compute import (
     BuildContext,
     Channel,
     ShaSource,

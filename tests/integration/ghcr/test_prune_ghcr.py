@@ -18,13 +18,13 @@ from typing import Any
 import httpx
 import pytest
 
-import tagkeeper.adapters.ghcr as ghcr_adapter
-import tagkeeper.apply
-from tagkeeper.apply import ApplyReport
+import tagkeeper.registries.ghcr as ghcr_adapter
+import tagkeeper.retention.executor
 from tagkeeper.cli import main
 from tagkeeper.inventory import Backend
-from tagkeeper.pacing import PacerSettings
-from tagkeeper.retention import Plan
+from tagkeeper.registries.pacing import PacerSettings
+from tagkeeper.retention.executor import ApplyReport
+from tagkeeper.retention.planner import Plan
 from tests.emulators import images
 from tests.emulators.ghcr import GhcrEmulator
 from tests.integration.ghcr.conftest import MakeGhcr
@@ -311,14 +311,14 @@ def test_a_tag_pushed_between_plan_and_apply_is_skipped_then_kept(
         built = images.image(label=f"r{i}")
         olds.append(built)
         ghcr.push_built(OWNER, "app", built, tags=[f"v1.{i}.0"], created=days(i))
-    real_apply = tagkeeper.apply.apply_plan
+    real_apply = tagkeeper.retention.executor.apply_plan
 
     def push_meanwhile(plan: Plan, backend: Backend, **kw: Any) -> ApplyReport:
         # a CI job tags the oldest release "stable" while the plan is being applied
         ghcr.tag(OWNER, "app", "stable", olds[0].digest)
         return real_apply(plan, backend, **kw)
 
-    monkeypatch.setattr(tagkeeper.apply, "apply_plan", push_meanwhile)
+    monkeypatch.setattr(tagkeeper.retention.executor, "apply_plan", push_meanwhile)
     first = cli(
         "--image",
         f"ghcr.io/{OWNER}/app",
@@ -337,7 +337,7 @@ def test_a_tag_pushed_between_plan_and_apply_is_skipped_then_kept(
     assert "stable" in by_digest[olds[0].digest]["detail"]
     assert by_digest[olds[1].digest]["status"] == "deleted"
     assert olds[0].digest in digests(ghcr)
-    monkeypatch.setattr(tagkeeper.apply, "apply_plan", real_apply)
+    monkeypatch.setattr(tagkeeper.retention.executor, "apply_plan", real_apply)
     second = cli(
         "--image",
         f"ghcr.io/{OWNER}/app",

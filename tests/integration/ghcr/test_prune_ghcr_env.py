@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-import tagkeeper.adapters.ghcr as ghcr_adapter
+import tagkeeper.registries.ghcr as ghcr_adapter
 from tagkeeper.cli import main
-from tagkeeper.pacing import PacerSettings
+from tagkeeper.registries.pacing import PacerSettings
 from tests.emulators import images
 from tests.emulators.ghcr import GhcrEmulator
 from tests.integration.ghcr.test_prune_ghcr import OWNER, days, digests, resolve_all, tag_map
@@ -111,7 +111,7 @@ def test_a_ghcr_dry_run_never_imports_the_docker_sdk(
         f"code = main(['prune', '--image', {REPO!r}, '--keep', '1', '--min-age', '0',\n"
         f"             '--api-url', {ghcr.api_url!r}, '--registry-url', {ghcr.registry_url!r},\n"
         "             '--dry-run', '--format', 'json'])\n"
-        "loaded = [m for m in ('docker', 'tagkeeper.adapters.local') if m in sys.modules]\n"
+        "loaded = [m for m in ('docker', 'tagkeeper.registries.local') if m in sys.modules]\n"
         "sys.stderr.write('LOADED=' + ','.join(loaded) + '\\n')\n"
         "sys.exit(code)\n"
     )

@@ -213,11 +213,11 @@ def test_unknown_creation_time_is_reported_and_kept_by_the_grace_period(
 def test_a_tag_pushed_between_plan_and_apply_stops_that_delete(
     registry: Registry, pusher: Pusher
 ) -> None:
-    from tagkeeper.adapters.http import build_client
-    from tagkeeper.adapters.oci import OciBackend
-    from tagkeeper.apply import apply_plan
     from tagkeeper.inventory import DeleteStatus
-    from tagkeeper.retention import Policy, plan
+    from tagkeeper.registries.oci import OciBackend
+    from tagkeeper.retention.executor import apply_plan
+    from tagkeeper.retention.planner import Policy, plan
+    from tagkeeper.transport import build_client
 
     old = im.image(created=when(1), label="old")
     new = im.image(created=when(2), label="new")
@@ -249,11 +249,11 @@ def test_a_kept_tag_moved_onto_an_image_being_deleted_stops_that_delete(
     With ``expect_deletes`` only the kept tags are read before each delete; without it,
     every tag is.
     """
-    from tagkeeper.adapters.http import build_client
-    from tagkeeper.adapters.oci import OciBackend
-    from tagkeeper.apply import apply_plan
     from tagkeeper.inventory import DeleteStatus
-    from tagkeeper.retention import Policy, plan
+    from tagkeeper.registries.oci import OciBackend
+    from tagkeeper.retention.executor import apply_plan
+    from tagkeeper.retention.planner import Policy, plan
+    from tagkeeper.transport import build_client
 
     # v1.0.0 is newer than the old dev image: the plan deletes it first
     v1 = im.multiarch(("linux/amd64", "linux/arm64"), created=when(3), label="v1")
@@ -337,8 +337,8 @@ def test_a_loopback_registry_is_reached_over_http_after_https_fails(
     registry: Registry, pusher: Pusher
 ) -> None:
     """The loopback registry speaks only http: the backend found it after https failed."""
-    from tagkeeper.adapters.http import build_client
-    from tagkeeper.adapters.oci import OciBackend
+    from tagkeeper.registries.oci import OciBackend
+    from tagkeeper.transport import build_client
 
     pusher.push(REPO, im.image(created=when(1)), "v1.0.0")
     with build_client() as client:

@@ -29,7 +29,7 @@ def test_an_oci_dry_run_never_imports_the_docker_sdk(
         "from tagkeeper.cli import main\n"
         f"code = main(['prune', '--image', {image!r}, '--keep', '1', '--min-age', '0',\n"
         "             '--dry-run', '--format', 'json'])\n"
-        "loaded = [m for m in ('docker', 'tagkeeper.adapters.local') if m in sys.modules]\n"
+        "loaded = [m for m in ('docker', 'tagkeeper.registries.local') if m in sys.modules]\n"
         "sys.stderr.write('LOADED=' + ','.join(loaded) + '\\n')\n"
         "sys.exit(code)\n"
     )

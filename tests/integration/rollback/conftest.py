@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tagkeeper.adapters.deployments import connect
+from tagkeeper.rollback.github import connect
 from tagkeeper.secret import Secret
 from tests.emulators.deployments import DeploymentsFake, install
 from tests.emulators.ghcr import GhcrEmulator

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from tagkeeper.adapters.deployments import GitHubDeployments, make_payload
 from tagkeeper.cli import main
 from tagkeeper.errors import AuthError, ExitCode, NoRollbackTarget
-from tagkeeper.rollback import DeployStatus, previous_from_history
+from tagkeeper.rollback.github import GitHubDeployments, make_payload
+from tagkeeper.rollback.resolve import DeployStatus, previous_from_history
 from tests.integration.rollback.conftest import IMAGE, REPO, GitHubFake
 
 D1 = "sha256:" + "1" * 64
@@ -136,7 +136,7 @@ def test_nothing_qualifies_says_why(github_fake: GitHubFake) -> None:
 
 
 def test_bad_token_is_an_auth_error(github_fake: GitHubFake) -> None:
-    from tagkeeper.adapters.deployments import connect
+    from tagkeeper.rollback.github import connect
     from tagkeeper.secret import Secret
 
     repo = connect(
@@ -346,7 +346,7 @@ def test_deploy_and_rollback_with_github_record_both_places(
     assert bad.statuses[-1].description.startswith("rolled back")
     assert deployments[2].payload["digest"] == D1  # pinned to what was deployed before
     # the ledger saw the same story
-    from tagkeeper.ledger import Ledger
+    from tagkeeper.rollback.ledger import Ledger
 
     with Ledger(ledger_path, create=False) as ledger:
         assert [(r.tag, r.status, r.rollback) for r in ledger.history()] == [
@@ -383,7 +383,7 @@ def test_a_github_failure_at_start_runs_nothing_and_closes_the_ledger_record(
 
     assert code == ExitCode.REGISTRY
     assert not marker.exists()
-    from tagkeeper.ledger import Ledger
+    from tagkeeper.rollback.ledger import Ledger
 
     with Ledger(ledger_path, create=False) as ledger:
         [rec] = ledger.history()

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tagkeeper.ledger import Ledger
-from tagkeeper.rollback import DeployStatus
+from tagkeeper.rollback.ledger import Ledger
+from tagkeeper.rollback.resolve import DeployStatus
 
 IMAGE = "ghcr.io/octo/app"
 WRITERS = 3

@@ -26,7 +26,7 @@ Creation times
     counts as created *now*: the grace period keeps it (an image of unknown age is never
     deleted for being old) and it ranks as the newest of its channel. Each such image is
     listed in :attr:`OciBackend.warnings`. ``time_needed`` lets the caller skip reading
-    times that cannot change a decision (see :func:`tagkeeper.ages.time_needed`).
+    times that cannot change a decision (see :func:`tagkeeper.retention.times.time_needed`).
 
 Deletes
     ``DELETE /v2/<name>/manifests/<digest>``. :meth:`OciBackend.check_delete` probes
@@ -82,15 +82,6 @@ from typing import Generic, TypeVar
 
 import httpx
 
-from tagkeeper.adapters.dockerauth import Credentials
-from tagkeeper.adapters.http import (
-    RetryPolicy,
-    Sender,
-    Sleep,
-    describe_response,
-    is_loopback_host,
-    parse_retry_after,
-)
 from tagkeeper.errors import AuthError, RateLimited, RegistryError, UsageError
 from tagkeeper.inventory import (
     DOCKER_LIST,
@@ -105,17 +96,26 @@ from tagkeeper.inventory import (
     RequestStats,
     Version,
 )
-from tagkeeper.manifests import (
+from tagkeeper.refs import ImageRef, parse_reference
+from tagkeeper.registries.credentials import Credentials
+from tagkeeper.registries.manifests import (
     CREATED_ANNOTATION,
     Manifest,
     digest_matches,
     digest_of,
     read_manifest,
 )
-from tagkeeper.manifests import parse_time as parse_time  # noqa: PLC0414 (re-export)
-from tagkeeper.refs import ImageRef, parse_reference
-from tagkeeper.retention import referrer_subject
+from tagkeeper.registries.manifests import parse_time as parse_time  # noqa: PLC0414 (re-export)
+from tagkeeper.retention.planner import referrer_subject
 from tagkeeper.secret import Secret
+from tagkeeper.transport import (
+    RetryPolicy,
+    Sender,
+    Sleep,
+    describe_response,
+    is_loopback_host,
+    parse_retry_after,
+)
 
 ACCEPT = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
 NO_DIGEST = "sha256:" + "0" * 64  # the digest of nothing: never stored, safe to DELETE

@@ -15,7 +15,7 @@ A library user deploys in a few lines::
     with Ledger(ledger_path) as ledger:
         outcome = execute(plan, [LedgerRecorder(ledger, Actor.from_environ(os.environ))])
 
-and rolls back to a :class:`~tagkeeper.rollback.RollbackTarget` with ``IMAGE`` pinned::
+and rolls back to a :class:`~tagkeeper.rollback.resolve.RollbackTarget` with ``IMAGE`` pinned::
 
     plan = plan_deploy("prod", target.reference(), ["./deploy.sh"], digest=target.digest,
                        rollback=True, replaces=target.current, pin=True)
@@ -35,13 +35,13 @@ from dataclasses import dataclass, field, replace
 from types import FrameType
 from typing import Any, Protocol
 
-from tagkeeper.adapters.deployments import GitHubDeployments
 from tagkeeper.errors import PolicyViolation, RegistryError, TagkeeperError, UsageError
+from tagkeeper.gate.rules import policy_for
 from tagkeeper.inventory import Version
-from tagkeeper.ledger import Actor, Ledger
 from tagkeeper.refs import ImageRef, parse_reference
-from tagkeeper.rollback import DeployRecord, DeployStatus
-from tagkeeper.rules import policy_for
+from tagkeeper.rollback.github import GitHubDeployments
+from tagkeeper.rollback.ledger import Actor, Ledger
+from tagkeeper.rollback.resolve import DeployRecord, DeployStatus
 
 
 @dataclass(frozen=True, slots=True)

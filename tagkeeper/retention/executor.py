@@ -39,7 +39,7 @@ from tagkeeper.inventory import (
     ManifestUnreadable,
     Version,
 )
-from tagkeeper.retention import Plan, Policy, plan
+from tagkeeper.retention.planner import Plan, Policy, plan
 
 __all__ = ["ApplyReport", "MemoReader", "Replan", "apply_plan", "check_cap", "replanner"]
 

@@ -35,7 +35,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from tagkeeper.rules import Code, Policy, Verdict
+from tagkeeper.gate.rules import Code, Policy, Verdict
 
 
 class Kind(StrEnum):

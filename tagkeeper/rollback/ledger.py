@@ -36,7 +36,7 @@ from pathlib import Path
 from types import TracebackType
 
 from tagkeeper.errors import LedgerError, UsageError
-from tagkeeper.rollback import DeployRecord, DeployStatus
+from tagkeeper.rollback.resolve import DeployRecord, DeployStatus
 
 ENV_VAR = "TAGKEEPER_LEDGER"
 ROOT_DEFAULT = Path("/var/lib/tagkeeper/ledger.db")

@@ -1,7 +1,7 @@
 """Which creation times can change a retention decision (pure).
 
 Reading an image's creation time can cost registry requests (a config blob per image on
-a generic OCI registry). Under a given :class:`~tagkeeper.retention.Policy` the time of
+a generic OCI registry). Under a given :class:`~tagkeeper.retention.planner.Policy` the time of
 some versions cannot change their fate, and backends may skip reading it:
 
 - ``dev-*`` and ``pr-*`` images are ranked by time: their time is always needed;
@@ -21,7 +21,7 @@ import fnmatch
 from collections.abc import Callable
 from datetime import timedelta
 
-from tagkeeper.retention import Channel, Policy, classify, referrer_subject
+from tagkeeper.retention.planner import Channel, Policy, classify, referrer_subject
 
 _TIMED = frozenset({Channel.DEV, Channel.PR})
 

@@ -34,7 +34,7 @@ from typing import Any
 
 from tagkeeper.errors import AuthError, RegistryError, UsageError
 from tagkeeper.refs import parse_reference
-from tagkeeper.rollback import DeployRecord, DeployStatus
+from tagkeeper.rollback.resolve import DeployRecord, DeployStatus
 from tagkeeper.secret import Secret, token_from_env
 
 PAYLOAD_VERSION = 1
@@ -309,7 +309,7 @@ def connect(
     import github
     from github import Auth
 
-    from tagkeeper.adapters.http import check_base_url
+    from tagkeeper.transport import check_base_url
 
     if repository.count("/") != 1 or not all(repository.split("/")):
         raise UsageError(

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from tagkeeper.errors import UsageError
 from tagkeeper.semver import parse_tag
-from tagkeeper.tagging import (
+from tagkeeper.tags.compute import (
     BuildContext,
     ShaSource,
     pr_number_from_ref,

@@ -12,12 +12,12 @@
   branch builds for the dev environment only (never to pull requests or releases).
 - The environment is ``prod`` for stable release tags and ``dev`` otherwise (prereleases
   included), unless overridden. Whether an environment gets the strict prod rules is
-  :func:`tagkeeper.rules.is_strict`, the same answer ``check`` uses: every name but ``dev``
+  :func:`tagkeeper.gate.rules.is_strict`, the same answer ``check`` uses: every name but ``dev``
   and ``development`` (any case) is strict. A strict environment takes release builds
   only: a branch or pull request build is a :class:`~tagkeeper.errors.PolicyViolation`
   (its ``dev-<sha>`` tag would be refused), and so is a prerelease unless
   ``allow_prerelease`` is set. Environment names are checked with
-  :func:`tagkeeper.rules.validate_env_name` (never trimmed).
+  :func:`tagkeeper.gate.rules.validate_env_name` (never trimmed).
 
 Every emitted tag is checked against the OCI tag grammar; input that cannot give a valid
 tag is a :class:`~tagkeeper.errors.UsageError`, never a silently mangled tag.
@@ -33,8 +33,8 @@ from typing import Any
 
 from tagkeeper.channels import MAX_SHA_DIGITS, MIN_SHA_DIGITS, SHA_RE, looks_like_build_tag
 from tagkeeper.errors import PolicyViolation, UsageError
+from tagkeeper.gate.rules import STRICT_NAMES, is_strict, validate_env_name
 from tagkeeper.refs import parse_reference, require_valid_tag
-from tagkeeper.rules import STRICT_NAMES, is_strict, validate_env_name
 from tagkeeper.semver import SemVer, explain_tag, format_tag, parse_tag
 
 _REF_RE = re.compile(r"refs/(?:heads|tags)/\S+|refs/pull/[1-9][0-9]*/(?:merge|head)")

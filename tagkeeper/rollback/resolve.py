@@ -30,9 +30,9 @@ from typing import Any
 
 from tagkeeper.channels import is_dev_tag
 from tagkeeper.errors import NoRollbackTarget, UsageError
+from tagkeeper.gate.rules import Code, Policy, policy_for
 from tagkeeper.inventory import Version
 from tagkeeper.refs import parse_reference
-from tagkeeper.rules import Code, Policy, policy_for
 from tagkeeper.semver import SemVer, parse_tag
 
 _MAX_REASONS = 6

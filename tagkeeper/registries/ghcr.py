@@ -13,7 +13,7 @@ for manifests.
   planner asks (each digest at most once per run, optionally from an on-disk cache that
   is verified against the digest). ghcr.io has no referrers API: referrers are found
   through the ``sha256-<hex>`` tag schema index when the package has one.
-- Deletes are paced by :class:`tagkeeper.pacing.DeletePacer`, honour ``retry-after``
+- Deletes are paced by :class:`tagkeeper.registries.pacing.DeletePacer`, honour ``retry-after``
   and the primary limit headers, and turn GitHub's refusals into per-version results
   that say what to do.
 
@@ -39,16 +39,6 @@ from urllib.parse import quote
 
 import httpx
 
-from tagkeeper.adapters.http import (
-    Clock,
-    RetryPolicy,
-    Sender,
-    Sleep,
-    describe_response,
-    is_loopback_host,
-    json_body,
-    parse_retry_after,
-)
 from tagkeeper.errors import AuthError, RateLimited, RegistryError, UsageError
 from tagkeeper.inventory import (
     DOCKER_LIST,
@@ -63,10 +53,20 @@ from tagkeeper.inventory import (
     RequestStats,
     Version,
 )
-from tagkeeper.manifests import digest_matches, read_manifest
-from tagkeeper.pacing import DeletePacer, PacerSettings
 from tagkeeper.refs import SHA256_DIGEST_RE, parse_reference
+from tagkeeper.registries.manifests import digest_matches, read_manifest
+from tagkeeper.registries.pacing import DeletePacer, PacerSettings
 from tagkeeper.secret import Secret
+from tagkeeper.transport import (
+    Clock,
+    RetryPolicy,
+    Sender,
+    Sleep,
+    describe_response,
+    is_loopback_host,
+    json_body,
+    parse_retry_after,
+)
 
 DEFAULT_API_URL = "https://api.github.com"
 DEFAULT_REGISTRY_URL = "https://ghcr.io"

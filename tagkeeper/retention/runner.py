@@ -36,11 +36,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from tagkeeper import apply
-from tagkeeper.apply import ApplyReport, MemoReader, replanner
 from tagkeeper.errors import ExitCode, TagkeeperError
 from tagkeeper.inventory import Backend, DeleteResult, Version
-from tagkeeper.retention import Plan, Policy, plan
+from tagkeeper.retention import executor as apply
+from tagkeeper.retention.executor import ApplyReport, MemoReader, replanner
+from tagkeeper.retention.planner import Plan, Policy, plan
 
 __all__ = [
     "PlannedPrune",
@@ -150,7 +150,7 @@ def apply_planned(
 ) -> ApplyReport:
     """Apply ``planned`` with the cap of its policy, re-planning around any version
     whose delete is refused, fails or finds it changed (see
-    :func:`tagkeeper.apply.apply_plan`). A backend error ends the run inside the
+    :func:`tagkeeper.retention.executor.apply_plan`). A backend error ends the run inside the
     report; :class:`~tagkeeper.errors.CapExceeded` and the backend's ``check_delete``
     raise before anything is deleted."""
     planned.check_cap()

@@ -11,7 +11,7 @@ When no source has any history for an environment, the registry answer is used i
 release below it are protected, with ``(registry)`` in the reason.
 
 The function does no I/O of its own: the sources it is given do (a
-:class:`~tagkeeper.ledger.LedgerHistory`, a GitHub history adapter, or a fake in tests).
+:class:`~tagkeeper.rollback.ledger.LedgerHistory`, a GitHub history adapter, or a fake in tests).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Protocol
 
 from tagkeeper.errors import NoRollbackTarget
 from tagkeeper.inventory import Version
-from tagkeeper.rollback import (
+from tagkeeper.rollback.resolve import (
     DeployRecord,
     DeployStatus,
     RollbackTarget,

@@ -778,8 +778,8 @@ def _newest_first_versions(versions: list[Version]) -> list[Version]:
     times fall back to the digest, and a child can come before its index; the planner
     reads manifests only of the images it keeps, so it knows no better about the ones it
     deletes. The executor then re-plans around any index whose delete does not go through
-    (see :mod:`tagkeeper.apply`), but a child deleted before its index was refused stays
-    deleted.
+    (see :mod:`tagkeeper.retention.executor`), but a child deleted before its index was
+    refused stays deleted.
 
     Sorting by time alone is cheap on a listing that is already about newest first; only
     the runs of equal times need a second sort.

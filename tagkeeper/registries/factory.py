@@ -2,8 +2,8 @@
 
 :func:`open_backend` is what the CLI (and a library user) calls::
 
-    from tagkeeper.adapters.http import build_client
-    from tagkeeper.backends import BackendOptions, open_backend
+    from tagkeeper.transport import build_client
+    from tagkeeper.registries.factory import BackendOptions, open_backend
 
     with build_client() as client:
         backend = open_backend("ghcr.io/acme/app", BackendOptions(token=token), client)
@@ -58,7 +58,7 @@ class BackendOptions:
     insecure: bool = False
     username: str | None = None  # OCI registries: with ``password``; else env / Docker config
     password: Secret | None = field(default=None, repr=False)
-    # Which versions' creation times can change a decision (see tagkeeper.ages); backends
+    # Which versions' creation times can change a decision (see tagkeeper.retention.times); backends
     # that pay a request per time read may skip the others. ``None``: read every time.
     time_needed: Callable[[frozenset[str]], bool] | None = field(default=None, repr=False)
     dangling: bool = False  # local backend: also list the repository's untagged leftovers
@@ -92,8 +92,8 @@ def detect_kind(image: str, options: BackendOptions) -> Kind:
 
 
 def _open_ghcr(image: str, options: BackendOptions, client: httpx.Client) -> Backend:
-    from tagkeeper.adapters.ghcr import DEFAULT_API_URL, DEFAULT_REGISTRY_URL, GhcrBackend
-    from tagkeeper.adapters.http import check_base_url
+    from tagkeeper.registries.ghcr import DEFAULT_API_URL, DEFAULT_REGISTRY_URL, GhcrBackend
+    from tagkeeper.transport import check_base_url
 
     env = options.env()
     api_url = options.api_url or env.get("GITHUB_API_URL") or DEFAULT_API_URL
@@ -119,7 +119,7 @@ OPENERS: dict[str, Opener] = {"ghcr": _open_ghcr}
 
 def _open_local(image: str, options: BackendOptions, client: httpx.Client) -> Backend:
     """The local Docker engine (``DOCKER_HOST`` or the default socket); ``client`` unused."""
-    from tagkeeper.adapters.local import LocalEngine, connect, engine_repository
+    from tagkeeper.registries.local import LocalEngine, connect, engine_repository
 
     del client
     repository = engine_repository(image)
@@ -131,8 +131,8 @@ OPENERS["local"] = _open_local
 
 def _open_oci(image: str, options: BackendOptions, client: httpx.Client) -> Backend:
     """Any OCI distribution registry; credentials from options, env, or Docker's config."""
-    from tagkeeper.adapters import dockerauth
-    from tagkeeper.adapters.oci import OciBackend
+    from tagkeeper.registries import credentials as dockerauth
+    from tagkeeper.registries.oci import OciBackend
 
     ref = parse_reference(image)
     credentials = dockerauth.resolve(

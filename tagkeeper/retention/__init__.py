@@ -1,0 +1,8 @@
+"""Retention: which images of a repository to keep, and deleting the rest safely.
+
+``planner`` is the pure mark-and-sweep planner (policy in, a plan of keeps and deletes
+with reasons out; it never imports a backend); ``times`` says which creation times can
+change a decision; ``executor`` applies a plan to a backend (parents first, re-checks,
+re-planning around refusals); ``runner`` is the prune of one image end to end (list,
+protect, plan, apply, report) that the CLI and library users call.
+"""
