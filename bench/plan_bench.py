@@ -25,8 +25,8 @@ import subprocess
 import sys
 import time
 import tracemalloc
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from tagkeeper.inventory import (
     OCI_INDEX,
@@ -36,6 +36,9 @@ from tagkeeper.inventory import (
     Version,
 )
 from tagkeeper.retention.planner import Policy, plan
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 TIME_TARGET_S = 1.0

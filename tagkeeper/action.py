@@ -12,10 +12,13 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tagkeeper.errors import ExitCode, UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 COMMANDS = ("tags", "check", "prune", "previous", "doctor", "history")
 

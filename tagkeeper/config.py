@@ -17,12 +17,14 @@ them could delete what they protect, so it is a ConfigError.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tagkeeper.errors import ConfigError, UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from pathlib import Path
 
 # key -> (expected python type(s), what is allowed, for the error message)
 _INT = (int,)

@@ -8,7 +8,6 @@ here, so ``tagkeeper --help`` starts fast.
 from __future__ import annotations
 
 import sys
-from collections.abc import Collection, Sequence
 
 import typer
 
@@ -17,9 +16,14 @@ try:  # recent typer releases ship their own copy of click and raise its excepti
 except ImportError:  # pragma: no cover - typer releases built on click itself
     from click import ClickException as _ClickException  # type: ignore[assignment]
 
+from typing import TYPE_CHECKING
+
 from tagkeeper import __version__
 from tagkeeper.cli import common, gha
 from tagkeeper.errors import ExitCode, TagkeeperError
+
+if TYPE_CHECKING:
+    from collections.abc import Collection, Sequence
 
 
 def _version(value: bool) -> None:

@@ -8,10 +8,12 @@ nothing heavy at module level.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Collection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import typer
+if TYPE_CHECKING:
+    from collections.abc import Collection
+
+    import typer
 
 _WRAPPER: dict[str, Any] = {"allow_interspersed_args": False}
 

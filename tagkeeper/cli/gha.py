@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tagkeeper.errors import UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 
 def in_actions(environ: Mapping[str, str] | None = None) -> bool:

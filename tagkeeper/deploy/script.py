@@ -30,18 +30,21 @@ import shutil
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from types import FrameType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tagkeeper.errors import PolicyViolation, RegistryError, TagkeeperError, UsageError
 from tagkeeper.gate.rules import policy_for
-from tagkeeper.inventory import Version
 from tagkeeper.refs import ImageRef, parse_reference
-from tagkeeper.rollback.github import GitHubDeployments
-from tagkeeper.rollback.ledger import Actor, Ledger
 from tagkeeper.rollback.resolve import DeployRecord, DeployStatus
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from types import FrameType
+
+    from tagkeeper.inventory import Version
+    from tagkeeper.rollback.github import GitHubDeployments
+    from tagkeeper.rollback.ledger import Actor, Ledger
 
 
 @dataclass(frozen=True, slots=True)

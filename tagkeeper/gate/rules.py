@@ -20,15 +20,17 @@ is still ``latest``); a digest-only reference (``repo@sha256:...``) is accepted 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from tagkeeper.channels import is_dev_tag, is_pr_tag
 from tagkeeper.errors import UsageError
 from tagkeeper.refs import ImageRef, parse_reference
 from tagkeeper.semver import SemVer, explain_tag, parse_tag
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 
 class Code(StrEnum):

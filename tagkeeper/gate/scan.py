@@ -31,11 +31,14 @@ one) and the check refuses it, since nobody can tell what it will deploy.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from tagkeeper.gate.rules import Code, Policy, Verdict
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
 
 
 class Kind(StrEnum):

@@ -20,20 +20,21 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from tagkeeper.errors import UsageError
 from tagkeeper.refs import parse_reference
-from tagkeeper.secret import Secret
 
 # re-exported: the one token lookup lives in tagkeeper.secret (no heavy imports there)
 from tagkeeper.secret import token_from_env as token_from_env  # noqa: PLC0414
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import httpx
 
     from tagkeeper.inventory import Backend
+    from tagkeeper.secret import Secret
 
 Kind = Literal["ghcr", "oci", "local"]
 KINDS: tuple[str, ...] = ("ghcr", "oci", "local")

@@ -25,16 +25,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import re
 import threading
 import time
-from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 import httpx
@@ -56,7 +53,6 @@ from tagkeeper.inventory import (
 from tagkeeper.refs import SHA256_DIGEST_RE, parse_reference
 from tagkeeper.registries.manifests import digest_matches, read_manifest
 from tagkeeper.registries.pacing import DeletePacer, PacerSettings
-from tagkeeper.secret import Secret
 from tagkeeper.transport import (
     Clock,
     RetryPolicy,
@@ -67,6 +63,13 @@ from tagkeeper.transport import (
     json_body,
     parse_retry_after,
 )
+
+if TYPE_CHECKING:
+    import random
+    from collections.abc import Mapping, Sequence
+    from pathlib import Path
+
+    from tagkeeper.secret import Secret
 
 DEFAULT_API_URL = "https://api.github.com"
 DEFAULT_REGISTRY_URL = "https://ghcr.io"

@@ -37,10 +37,9 @@ for those.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tagkeeper.errors import RegistryError, UsageError
 from tagkeeper.inventory import (
@@ -51,6 +50,9 @@ from tagkeeper.inventory import (
     Version,
 )
 from tagkeeper.refs import parse_reference
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
 
 IMAGE_CONFIG = "application/vnd.docker.container.image.v1+json"
 """The media type of a local image: its id is the digest of its config."""

@@ -74,11 +74,10 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import httpx
 
@@ -97,7 +96,6 @@ from tagkeeper.inventory import (
     Version,
 )
 from tagkeeper.refs import ImageRef, parse_reference
-from tagkeeper.registries.credentials import Credentials
 from tagkeeper.registries.manifests import (
     CREATED_ANNOTATION,
     Manifest,
@@ -116,6 +114,11 @@ from tagkeeper.transport import (
     is_loopback_host,
     parse_retry_after,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+
+    from tagkeeper.registries.credentials import Credentials
 
 ACCEPT = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
 NO_DIGEST = "sha256:" + "0" * 64  # the digest of nothing: never stored, safe to DELETE

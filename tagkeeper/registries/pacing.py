@@ -24,8 +24,11 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 WINDOW = 60.0
 SPACING = 1.002  # a hair over 60/rate: even spacing never crowds a 60 s window

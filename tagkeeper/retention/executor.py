@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from typing import TYPE_CHECKING
 
 from tagkeeper.errors import CapExceeded, ExitCode, RateLimited, TagkeeperError
 from tagkeeper.inventory import (
@@ -40,6 +40,9 @@ from tagkeeper.inventory import (
     Version,
 )
 from tagkeeper.retention.planner import Plan, Policy, plan
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 __all__ = ["ApplyReport", "MemoReader", "Replan", "apply_plan", "check_cap", "replanner"]
 

@@ -28,7 +28,6 @@ import gc
 import re
 import threading
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -36,7 +35,7 @@ from enum import StrEnum
 from functools import cached_property
 from itertools import groupby, repeat
 from operator import attrgetter
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from tagkeeper.channels import DEV_TAG_RE, PR_TAG_RE
 from tagkeeper.errors import UsageError
@@ -49,6 +48,9 @@ from tagkeeper.inventory import (
     Version,
 )
 from tagkeeper.semver import SemVer, parse_tag
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping, Sequence
 
 __all__ = [
     "Channel",

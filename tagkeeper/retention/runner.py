@@ -31,16 +31,19 @@ Nothing here prints, reads the environment or the clock: ``now`` is an input.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tagkeeper.errors import ExitCode, TagkeeperError
-from tagkeeper.inventory import Backend, DeleteResult, Version
 from tagkeeper.retention import executor as apply
 from tagkeeper.retention.executor import ApplyReport, MemoReader, replanner
 from tagkeeper.retention.planner import Plan, Policy, plan
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from datetime import datetime
+
+    from tagkeeper.inventory import Backend, DeleteResult, Version
 
 __all__ = [
     "PlannedPrune",

@@ -18,10 +18,13 @@ The answer errs towards reading: a time read in vain costs a request, never an i
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from tagkeeper.retention.planner import Channel, Policy, classify, referrer_subject
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 _TIMED = frozenset({Channel.DEV, Channel.PR})
 

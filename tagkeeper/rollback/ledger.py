@@ -33,10 +33,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
+from typing import TYPE_CHECKING
 
 from tagkeeper.errors import LedgerError, UsageError
 from tagkeeper.rollback.resolve import DeployRecord, DeployStatus
+
+if TYPE_CHECKING:
+    from types import TracebackType
 
 ENV_VAR = "TAGKEEPER_LEDGER"
 ROOT_DEFAULT = Path("/var/lib/tagkeeper/ledger.db")

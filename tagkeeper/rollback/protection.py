@@ -16,11 +16,9 @@ The function does no I/O of its own: the sources it is given do (a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from tagkeeper.errors import NoRollbackTarget
-from tagkeeper.inventory import Version
 from tagkeeper.rollback.resolve import (
     DeployRecord,
     DeployStatus,
@@ -29,6 +27,11 @@ from tagkeeper.rollback.resolve import (
     previous_from_history,
     previous_from_registry,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
+    from tagkeeper.inventory import Version
 
 
 class HistorySource(Protocol):

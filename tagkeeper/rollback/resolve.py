@@ -22,18 +22,21 @@ Nothing qualifying raises :class:`~tagkeeper.errors.NoRollbackTarget` with the r
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tagkeeper.channels import is_dev_tag
 from tagkeeper.errors import NoRollbackTarget, UsageError
 from tagkeeper.gate.rules import Code, Policy, policy_for
-from tagkeeper.inventory import Version
 from tagkeeper.refs import parse_reference
 from tagkeeper.semver import SemVer, parse_tag
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from datetime import datetime
+
+    from tagkeeper.inventory import Version
 
 _MAX_REASONS = 6
 

@@ -26,16 +26,18 @@ tag is a :class:`~tagkeeper.errors.UsageError`, never a silently mangled tag.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tagkeeper.channels import MAX_SHA_DIGITS, MIN_SHA_DIGITS, SHA_RE, looks_like_build_tag
 from tagkeeper.errors import PolicyViolation, UsageError
 from tagkeeper.gate.rules import STRICT_NAMES, is_strict, validate_env_name
 from tagkeeper.refs import parse_reference, require_valid_tag
 from tagkeeper.semver import SemVer, explain_tag, format_tag, parse_tag
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
 
 _REF_RE = re.compile(r"refs/(?:heads|tags)/\S+|refs/pull/[1-9][0-9]*/(?:merge|head)")
 _PR_REF_RE = re.compile(r"refs/pull/([1-9][0-9]*)/(?:merge|head)")

@@ -25,9 +25,8 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tagkeeper.errors import UsageError
 from tagkeeper.semver import parse_tag
@@ -38,6 +37,9 @@ from tagkeeper.tags.compute import (
     validate_ref,
     validate_sha,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 PR_EVENTS = frozenset({"pull_request", "pull_request_target"})
 PR_SHA_CHOICES = ("head", "merge")

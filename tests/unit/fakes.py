@@ -11,8 +11,8 @@ for.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from tagkeeper.errors import RateLimited, TagkeeperError
 from tagkeeper.inventory import (
@@ -26,6 +26,9 @@ from tagkeeper.inventory import (
     Version,
 )
 from tagkeeper.retention.planner import referrer_subject
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
 
 T0 = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -146,7 +149,7 @@ class FakeRegistry:
     def closure(self, digests: Iterable[str]) -> set[str]:
         """Every listed version reachable from ``digests`` (themselves included)."""
         seen: set[str] = set()
-        todo = [d for d in digests]
+        todo = list(digests)
         while todo:
             d = todo.pop()
             if d in seen:

@@ -52,7 +52,8 @@ def test_real_prune_is_confirmed_non_interactively() -> None:
     inv = build_invocation(
         {"TK_COMMAND": "prune", "TK_IMAGE": "ghcr.io/a/b", "TK_DRY_RUN": "false"}
     )
-    assert "--yes" in inv.argv and "--dry-run" not in inv.argv
+    assert "--yes" in inv.argv
+    assert "--dry-run" not in inv.argv
 
 
 @pytest.mark.parametrize(
@@ -103,7 +104,8 @@ def test_secrets_given_in_args_are_never_shown() -> None:
     )
     assert secrets_in(inv.argv) == ["ghp_SECRET1", "hunter2"]
     line = shown(inv.argv)
-    assert "ghp_SECRET1" not in line and "hunter2" not in line
+    assert "ghp_SECRET1" not in line
+    assert "hunter2" not in line
     assert "--token ***" in line
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -11,6 +11,9 @@ from tagkeeper.inventory import DeleteResult, DeleteStatus, ManifestUnreadable, 
 from tagkeeper.retention.executor import ApplyReport, MemoReader, apply_plan, replanner
 from tagkeeper.retention.planner import Plan, Policy, plan
 from tests.unit.fakes import FakeRegistry, at, digest_of, sig_tag
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 NOW = at(10_000)
 
@@ -65,7 +68,9 @@ def test_deletes_in_plan_order_and_reports_progress() -> None:
     # each version re-checked just before its delete
     assert reg.checks == reg.delete_calls
     assert [r.version.digest for r in seen] == reg.deleted
-    assert report.deleted == 7 and report.complete and report.stopped is None
+    assert report.deleted == 7
+    assert report.complete
+    assert report.stopped is None
     assert {v.digest for v in reg.versions()} == {
         digest_of(n) for n in ("new", "new-amd64", "new-arm64")
     }
@@ -81,7 +86,8 @@ def test_cap_refuses_before_deleting_anything() -> None:
         info.value
     )
     assert info.value.hint == "raise --max-delete or lower the backlog with a smaller run"
-    assert reg.checks == [] and reg.delete_calls == []
+    assert reg.checks == []
+    assert reg.delete_calls == []
     assert apply_plan(p, reg, max_delete=7).deleted == 7  # exactly at the cap is fine
 
 
@@ -107,7 +113,8 @@ def test_changed_tags_are_skipped_and_hold_back_untagged() -> None:
         "old-amd64",
         "old-arm64",
     ]
-    assert report.held_back is not None and "dev-000000a was changed" in report.held_back
+    assert report.held_back is not None
+    assert "dev-000000a was changed" in report.held_back
     assert not report.complete
 
 
@@ -128,7 +135,9 @@ def test_already_gone_is_success() -> None:
     gone = [r for r in report.results if r.status is DeleteStatus.ALREADY_GONE]
     assert [r.version.digest for r in gone] == [digest_of("older")]
     assert digest_of("older") not in reg.delete_calls
-    assert report.complete and report.deleted == 6 and report.already_gone == 1
+    assert report.complete
+    assert report.deleted == 6
+    assert report.already_gone == 1
 
 
 def test_refused_tagged_delete_is_reported_and_holds_back_untagged() -> None:
@@ -143,7 +152,8 @@ def test_refused_tagged_delete_is_reported_and_holds_back_untagged() -> None:
     left = {v.digest for v in reg.versions()}
     assert {digest_of("old"), digest_of("old-amd64"), digest_of("old-arm64")} <= left
     assert names(reg.deleted) == ["old-sig", "older", "oldest"]
-    assert report.held_back is not None and len(report.skipped) == 3
+    assert report.held_back is not None
+    assert len(report.skipped) == 3
 
 
 def test_failed_untagged_delete_does_not_stop_the_others() -> None:
@@ -151,7 +161,8 @@ def test_failed_untagged_delete_does_not_stop_the_others() -> None:
     p = make_plan(reg)
     reg.fail[digest_of("old-amd64")] = "502 after 5 attempts"
     report = apply_plan(p, reg)
-    assert report.failed == 1 and report.held_back is None
+    assert report.failed == 1
+    assert report.held_back is None
     assert digest_of("garbage") in reg.deleted
 
 
@@ -168,7 +179,8 @@ def test_rate_limit_stops_cleanly_and_a_rerun_finishes() -> None:
     # the next run plans again on what is left and finishes the job
     reg.rate_limit_after = None
     rerun = apply_plan(make_plan(reg), reg)
-    assert rerun.deleted == 4 and rerun.complete
+    assert rerun.deleted == 4
+    assert rerun.complete
     assert len(reg.versions()) == 3
 
 
@@ -178,7 +190,8 @@ def test_applying_twice_changes_nothing() -> None:
     apply_plan(p, reg)
     before = reg.versions()
     again = apply_plan(p, reg)
-    assert again.already_gone == len(p.delete) and again.deleted == 0
+    assert again.already_gone == len(p.delete)
+    assert again.deleted == 0
     assert reg.versions() == before
 
 
@@ -253,14 +266,18 @@ def test_a_refused_index_keeps_its_children_and_the_other_garbage_goes() -> None
     assert {digest_of("old"), digest_of("old-amd64"), digest_of("old-arm64")} <= left
     assert reg.closure([digest_of("old")]) <= left  # v1.0.0 still pulls whole
     # unrelated garbage and the other old release are deleted all the same
-    assert digest_of("garbage") in reg.deleted and digest_of("older") in reg.deleted
+    assert digest_of("garbage") in reg.deleted
+    assert digest_of("older") in reg.deleted
     assert sorted(v.digest for v in report.skipped) == sorted(
         [digest_of("old-amd64"), digest_of("old-arm64")]
     )
-    assert report.refused == 1 and not report.complete  # a refusal is still partial
-    assert report.replanned is not None and "v1.0.0 (refused)" in report.replanned
+    assert report.refused == 1
+    assert not report.complete
+    assert report.replanned is not None
+    assert "v1.0.0 (refused)" in report.replanned
     assert "2 of the deletes left are kept (still reachable)" in report.replanned
-    assert report.held_back is not None and "child of" in report.held_back
+    assert report.held_back is not None
+    assert "child of" in report.held_back
     # each skipped version says why: it is a child of the index that stays
     for digest in (digest_of("old-amd64"), digest_of("old-arm64")):
         assert f"child of {digest_of('old')[:19]}" in report.reasons[digest]
@@ -268,7 +285,8 @@ def test_a_refused_index_keeps_its_children_and_the_other_garbage_goes() -> None
     assert data["replanned"] == report.replanned
     assert data["error"] is None
     skipped = data["skipped"]
-    assert isinstance(skipped, list) and all("child of" in s["reason"] for s in skipped)
+    assert isinstance(skipped, list)
+    assert all("child of" in s["reason"] for s in skipped)
     assert data["counts"] == {
         "deleted": 2,
         "already_gone": 0,
@@ -301,7 +319,8 @@ def test_a_changed_index_keeps_its_children_and_the_other_garbage_goes() -> None
     left = {v.digest for v in reg.versions()}
     assert {digest_of("old-amd64"), digest_of("old-arm64")} <= left
     assert digest_of("garbage") not in left
-    assert report.replanned is not None and "v1.0.0 (changed)" in report.replanned
+    assert report.replanned is not None
+    assert "v1.0.0 (changed)" in report.replanned
 
 
 def test_an_unreadable_refused_index_fails_closed_on_every_untagged_delete() -> None:
@@ -315,7 +334,8 @@ def test_an_unreadable_refused_index_fails_closed_on_every_untagged_delete() -> 
     assert {digest_of(n) for n in ("old-amd64", "old-arm64", "garbage", "older")} <= left
     assert len(report.skipped) == 4
     assert "unreadable" in report.reasons[digest_of("older")]
-    assert report.replanned is not None and "could not be read" in report.replanned
+    assert report.replanned is not None
+    assert "could not be read" in report.replanned
 
 
 def test_a_failed_tagged_delete_is_planned_around_like_a_refused_one() -> None:
@@ -323,11 +343,13 @@ def test_a_failed_tagged_delete_is_planned_around_like_a_refused_one() -> None:
     reg.fail[digest_of("old")] = "502 after 5 attempts"
     _, report, _ = applied_with_replan(reg)
     assert report.failed == 1
-    assert report.replanned is not None and "v1.0.0 (failed)" in report.replanned
+    assert report.replanned is not None
+    assert "v1.0.0 (failed)" in report.replanned
     left = {v.digest for v in reg.versions()}
     # the index is still there (the next run retries it): its platforms stay with it
     assert reg.closure([digest_of("old")]) <= left
-    assert digest_of("garbage") not in left and digest_of("older") not in left
+    assert digest_of("garbage") not in left
+    assert digest_of("older") not in left
     assert report.exit_code is ExitCode.PARTIAL
 
 
@@ -336,9 +358,11 @@ def test_without_replan_a_failed_tagged_delete_holds_back_every_untagged_delete(
     reg.fail[digest_of("old")] = "502 after 5 attempts"
     p = plan(reg.versions(), Policy(keep_release=1), now=NOW, reader=reg)
     report = apply_plan(p, reg)
-    assert report.failed == 1 and report.replanned is None
+    assert report.failed == 1
+    assert report.replanned is None
     assert digest_of("garbage") in {v.digest for v in reg.versions()}
-    assert report.held_back is not None and "v1.0.0 was failed" in report.held_back
+    assert report.held_back is not None
+    assert "v1.0.0 was failed" in report.held_back
     assert len(report.skipped) == 3
     assert all(report.reasons[v.digest] == report.held_back for v in report.skipped)
 
@@ -355,7 +379,9 @@ def test_nothing_to_replan_when_every_tagged_delete_succeeds() -> None:
         return inner(versions, extra)
 
     report = apply_plan(first, reg, replan=counting)
-    assert calls == [] and report.complete and report.replanned is None
+    assert calls == []
+    assert report.complete
+    assert report.replanned is None
     assert {v.digest for v in reg.versions()} == {digest_of("new")}
 
 
@@ -440,16 +466,19 @@ def test_an_index_that_stays_keeps_its_tagged_children(fault: str) -> None:
     assert reg.closure([index]) <= left  # v1.0.0 still pulls on both platforms
     assert not set(V1_CHILDREN) & set(reg.delete_calls)  # never even attempted
     # the rest of the plan goes ahead: the old candidate and the garbage are gone
-    assert digest_of("rc") in reg.deleted and digest_of("garbage") in reg.deleted
+    assert digest_of("rc") in reg.deleted
+    assert digest_of("garbage") in reg.deleted
     assert {v.digest for v in report.skipped} == set(V1_CHILDREN)
     why = {"refused": "delete refused", "failed": "delete failed", "changed": "changed"}[fault]
     for child in V1_CHILDREN:
         assert f"child of {index[:19]}" in report.reasons[child]
-    assert report.replanned is not None and f"v1.0.0 ({fault})" in report.replanned
+    assert report.replanned is not None
+    assert f"v1.0.0 ({fault})" in report.replanned
     (result,) = [r for r in report.results if r.version.digest == index]
     assert result.status.value == fault
     # planned again once, right after the index stayed, with it as a protected root
-    assert len(roots) == 1 and list(roots[0]) == [index]
+    assert len(roots) == 1
+    assert list(roots[0]) == [index]
     assert roots[0][index].startswith(why)
     assert report.exit_code is ExitCode.PARTIAL
 
@@ -483,17 +512,22 @@ def test_an_error_midway_keeps_the_record_of_what_was_deleted(
     reg.error_after = 2
     reg.error = error
     report = apply_plan(p, reg)  # no exception: the report says what happened
-    assert report.deleted == 2 and reg.deleted == [r.version.digest for r in report.results]
+    assert report.deleted == 2
+    assert reg.deleted == [r.version.digest for r in report.results]
     assert len(report.skipped) == len(p.delete) - 2  # the one that raised is left too
     assert [v.digest for v in report.skipped] == [d.version.digest for d in p.delete[2:]]
-    assert report.error_code == code and int(report.exit_code) == code
-    assert report.stopped is not None and error.message in report.stopped
+    assert report.error_code == code
+    assert int(report.exit_code) == code
+    assert report.stopped is not None
+    assert error.message in report.stopped
     assert "after 2 deletes, 5 left" in report.stopped
     assert not report.complete
     data = report.to_json()
     assert data["error"] == {"code": code, "message": report.stopped, "hint": error.hint}
     counts = data["counts"]
-    assert isinstance(counts, dict) and counts["deleted"] == 2 and counts["skipped"] == 5
+    assert isinstance(counts, dict)
+    assert counts["deleted"] == 2
+    assert counts["skipped"] == 5
     skipped = data["skipped"]
     assert isinstance(skipped, list)
     assert all(s["reason"] == "not attempted: an error stopped the run" for s in skipped)

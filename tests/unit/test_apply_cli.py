@@ -7,8 +7,7 @@ through ``open_backend``; it raises an error of the chosen kind after two delete
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -16,6 +15,9 @@ import tagkeeper.registries.factory
 from tagkeeper.cli import main
 from tagkeeper.errors import AuthError, RegistryError, TagkeeperError
 from tests.unit.fakes import FakeRegistry
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 IMAGE = "registry.test/acme/app"
 
@@ -72,7 +74,8 @@ def test_an_error_midway_exits_with_its_code_and_reports_what_was_deleted(
         "hint": error.hint,
     }
     assert error.message in applied["stopped"]
-    assert "after 2 deletes, 2 left" in err and f"hint: {error.hint}" in err
+    assert "after 2 deletes, 2 left" in err
+    assert f"hint: {error.hint}" in err
 
 
 def test_a_complete_run_exits_0_with_no_error(
@@ -81,5 +84,6 @@ def test_a_complete_run_exits_0_with_no_error(
     exit_code, payload, _ = prune(capsys)
     assert exit_code == 0
     (entry,) = payload["images"]
-    assert entry["error"] is None and entry["applied"]["error"] is None
+    assert entry["error"] is None
+    assert entry["applied"]["error"] is None
     assert entry["applied"]["counts"]["deleted"] == 4

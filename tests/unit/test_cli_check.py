@@ -5,12 +5,15 @@ from __future__ import annotations
 import io
 import json
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tagkeeper.cli import main
 from tagkeeper.errors import ExitCode
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 SHA = "sha256:" + "cd" * 32
 
@@ -47,7 +50,8 @@ def test_one_bad_reference_is_a_policy_violation(capsys: pytest.CaptureFixture[s
     assert lines[0].startswith("ghcr.io/o/app:v1.2.3: ok")
     assert lines[1].startswith("registry:5000/app: no tag means 'latest'")
     assert lines[1].endswith("[untagged]")
-    assert lines[2].startswith("app:LATEST: ") and lines[2].endswith("[latest]")
+    assert lines[2].startswith("app:LATEST: ")
+    assert lines[2].endswith("[latest]")
     assert "2 of 3 reference(s) are not acceptable for prod" in captured.err
 
 
@@ -188,7 +192,8 @@ def test_flow_mappings_do_not_get_latest_past_prod(
     code, payload = run_json(capsys, "--file", "c2.yml", "--env", "prod")
     assert code == ExitCode.POLICY
     results = payload["results"]
-    assert isinstance(results, list) and len(results) == 1
+    assert isinstance(results, list)
+    assert len(results) == 1
     assert (results[0]["ref"], results[0]["code"]) == ("ghcr.io/o/web:latest", "latest")
 
 
@@ -201,7 +206,8 @@ def test_a_flow_mapping_that_cannot_be_read_fails_closed(
     code, payload = run_json(capsys, "--file", "c3.yml", "--env", "prod")
     assert code == ExitCode.POLICY
     results = payload["results"]
-    assert isinstance(results, list) and len(results) == 1
+    assert isinstance(results, list)
+    assert len(results) == 1
     assert results[0]["code"] == "unresolved"
     assert (results[0]["line"], results[0]["column"]) == (2, 9)  # the image key
 

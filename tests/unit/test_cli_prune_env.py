@@ -11,9 +11,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -23,6 +22,9 @@ from tagkeeper.errors import ExitCode, RegistryError
 from tagkeeper.rollback.ledger import Actor, Ledger
 from tagkeeper.rollback.resolve import DeployRecord, DeployStatus
 from tests.unit.fakes import FakeRegistry, digest_of
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 IMAGE = "registry.test/acme/app"
 OK = DeployStatus.SUCCEEDED
@@ -153,10 +155,12 @@ def test_env_with_no_ledger_is_a_usage_error_that_creates_nothing(
 ) -> None:
     code, _, err = prune(capsys, "--env", "prod", "--yes", "--format", "json")
     assert code == ExitCode.USAGE
-    assert f"no deploy ledger at {env}" in err and "--env prod" in err
+    assert f"no deploy ledger at {env}" in err
+    assert "--env prod" in err
     assert "--source github" in err  # the hint names the way out
     assert not env.exists()
-    assert registry.stats.total == 0 and registry.deleted == []  # nothing was even listed
+    assert registry.stats.total == 0
+    assert registry.deleted == []
 
 
 def test_an_explicit_missing_ledger_is_refused_even_from_config_env(
@@ -166,7 +170,8 @@ def test_an_explicit_missing_ledger_is_refused_even_from_config_env(
     missing = tmp_path / "elsewhere.db"
     code, _, err = prune(capsys, "--ledger", str(missing), "--dry-run")
     assert code == ExitCode.USAGE
-    assert str(missing) in err and not missing.exists()
+    assert str(missing) in err
+    assert not missing.exists()
 
 
 def test_config_env_without_a_ledger_warns_and_prunes(
@@ -175,7 +180,8 @@ def test_config_env_without_a_ledger_warns_and_prunes(
     (tmp_path / "tagkeeper.toml").write_text('env = "prod"\n', encoding="utf-8")
     code, payload, err = prune(capsys, "--dry-run", "--format", "json")
     assert code == 0, err
-    assert "config env 'prod'" in err and "protects no rollback target" in err
+    assert "config env 'prod'" in err
+    assert "protects no rollback target" in err
     assert deleted_tags(payload) == {"v0.9.0", "v1.0.0", "v1.1.0", "v1.2.0"}
     assert not env.exists()
 
@@ -201,7 +207,8 @@ def test_an_environment_with_no_deploys_is_a_warning_in_the_plan(
     (warning,) = [w for w in payload["images"][0]["warnings"] if "qa" in w]
     assert f"nothing is known to be deployed to qa for {IMAGE}" in warning
     assert f"ledger {env}" in warning
-    assert "warning" in err and "qa" in err
+    assert "warning" in err
+    assert "qa" in err
 
 
 def test_ledger_or_source_without_env_is_a_usage_error(

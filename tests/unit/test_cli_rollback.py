@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tagkeeper.cli import main, rollback_cmd
 from tagkeeper.errors import ExitCode, RegistryError, UsageError
 from tagkeeper.inventory import Version
-from tagkeeper.refs import ImageRef
 from tagkeeper.rollback import ledger as ledger_module
 from tagkeeper.rollback.ledger import Ledger
 from tagkeeper.rollback.resolve import DeployStatus
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+    from tagkeeper.refs import ImageRef
 
 IMAGE = "ghcr.io/o/app"
 D1 = "sha256:" + "1" * 64
@@ -472,7 +476,9 @@ def test_history_json_is_always_emitted(
     ]
     assert main(["history", "--limit", "1"]) == 0
     out = capsys.readouterr().out
-    assert out.count("\n") == 1 and "v1.1.0" in out and "started" in out
+    assert out.count("\n") == 1
+    assert "v1.1.0" in out
+    assert "started" in out
 
 
 def test_an_unusable_ledger_exits_with_its_own_code(
@@ -650,7 +656,7 @@ def test_image_with_a_tag_or_digest_is_bad_input(
 
 def _outputs(path: Path) -> dict[str, str]:
     pairs = (line.split("=", 1) for line in path.read_text().splitlines())
-    return dict((name, value) for name, value in pairs)
+    return dict(pairs)
 
 
 @pytest.mark.parametrize("pinned", [False, True])
@@ -728,7 +734,8 @@ def test_rollback_without_a_digest_warns_and_goes_on_by_tag(
 
     assert code == 0
     err = capsys.readouterr().err
-    assert "could not be resolved" in err and "rolling back to it by tag" in err
+    assert "could not be resolved" in err
+    assert "rolling back to it by tag" in err
     assert (tmp_path / "env.txt").read_text() == f"{IMAGE}:v1.0.0||v1.0.0"
 
 

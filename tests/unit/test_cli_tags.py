@@ -408,7 +408,8 @@ def test_prerelease_for_prod_needs_allow_prerelease(capsys: pytest.CaptureFixtur
     assert main(args) == 3
     out, err = capsys.readouterr()
     assert out == ""
-    assert "prerelease" in err and "--allow-prerelease" in err
+    assert "prerelease" in err
+    assert "--allow-prerelease" in err
     data, _ = run_json(capsys, *args[1:], "--allow-prerelease")
     assert (data["tags"], data["env"]) == (["v2.0.0-rc.1"], "prod")
     # check agrees: refused without the allowance, accepted with it

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -18,6 +17,9 @@ from tagkeeper.config import (
     validate,
 )
 from tagkeeper.errors import ConfigError, ExitCode, UsageError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def write(path: Path, text: str) -> Path:
@@ -259,7 +261,8 @@ def test_unknown_keys_list_the_allowed_ones(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_file(path)
     assert info.value.message == f"{path}: unknown key 'keep_dev'"
-    assert info.value.hint is not None and "keep-dev" in info.value.hint
+    assert info.value.hint is not None
+    assert "keep-dev" in info.value.hint
 
 
 def test_long_values_are_shortened_in_messages(tmp_path: Path) -> None:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tagkeeper.errors import UsageError
 from tagkeeper.tags.compute import ShaSource
 from tagkeeper.tags.context import detect
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
 
 PUSH_SHA = "1" * 40
 HEAD_SHA = "a" * 40

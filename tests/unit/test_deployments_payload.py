@@ -17,12 +17,14 @@ def test_payload_round_trips_as_object_and_as_string() -> None:
         image = read_payload(form)
         assert image is not None
         assert (image.repository, image.tag, image.digest) == (IMAGE, "v1.2.3", D)
-        assert image.rollback is True and image.ci_run_url == "https://ci/1"
+        assert image.rollback is True
+        assert image.ci_run_url == "https://ci/1"
 
 
 def test_foreign_payloads() -> None:
     other = read_payload({"image": f"{IMAGE}:v2.0.0@{D}"})
-    assert other is not None and (other.tag, other.digest) == ("v2.0.0", D)
+    assert other is not None
+    assert (other.tag, other.digest) == ("v2.0.0", D)
     assert read_payload({"image": IMAGE}) is None  # no tag anywhere
     assert read_payload({"image": "Not A Ref!"}) is None
     assert read_payload("{broken") is None

@@ -11,13 +11,16 @@ import json
 import os
 import stat
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tagkeeper.errors import AuthError, UsageError
 from tagkeeper.registries import credentials as dockerauth
 from tagkeeper.secret import Secret
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 HOST = "registry.example.com:5000"
 
@@ -68,7 +71,8 @@ def test_environment_wins_over_docker_config(tmp_path: Path) -> None:
     env["TAGKEEPER_REGISTRY_USERNAME"] = "envuser"
     env["TAGKEEPER_REGISTRY_PASSWORD"] = "envpw"
     creds = dockerauth.resolve(HOST, environ=env)
-    assert creds is not None and (creds.username, creds.secret.reveal()) == ("envuser", "envpw")
+    assert creds is not None
+    assert (creds.username, creds.secret.reveal()) == ("envuser", "envpw")
 
 
 def test_half_given_credentials_are_usage_errors(tmp_path: Path) -> None:
@@ -90,7 +94,8 @@ def test_auths_entry_with_scheme_in_the_key(tmp_path: Path) -> None:
 def test_identity_token_entry(tmp_path: Path) -> None:
     env = write_config(tmp_path, {"auths": {HOST: {"identitytoken": "refresh-123"}}})
     creds = dockerauth.resolve(HOST, environ=env)
-    assert creds is not None and creds.identity_token
+    assert creds is not None
+    assert creds.identity_token
     assert creds.secret.reveal() == "refresh-123"
 
 
@@ -104,7 +109,8 @@ def test_home_docker_config_is_the_default(tmp_path: Path) -> None:
     encoded = base64.b64encode(b"carol:pw").decode()
     write_config(tmp_path / ".docker", {"auths": {HOST: {"auth": encoded}}})
     creds = dockerauth.resolve(HOST, environ={"HOME": str(tmp_path)})
-    assert creds is not None and creds.username == "carol"
+    assert creds is not None
+    assert creds.username == "carol"
 
 
 def test_bad_auth_entry_and_bad_json_are_auth_errors(tmp_path: Path) -> None:
@@ -123,7 +129,8 @@ def test_cred_helper_for_the_host(tmp_path: Path) -> None:
     log = install_helper(tmp_path / "bin", "fake", {HOST: {"Username": "dave", "Secret": "s1"}})
     env["PATH"] = f"{tmp_path / 'bin'}{os.pathsep}{env['PATH']}"
     creds = dockerauth.resolve(HOST, environ=env)
-    assert creds is not None and (creds.username, creds.secret.reveal()) == ("dave", "s1")
+    assert creds is not None
+    assert (creds.username, creds.secret.reveal()) == ("dave", "s1")
     assert log.read_text().split() == ["get", HOST]
 
 
@@ -132,7 +139,9 @@ def test_creds_store_with_token_user_is_an_identity_token(tmp_path: Path) -> Non
     install_helper(tmp_path / "bin", "store", {HOST: {"Username": "<token>", "Secret": "rt"}})
     env["PATH"] = f"{tmp_path / 'bin'}{os.pathsep}{env['PATH']}"
     creds = dockerauth.resolve(HOST, environ=env)
-    assert creds is not None and creds.identity_token and creds.secret.reveal() == "rt"
+    assert creds is not None
+    assert creds.identity_token
+    assert creds.secret.reveal() == "rt"
 
 
 def test_creds_store_without_an_answer_falls_back_to_auths(tmp_path: Path) -> None:
@@ -143,7 +152,8 @@ def test_creds_store_without_an_answer_falls_back_to_auths(tmp_path: Path) -> No
     install_helper(tmp_path / "bin", "store", {})
     env["PATH"] = f"{tmp_path / 'bin'}{os.pathsep}{env['PATH']}"
     creds = dockerauth.resolve(HOST, environ=env)
-    assert creds is not None and creds.username == "erin"
+    assert creds is not None
+    assert creds.username == "erin"
 
 
 def test_missing_helper_is_an_auth_error_that_says_what_to_do(tmp_path: Path) -> None:
@@ -164,5 +174,6 @@ def test_helper_runner_is_injectable_for_docker_hub(tmp_path: Path) -> None:
 
     env = write_config(tmp_path, {"credHelpers": {"https://index.docker.io/v1/": "hub"}})
     creds = dockerauth.resolve("docker.io", environ=env, runner=runner)
-    assert creds is not None and creds.username == "u"
+    assert creds is not None
+    assert creds.username == "u"
     assert asked == [("hub", "https://index.docker.io/v1/")]

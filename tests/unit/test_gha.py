@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tagkeeper.cli import gha
 from tagkeeper.errors import UsageError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def test_outputs_are_appended_with_heredocs_for_multi_line_values(tmp_path: Path) -> None:
@@ -17,7 +20,8 @@ def test_outputs_are_appended_with_heredocs_for_multi_line_values(tmp_path: Path
     lines = out.read_text(encoding="utf-8").splitlines()
     assert lines[:2] == ["earlier=1", "tag=v1.2.3"]  # appended, never truncated
     name, _, delimiter = lines[2].partition("<<")
-    assert name == "tags" and delimiter.startswith("ghadelimiter_")
+    assert name == "tags"
+    assert delimiter.startswith("ghadelimiter_")
     assert lines[3:] == ["a", "b", delimiter]
 
 
@@ -38,7 +42,8 @@ def test_a_missing_folder_for_github_output_is_a_usage_error(tmp_path: Path) -> 
         gha.write_outputs({"a": "b"}, {"GITHUB_OUTPUT": str(target)})
     assert f"cannot write $GITHUB_OUTPUT ({target})" in info.value.message
     assert "folder does not exist" in info.value.message
-    assert info.value.hint is not None and "writable file" in info.value.hint
+    assert info.value.hint is not None
+    assert "writable file" in info.value.hint
     assert not target.parent.exists()
 
 
@@ -66,7 +71,8 @@ def test_an_unwritable_summary_is_a_usage_error(tmp_path: Path) -> None:
 def test_preflight_checks_both_files_and_writes_nothing(tmp_path: Path) -> None:
     out, summary = tmp_path / "out", tmp_path / "summary"
     gha.preflight({"GITHUB_OUTPUT": str(out), "GITHUB_STEP_SUMMARY": str(summary)})
-    assert out.read_text(encoding="utf-8") == "" and summary.read_text(encoding="utf-8") == ""
+    assert out.read_text(encoding="utf-8") == ""
+    assert summary.read_text(encoding="utf-8") == ""
     with pytest.raises(UsageError, match=r"\$GITHUB_OUTPUT is not set"):
         gha.preflight({"GITHUB_STEP_SUMMARY": str(summary)})
     with pytest.raises(UsageError, match=r"\$GITHUB_STEP_SUMMARY"):

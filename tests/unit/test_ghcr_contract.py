@@ -7,12 +7,10 @@ import hashlib
 import json
 import logging
 import random
-from collections.abc import Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
-from pytest_httpx import HTTPXMock
 
 from tagkeeper.errors import AuthError, RateLimited, RegistryError, UsageError
 from tagkeeper.inventory import OCI_INDEX, OCI_MANIFEST, DeleteStatus, ManifestUnreadable, Version
@@ -20,6 +18,12 @@ from tagkeeper.registries.factory import BackendOptions, detect_kind, open_backe
 from tagkeeper.registries.ghcr import GhcrBackend, split_image, token_kind
 from tagkeeper.secret import Secret
 from tagkeeper.transport import RetryPolicy
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from pytest_httpx import HTTPXMock
 
 API = "https://api.github.test"
 REG = "https://ghcr.test"
@@ -299,7 +303,8 @@ def test_bad_credentials_are_an_auth_error_without_the_token(
     with pytest.raises(AuthError) as info:
         backend.versions()
     assert "Bad credentials" in str(info.value)
-    assert info.value.hint and "invalid or expired" in info.value.hint
+    assert info.value.hint
+    assert "invalid or expired" in info.value.hint
     for text in (
         str(info.value),
         info.value.diagnostics(),
@@ -320,7 +325,8 @@ def test_forbidden_listing_is_an_auth_error_with_a_permission_hint(
     )
     with pytest.raises(AuthError) as info:
         make_backend(client, time).versions()
-    assert info.value.hint and "read:packages" in info.value.hint
+    assert info.value.hint
+    assert "read:packages" in info.value.hint
 
 
 def test_a_missing_package_is_a_registry_error_explaining_404(
@@ -333,7 +339,8 @@ def test_a_missing_package_is_a_registry_error_explaining_404(
     with pytest.raises(RegistryError) as info:
         make_backend(client, time).versions()
     assert "Package not found." in info.value.message
-    assert info.value.hint and "cannot see a private package" in info.value.hint
+    assert info.value.hint
+    assert "cannot see a private package" in info.value.hint
 
 
 def test_an_unknown_owner_says_so(
@@ -432,7 +439,8 @@ def test_a_missing_permission_is_refused_with_the_fix_and_not_retried_per_versio
     )
     first = backend.delete(listed_version(1))
     second = backend.delete(listed_version(2))
-    assert first.status is DeleteStatus.REFUSED and second.status is DeleteStatus.REFUSED
+    assert first.status is DeleteStatus.REFUSED
+    assert second.status is DeleteStatus.REFUSED
     assert "delete:packages" in first.detail
     assert "not attempted" in second.detail
     assert backend.stats.by_kind["delete"] == 1
@@ -499,7 +507,8 @@ def test_the_primary_limit_stops_the_run_when_waiting_is_not_allowed(
     )
     with pytest.raises(RateLimited) as info:
         backend.current_tags(listed_version(1))
-    assert info.value.hint and "--max-wait" in info.value.hint
+    assert info.value.hint
+    assert "--max-wait" in info.value.hint
     assert time.sleeps == []
 
 
@@ -595,7 +604,8 @@ def test_plain_children_of_a_read_index_cost_no_request_unless_asked(
     backend = make_backend(client, time)
     backend.reader.manifest(INDEX_DIGEST)
     child = backend.reader.manifest(fake_digest(100))
-    assert child.children == () and child.media_type == OCI_MANIFEST
+    assert child.children == ()
+    assert child.media_type == OCI_MANIFEST
     assert backend.stats.by_kind == {"token": 1, "manifest": 1}
     # asked to, the reader fetches them like any other manifest
     add_token_exchange(httpx_mock)
@@ -821,4 +831,5 @@ def test_a_portal_page_from_the_token_service_is_a_registry_error(
     )
     with pytest.raises(RegistryError, match=r"token service.*not JSON") as info:
         make_backend(client, time).reader.manifest(INDEX_DIGEST)
-    assert info.value.hint is not None and "proxy" in info.value.hint.lower()
+    assert info.value.hint is not None
+    assert "proxy" in info.value.hint.lower()

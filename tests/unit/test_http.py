@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import random
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
-from pytest_httpx import HTTPXMock
 
 from tagkeeper.errors import RegistryError, UsageError
 from tagkeeper.inventory import RequestStats
@@ -21,6 +21,9 @@ from tagkeeper.transport import (
     json_body,
     parse_retry_after,
 )
+
+if TYPE_CHECKING:
+    from pytest_httpx import HTTPXMock
 
 URL = "https://api.example.test/thing"
 TOKEN = "ghp_sekrit0123456789"
@@ -74,7 +77,8 @@ def test_plain_http_only_on_loopback() -> None:
     assert check_base_url("http://localhost:1/x", what="--api-url") == "http://localhost:1/x"
     with pytest.raises(UsageError, match="plain http") as info:
         check_base_url("http://registry.example.com", what="--registry-url")
-    assert info.value.hint is not None and "https" in info.value.hint
+    assert info.value.hint is not None
+    assert "https" in info.value.hint
 
 
 @pytest.mark.parametrize("bad", ["ftp://example.com", "example.com", "https://"])
@@ -216,7 +220,8 @@ def test_a_non_json_answer_is_a_registry_error_naming_the_request_and_a_proxy(
     assert "ghcr.io/o/app: the versions list" in message
     assert f"GET {URL} (HTTP 200) is not JSON" in message
     assert shown in message
-    assert "--api-url" in message and "proxy" in message.lower()
+    assert "--api-url" in message
+    assert "proxy" in message.lower()
     assert TOKEN not in message
 
 

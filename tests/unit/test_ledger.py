@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -21,6 +21,9 @@ from tagkeeper.rollback.ledger import (
     resolve_path,
 )
 from tagkeeper.rollback.resolve import DeployStatus
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 REPO = "ghcr.io/o/app"
 ACTOR = Actor(user="alice", ci_run_url=None, host="web1")
@@ -103,12 +106,14 @@ def test_open_without_create_does_not_create(tmp_path: Path) -> None:
 
 def test_start_then_finish(ledger: Ledger) -> None:
     started = ledger.start(environment="prod", repository=REPO, tag="v1.0.0", digest=D, actor=ACTOR)
-    assert started.status is DeployStatus.STARTED and started.ended_at is None
+    assert started.status is DeployStatus.STARTED
+    assert started.ended_at is None
     assert (started.user, started.host) == ("alice", "web1")
     assert started.id is not None
     done = ledger.finish(started.id, DeployStatus.SUCCEEDED, detail="exit status 0")
     assert done.status is DeployStatus.SUCCEEDED
-    assert done.ended_at is not None and done.ended_at > done.started_at
+    assert done.ended_at is not None
+    assert done.ended_at > done.started_at
     assert done.detail == "exit status 0"
     # a finished deploy cannot be finished again (a late writer loses)
     again = ledger.finish(started.id, DeployStatus.FAILED)
@@ -153,7 +158,8 @@ def test_record_without_an_open_record_adds_a_finished_one(ledger: Ledger) -> No
         actor=ACTOR,
         rollback=True,
     )
-    assert rec.status is DeployStatus.SUCCEEDED and rec.rollback
+    assert rec.status is DeployStatus.SUCCEEDED
+    assert rec.rollback
     assert rec.ended_at == rec.started_at
 
 
@@ -179,7 +185,8 @@ def test_record_rolled_back_marks_the_newest_success(ledger: Ledger) -> None:
         status=DeployStatus.ROLLED_BACK,
         actor=ACTOR,
     )
-    assert marked.id == new.id and marked.status is DeployStatus.ROLLED_BACK
+    assert marked.id == new.id
+    assert marked.status is DeployStatus.ROLLED_BACK
     assert ledger.get(old.id or 0).status is DeployStatus.SUCCEEDED  # type: ignore[union-attr]
 
 

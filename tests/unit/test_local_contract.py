@@ -16,8 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import docker.errors
 import pytest
@@ -26,6 +25,9 @@ import requests
 from tagkeeper.errors import RegistryError, UsageError
 from tagkeeper.inventory import DeleteStatus, Version
 from tagkeeper.registries.local import EngineAPI, LocalEngine, engine_repository
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 REPO = "ghcr.io/acme/app"
 
@@ -296,7 +298,8 @@ def test_delete_of_a_leftover_goes_by_its_digest_reference(engine: FakeEngine) -
     result = backend.delete(leftover)
     assert result.status is DeleteStatus.DELETED
     assert _id(5) not in engine.images_by_id
-    assert _id(6) in engine.images_by_id and _id(7) in engine.images_by_id
+    assert _id(6) in engine.images_by_id
+    assert _id(7) in engine.images_by_id
 
 
 def test_delete_of_an_untagged_version_without_reference_is_refused(
@@ -326,7 +329,8 @@ def test_an_unreachable_engine_is_a_registry_error(engine: FakeEngine) -> None:
     with pytest.raises(RegistryError) as info:
         LocalEngine(engine, REPO).versions()
     assert "did not answer" in info.value.message
-    assert info.value.hint is not None and "DOCKER_HOST" in info.value.hint
+    assert info.value.hint is not None
+    assert "DOCKER_HOST" in info.value.hint
 
 
 @pytest.mark.parametrize(
@@ -347,7 +351,8 @@ def test_engine_repository_names(given: str, expected: str) -> None:
 def test_engine_repository_refuses_tags_and_digests(given: str) -> None:
     with pytest.raises(UsageError) as info:
         engine_repository(given)
-    assert info.value.hint is not None and "--image" in info.value.hint
+    assert info.value.hint is not None
+    assert "--image" in info.value.hint
 
 
 # -- the prune command's --local and --dangling flags (no engine needed) ---------------

@@ -293,7 +293,8 @@ def test_digest_helpers() -> None:
 def test_parse_time_reads_rfc3339(text: str, expected: datetime) -> None:
     parsed = parse_time(text)
     assert parsed == expected
-    assert parsed is not None and parsed.utcoffset() == timedelta(0)
+    assert parsed is not None
+    assert parsed.utcoffset() == timedelta(0)
 
 
 @pytest.mark.parametrize(

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 import httpx
 import pytest
-from pytest_httpx import HTTPXMock
 
 from tagkeeper.errors import AuthError, RateLimited, RegistryError, UsageError
 from tagkeeper.inventory import DeleteStatus, ManifestUnreadable, Version
@@ -28,6 +27,11 @@ from tagkeeper.retention.times import time_needed
 from tagkeeper.secret import Secret
 from tagkeeper.transport import RetryPolicy
 from tests.emulators import images as im
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+    from pytest_httpx import HTTPXMock
 
 HOST = "127.0.0.1:5000"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -217,7 +221,8 @@ def test_tags_are_paginated_by_link_and_grouped_by_digest(
     assert len(versions) == 5  # 7 tags, 5 digests
     lists = [url for method, url in registry.log if "tags/list" in url]
     assert len(lists) == 4  # 7 tags in pages of 2
-    assert "last=" in lists[1] and "n=2" in lists[1]
+    assert "last=" in lists[1]
+    assert "n=2" in lists[1]
 
 
 def test_versions_carry_digest_media_type_and_key(
@@ -226,7 +231,8 @@ def test_versions_carry_digest_media_type_and_key(
     multi = im.multiarch(created=JAN, attest=False)
     registry.push(multi, "v2.0.0")
     v = by_tag(backend(client).versions(), "v2.0.0")
-    assert v.digest == multi.digest and v.key == multi.digest
+    assert v.digest == multi.digest
+    assert v.key == multi.digest
     assert v.media_type == im.OCI_INDEX
 
 
@@ -307,7 +313,8 @@ def test_unknown_time_counts_as_now_and_is_reported(
     v = by_tag(b.versions(), "dev-c0de")
     assert v.created == NOW
     assert len(b.warnings) == 1
-    assert epoch_only.digest[:19] in b.warnings[0] and "dev-c0de" in b.warnings[0]
+    assert epoch_only.digest[:19] in b.warnings[0]
+    assert "dev-c0de" in b.warnings[0]
     assert "placeholder" in b.warnings[0]
 
 
@@ -341,7 +348,8 @@ def test_time_needed_predicate() -> None:
 
     grace = time_needed(Policy.uniform(3, protect=("stable-*",)))
     none = time_needed(Policy.uniform(3, min_age=timedelta(0)))
-    assert grace(frozenset({"dev-abcd"})) and none(frozenset({"pr-12"}))
+    assert grace(frozenset({"dev-abcd"}))
+    assert none(frozenset({"pr-12"}))
     assert grace(frozenset({"v1.2.3"}))  # the grace period may keep an old release
     assert not none(frozenset({"v1.2.3"}))  # ranked by SemVer alone
     assert not grace(frozenset({"latest"}))  # unmatched tags are kept anyway
@@ -479,7 +487,8 @@ def test_identity_token_is_exchanged_for_an_access_token(
     creds = Credentials("<token>", Secret("refresh-XYZ"), identity_token=True, source="test")
     assert [v.tags for v in backend(client, credentials=creds).versions()] == [{"v1"}]
     form = registry.token_requests[0]
-    assert form["scope"] == ["repository:app:pull"] and form["service"] == ["fake-registry"]
+    assert form["scope"] == ["repository:app:pull"]
+    assert form["service"] == ["fake-registry"]
 
 
 def test_bearer_refused_is_an_auth_error_without_the_secret(
@@ -759,4 +768,5 @@ def test_rate_limit_retry_after_as_an_http_date(
 
     b = backend(client, sleep=sleep)
     assert b.delete(by_tag(b.versions(), "dev-0001")).status is DeleteStatus.DELETED
-    assert len(waits) == 1 and 25 < waits[0] <= 31
+    assert len(waits) == 1
+    assert 25 < waits[0] <= 31

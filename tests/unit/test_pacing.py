@@ -173,4 +173,5 @@ def test_limited_again_while_settled_lowers_the_estimate() -> None:
         clock.now += pacer.reserve()
         pacer.accepted(clock.now)
     pacer.limited(1.0)
-    assert pacer.estimate is not None and pacer.estimate < first
+    assert pacer.estimate is not None
+    assert pacer.estimate < first

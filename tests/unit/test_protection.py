@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from tagkeeper.inventory import Version
 from tagkeeper.rollback.protection import HistorySource, rollback_protection
 from tagkeeper.rollback.resolve import DeployRecord, DeployStatus
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 REPO = "ghcr.io/o/app"
 T0 = datetime(2026, 4, 1, tzinfo=UTC)

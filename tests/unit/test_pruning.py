@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 
 from tagkeeper.errors import AuthError, CapExceeded, ExitCode, RegistryError
-from tagkeeper.inventory import DeleteResult, Version
 from tagkeeper.retention.planner import Policy
 from tagkeeper.retention.runner import PruneResult, apply_planned, plan_image, prune_image, snapshot
 from tests.unit.fakes import FakeRegistry, at, digest_of
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from tagkeeper.inventory import DeleteResult, Version
 
 R = TypeVar("R", bound=FakeRegistry)
 NOW = at(10_000)  # every image is far past the one-hour grace period
@@ -99,7 +102,8 @@ def test_a_library_user_prunes_in_a_few_lines_and_the_apply_replans() -> None:
     # ...while unrelated garbage still goes: only a re-plan can tell the two apart (without
     # one, every untagged delete after the refusal is held back)
     assert reg.deleted == [digest_of("garbage")]
-    assert report.replanned is not None and "v1.0.0 (refused)" in report.replanned
+    assert report.replanned is not None
+    assert "v1.0.0 (refused)" in report.replanned
     assert result.exit_code is ExitCode.PARTIAL  # a refusal: rerun (or look) later
     entry = result.to_json()
     assert list(entry) == ENTRY_KEYS  # the per-image entry of `prune --format json`
@@ -112,7 +116,8 @@ def test_a_library_user_prunes_in_a_few_lines_and_the_apply_replans() -> None:
 def test_prune_image_deletes_all_but_the_newest_and_a_dry_run_nothing() -> None:
     reg = five_dev_images(FakeRegistry())
     dry = prune_image(reg, Policy(keep_dev=2), now=NOW, dry_run=True)
-    assert dry.report is None and reg.deleted == []
+    assert dry.report is None
+    assert reg.deleted == []
     assert dry.exit_code is ExitCode.OK
     planned_deletes = {d["digest"] for d in dry.to_json()["delete"]}
     assert planned_deletes == {digest_of(dev(i)) for i in (0, 1, 2)}
@@ -161,7 +166,8 @@ def test_a_backend_that_refuses_deletes_stops_before_the_first() -> None:
     planned = plan_image(reg, Policy(keep_dev=1), now=NOW)
     with pytest.raises(AuthError):
         apply_planned(planned)
-    assert reg.delete_calls == [] and "expect_deletes" not in reg.calls
+    assert reg.delete_calls == []
+    assert "expect_deletes" not in reg.calls
 
 
 def test_the_cap_refuses_before_any_hook_or_delete() -> None:
@@ -170,7 +176,8 @@ def test_the_cap_refuses_before_any_hook_or_delete() -> None:
         prune_image(reg, Policy(keep_dev=1, max_delete=3), now=NOW)
     assert caught.value.exit_code is ExitCode.CAP
     assert "4 versions" in caught.value.message
-    assert reg.calls == ["protected"] and reg.delete_calls == []
+    assert reg.calls == ["protected"]
+    assert reg.delete_calls == []
 
 
 def test_an_error_midway_is_in_the_result_with_its_code_and_scrubbed_words() -> None:
@@ -183,7 +190,8 @@ def test_an_error_midway_is_in_the_result_with_its_code_and_scrubbed_words() -> 
     assert entry["applied"]["counts"]["deleted"] == 1  # what was done is kept too
     assert entry["error"] == entry["applied"]["error"]
     assert entry["error"]["code"] == int(ExitCode.REGISTRY)
-    assert "s3cret" not in str(entry) and "token *** expired" in entry["error"]["message"]
+    assert "s3cret" not in str(entry)
+    assert "token *** expired" in entry["error"]["message"]
 
 
 def test_a_rate_limit_is_a_stop_to_rerun_not_an_error_entry() -> None:
@@ -206,10 +214,12 @@ def test_a_rate_limit_is_a_stop_to_rerun_not_an_error_entry() -> None:
 
 def test_an_error_before_planning_makes_an_entry_with_no_plan() -> None:
     result = PruneResult("registry.test/acme/app", error=AuthError("no", hint="log in"))
-    assert result.exit_code is ExitCode.AUTH and result.warnings == ()
+    assert result.exit_code is ExitCode.AUTH
+    assert result.warnings == ()
     entry = result.to_json()
     assert list(entry) == ENTRY_KEYS
-    assert entry["keep"] == [] and entry["applied"] is None
+    assert entry["keep"] == []
+    assert entry["applied"] is None
     assert entry["error"] == {"code": int(ExitCode.AUTH), "message": "no", "hint": "log in"}
 
 

@@ -504,7 +504,8 @@ def test_to_json_shape() -> None:
     data = run(reg).to_json()
     assert set(data) == {"keep", "delete", "warnings", "unreadable"}
     keep, delete = data["keep"], data["delete"]
-    assert isinstance(keep, list) and isinstance(delete, list)
+    assert isinstance(keep, list)
+    assert isinstance(delete, list)
     (kept,) = keep
     assert kept == {
         "digest": digest_of("a"),
@@ -516,12 +517,15 @@ def test_to_json_shape() -> None:
     }
     (deleted,) = delete
     assert deleted["rule"] == "garbage"
-    assert data["warnings"] == [] and data["unreadable"] == []
+    assert data["warnings"] == []
+    assert data["unreadable"] == []
 
 
 def test_empty_repository() -> None:
     p = run(FakeRegistry())
-    assert p.decisions == () and p.delete == () and p.to_json()["delete"] == []
+    assert p.decisions == ()
+    assert p.delete == ()
+    assert p.to_json()["delete"] == []
 
 
 def test_at_equal_push_times_a_known_index_is_deleted_before_the_rest() -> None:

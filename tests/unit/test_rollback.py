@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -16,6 +16,9 @@ from tagkeeper.rollback.resolve import (
     previous_from_registry,
 )
 from tagkeeper.tags.compute import BuildContext, ShaSource, TagOptions, compute_tags
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 REPO = "ghcr.io/o/app"
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -76,7 +79,8 @@ def test_current_tag_not_in_history_answers_the_newest_success_with_a_note() -> 
     records = history(("v1.1.0", OK), ("v1.2.0", OK), ("v1.3.0", FAILED))
     target = previous_from_history(records, repository=REPO, environment="prod", current="v1.2.5")
     assert target.tag == "v1.2.0"
-    assert target.notes and "v1.2.5 is not in the ledger history" in target.notes[0]
+    assert target.notes
+    assert "v1.2.5 is not in the ledger history" in target.notes[0]
 
 
 def test_current_given_uses_its_newest_occurrence() -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tagkeeper.gate.rules import Code, policy_for
 from tagkeeper.gate.scan import Finding, Kind, expand, judge_findings, scan_text
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 COMPOSE = """\
 # deploy stack
@@ -360,7 +363,8 @@ def test_flow_sequence_environment_items() -> None:
 )
 def test_flow_values_split_over_lines_are_unresolved(text: str, why: str) -> None:
     (finding,) = scan_text(text, "c.yml")
-    assert finding.unresolved is not None and why in finding.unresolved
+    assert finding.unresolved is not None
+    assert why in finding.unresolved
 
 
 @pytest.mark.parametrize(
@@ -417,7 +421,8 @@ if [ -f x ]; then echo "[image: none]"; fi
 def test_deep_or_endless_flow_nesting_is_refused_not_a_crash() -> None:
     deep = "web: {image: ghcr.io/o/web:v1.0.0, x: " + "[" * 500 + "]" * 500 + "}\n"
     (finding,) = scan_text(deep, "c.yml")
-    assert finding.unresolved is not None and "nested deeper" in finding.unresolved
+    assert finding.unresolved is not None
+    assert "nested deeper" in finding.unresolved
     # every line opens a mapping that never closes: each image key is reported once
     endless = "{image: ghcr.io/o/web:v1.0.0,\n" * 2000
     found = scan_text(endless, "c.yml")

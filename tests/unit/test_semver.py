@@ -108,7 +108,8 @@ def test_build_metadata_is_ignored_for_precedence_and_equality() -> None:
     a, b, c = parse("1.0.0+a"), parse("1.0.0+b"), parse("1.0.0")
     assert a == b == c
     assert hash(a) == hash(b) == hash(c)
-    assert not a < b and not b < a
+    assert not a < b
+    assert not b < a
     assert len({a, b, c}) == 1
     assert not a.identical(b)
     assert a.identical(parse("1.0.0+a"))
@@ -219,7 +220,8 @@ def test_format_tag_maps_build_metadata_to_underscore() -> None:
     assert format_tag(v) == "v1.2.3-rc.1_build.5"
     assert format_tag(v, v_prefix=False) == "1.2.3-rc.1_build.5"
     back = parse_tag(format_tag(v))
-    assert back is not None and back.identical(v)
+    assert back is not None
+    assert back.identical(v)
 
 
 def test_packaging_version_orders_semver_differently() -> None:
@@ -270,7 +272,8 @@ def test_total_order_is_consistent(a: SemVer, b: SemVer, c: SemVer) -> None:
 def test_build_metadata_never_changes_precedence(v: SemVer, build: tuple[str, ...]) -> None:
     other = SemVer(v.major, v.minor, v.patch, v.prerelease, build)
     assert other == v
-    assert not other < v and not v < other
+    assert not other < v
+    assert not v < other
 
 
 @given(versions)
@@ -281,7 +284,8 @@ def test_image_tag_round_trip_and_grammar(v: SemVer) -> None:
         tag = format_tag(v, v_prefix=prefix)
         assert "+" not in tag
         back = parse_tag(tag)
-        assert back is not None and back.identical(v)
+        assert back is not None
+        assert back.identical(v)
         if len(tag) <= 128:
             assert is_valid_tag(tag)
 

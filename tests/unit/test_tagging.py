@@ -287,7 +287,8 @@ def test_dev_tags_are_always_valid(sha: str, length: int) -> None:
 def test_pr_builds_get_tags_read_back_as_build_tags(sha: str, number: int) -> None:
     result = compute_tags(ctx(f"refs/pull/{number}/merge", pr=number, sha=sha))
     dev, pr = result.tags
-    assert is_dev_tag(dev) and is_pr_tag(pr)
+    assert is_dev_tag(dev)
+    assert is_pr_tag(pr)
     assert pr == f"pr-{number}"
     assert all(looks_like_build_tag(tag.upper()) for tag in result.tags)
 

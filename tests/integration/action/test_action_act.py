@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.integration.action.conftest import COPY_STEP, ActRunner, head_sha
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +62,8 @@ def test_push_to_a_branch_gives_dev_sha_and_passes_the_dev_gate(
     assert result.read("version") == ""
     assert result.read("env") == "dev"
     payload = json.loads(result.read("json"))
-    assert payload["sha"] == sha and payload["env"] == "dev"
+    assert payload["sha"] == sha
+    assert payload["env"] == "dev"
     # the second use of the action in the job reuses the environment the first one built
     assert result.log.count("reusing ") == 1
 
@@ -102,7 +106,8 @@ def test_release_tag_gives_the_exact_version_and_latest_fails_the_prod_gate(
     # the latest check failed the job: the step after it never ran
     assert result.returncode != 0
     assert not (result.outdir / "after-latest").exists()
-    assert "::error" in result.log and "latest" in result.log
+    assert "::error" in result.log
+    assert "latest" in result.log
 
 
 INJECTIONS = [

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -21,6 +21,9 @@ import pytest
 from tests.emulators import images
 from tests.emulators.ghcr import GhcrEmulator, Request, Response
 from tests.integration.action.conftest import COPY_STEP, ActResult, ActRunner
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 pytestmark = pytest.mark.integration
 

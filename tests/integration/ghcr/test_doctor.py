@@ -6,15 +6,18 @@ Doctor must never delete anything and never print the token, whatever it finds.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tagkeeper.cli import main
 from tests.emulators import images
-from tests.emulators.ghcr import GhcrEmulator
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from tests.emulators.ghcr import GhcrEmulator
 
 pytestmark = pytest.mark.integration
 
@@ -77,7 +80,8 @@ def test_a_classic_token_with_every_scope_on_its_own_package_is_fine(
     monkeypatch.setenv("GITHUB_TOKEN", token)
     code, report = doctor("ghcr.io/octo/app")
     assert code == 0
-    assert report["token_kind"] == "classic" and report["owner_kind"] == "self"
+    assert report["token_kind"] == "classic"
+    assert report["owner_kind"] == "self"
     assert {c["status"] for c in report["checks"]} == {"ok"}
     assert token not in doctor.text
 
@@ -102,7 +106,8 @@ def test_a_workflow_token_with_access_lists_and_says_delete_cannot_be_verified(
     monkeypatch.setenv("GH_TOKEN", token)
     code, report = doctor("ghcr.io/acme/team/app")
     assert code == 0
-    assert report["token_kind"] == "github-token" and report["owner_kind"] == "org"
+    assert report["token_kind"] == "github-token"
+    assert report["owner_kind"] == "org"
     found = checks(report)
     assert found["list"]["status"] == "ok"
     assert found["delete"]["status"] == "unknown"
@@ -169,7 +174,8 @@ def test_text_output_names_each_check(
     )
     out = capsys.readouterr().out
     assert code == 4
-    assert "MISSING" in out and "delete:packages" in out
+    assert "MISSING" in out
+    assert "delete:packages" in out
     assert token not in out
 
 
@@ -230,5 +236,6 @@ def test_prune_without_a_token_says_so_before_sending_anything(
     )
     err = capsys.readouterr().err
     assert code == 4
-    assert "no GitHub token" in err and "GITHUB_TOKEN" in err
+    assert "no GitHub token" in err
+    assert "GITHUB_TOKEN" in err
     assert sum(emu.snapshot()["counters"].values()) == before

@@ -12,13 +12,16 @@ import json
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
 from tests.emulators import images
 from tests.emulators.ghcr import GhcrEmulator, Request, Response
-from tests.integration.ghcr.conftest import FakeClock, MakeGhcr
+
+if TYPE_CHECKING:
+    from tests.integration.ghcr.conftest import FakeClock, MakeGhcr
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 SECONDARY_PREFIX = "You have exceeded a secondary rate limit."

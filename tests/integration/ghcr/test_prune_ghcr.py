@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -21,13 +19,18 @@ import pytest
 import tagkeeper.registries.ghcr as ghcr_adapter
 import tagkeeper.retention.executor
 from tagkeeper.cli import main
-from tagkeeper.inventory import Backend
 from tagkeeper.registries.pacing import PacerSettings
-from tagkeeper.retention.executor import ApplyReport
-from tagkeeper.retention.planner import Plan
 from tests.emulators import images
-from tests.emulators.ghcr import GhcrEmulator
-from tests.integration.ghcr.conftest import MakeGhcr
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from tagkeeper.inventory import Backend
+    from tagkeeper.retention.executor import ApplyReport
+    from tagkeeper.retention.planner import Plan
+    from tests.emulators.ghcr import GhcrEmulator
+    from tests.integration.ghcr.conftest import MakeGhcr
 
 pytestmark = pytest.mark.integration
 
@@ -221,7 +224,8 @@ def test_prune_keeps_every_kept_image_whole(cli: Cli, ghcr: GhcrEmulator, token:
     real = cli(*KEEP3, "--yes", "--format", "json")
     assert real.code == 0, real.err
     dry_image, real_image = dry.json()["images"][0], real.json()["images"][0]
-    assert dry.json()["dry_run"] is True and real.json()["dry_run"] is False
+    assert dry.json()["dry_run"] is True
+    assert real.json()["dry_run"] is False
     for key in ("keep", "delete", "warnings", "unreadable"):
         assert dry_image[key] == real_image[key]  # the dry run showed exactly this plan
     for item in real_image["delete"] + real_image["keep"]:
@@ -272,7 +276,8 @@ def test_text_output_is_a_table_and_nothing_to_delete_is_success(
     ghcr.push_built(OWNER, "app", images.image(label="a"), tags=["v1.0.0"], created=days(1))
     result = cli("--image", f"ghcr.io/{OWNER}/app", "--keep", "3", "--min-age", "0", "--yes")
     assert result.code == 0
-    assert "KEEP" in result.out and "v1.0.0" in result.out
+    assert "KEEP" in result.out
+    assert "v1.0.0" in result.out
     assert "nothing to delete" in result.err
 
 
@@ -425,7 +430,8 @@ def test_the_primary_limit_stops_cleanly_and_max_wait_waits_it_out(
     stopped = cli(*args)
     assert stopped.code == 10
     applied = stopped.json()["images"][0]["applied"]
-    assert applied["stopped"] and "left" in applied["stopped"]
+    assert applied["stopped"]
+    assert "left" in applied["stopped"]
     done = applied["counts"]["deleted"]
     assert len(applied["skipped"]) == 7 - done
     assert len(digests(emu)) == 8 - done
@@ -495,7 +501,8 @@ def test_max_delete_refuses_and_deletes_nothing(cli: Cli, ghcr: GhcrEmulator) ->
     assert result.code == 7
     assert digests(ghcr) == before
     entry = result.json()["images"][0]
-    assert len(entry["delete"]) == 5 and entry["applied"] is None
+    assert len(entry["delete"]) == 5
+    assert entry["applied"] is None
     assert "--max-delete" in result.err
     assert ghcr.snapshot()["counters"].get("rest.version.delete", 0) == 0
 
@@ -543,6 +550,7 @@ def test_github_format_writes_outputs_and_a_summary(
     )
     assert result.code == 0
     text = outputs.read_text()
-    assert "deleted=2\n" in text and "kept=1\n" in text
+    assert "deleted=2\n" in text
+    assert "kept=1\n" in text
     assert "json<<ghadelimiter_" in text or "json={" in text
     assert "| `ghcr.io/octo/app` | 1 | 2 | 2 |" in summary.read_text()

@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -20,8 +20,10 @@ import tagkeeper.registries.ghcr as ghcr_adapter
 from tagkeeper.cli import main
 from tagkeeper.registries.pacing import PacerSettings
 from tests.emulators import images
-from tests.emulators.ghcr import GhcrEmulator
 from tests.integration.ghcr.test_prune_ghcr import OWNER, days, digests, resolve_all, tag_map
+
+if TYPE_CHECKING:
+    from tests.emulators.ghcr import GhcrEmulator
 
 pytestmark = pytest.mark.integration
 

@@ -14,14 +14,16 @@ import subprocess
 import tarfile
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.services import free_port, require_binary, require_docker, wait_for_port
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 BUSYBOX = Path("/usr/bin/busybox")
 

@@ -104,7 +104,8 @@ def _prune(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[st
 def _plan_of(payload: dict[str, object]) -> dict[str, object]:
     """The one image's entry of prune's JSON (``{"images": [{keep, delete, ...}]}``)."""
     images = payload["images"]
-    assert isinstance(images, list) and len(images) == 1, payload
+    assert isinstance(images, list), payload
+    assert len(images) == 1, payload
     entry = images[0]
     assert isinstance(entry, dict)
     assert entry["error"] is None, entry["error"]
@@ -141,7 +142,8 @@ def test_prune_keeps_newest_dev_top_releases_and_images_in_use(
     kept = _plan_of(payload)["keep"]
     assert isinstance(kept, list)
     reasons = {str(item["digest"]): str(item["reason"]) for item in kept}
-    assert "web" in reasons[s.ids["d1"]] and "running" in reasons[s.ids["d1"]]
+    assert "web" in reasons[s.ids["d1"]]
+    assert "running" in reasons[s.ids["d1"]]
     assert "exited" in reasons[s.ids["d2"]]
     assert "created" in reasons[s.ids["r120"]]
 

@@ -4,12 +4,15 @@ would roll back to on the host's own engine, even when no container uses them.""
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tagkeeper.cli import main
 from tests.integration.local.conftest import Engine, next_second
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = pytest.mark.integration
 

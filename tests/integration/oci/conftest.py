@@ -16,15 +16,17 @@ import io
 import subprocess
 import tarfile
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.integration.oci.registry import Pusher, Registry, RegistryStartError, start_registry
 from tests.services import require_binary, require_docker
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 BUSYBOX = Path("/usr/bin/busybox")
 ENGINE_IMAGES = 5

@@ -12,14 +12,17 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
-from tests.emulators.images import Blob, Built
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from tests.emulators.images import Blob, Built
 
 
 class RegistryStartError(RuntimeError):

@@ -13,8 +13,7 @@ import io
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -24,6 +23,9 @@ from tagkeeper.errors import ExitCode
 from tests.emulators import images as im
 from tests.integration.oci.conftest import EngineImages, skopeo
 from tests.integration.oci.registry import Pusher, Registry
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = pytest.mark.integration
 
@@ -134,7 +136,8 @@ def test_prune_keeps_the_newest_and_every_kept_image_still_pulls(
     # the tag that shares a kept digest was not deleted, and the plan says why
     image = real["images"][0]
     oldest = next(d for d in image["keep"] if s.dev[0] in d["tags"])
-    assert "stable" in oldest["tags"] and s.dev[0] in oldest["reason"]
+    assert "stable" in oldest["tags"]
+    assert s.dev[0] in oldest["reason"]
     assert "shares its digest" in oldest["reason"]
 
     # garbage is gone: children and signature of the deleted releases
@@ -149,7 +152,8 @@ def test_prune_keeps_the_newest_and_every_kept_image_still_pulls(
     for tag in sorted(kept_releases):
         for part in s.releases[tag].walk():
             assert pusher.status(REPO, part.digest) == 200
-    assert s.referrer is not None and pusher.status(REPO, s.referrer.digest) == 200
+    assert s.referrer is not None
+    assert pusher.status(REPO, s.referrer.digest) == 200
     assert pusher.status(REPO, s.signatures["v1.4.0"].digest) == 200
 
     # the engine can pull a kept image back (and not a deleted one)
@@ -161,7 +165,8 @@ def test_prune_keeps_the_newest_and_every_kept_image_still_pulls(
     # requests were counted by kind; a rerun converges: nothing left to delete
     assert image["requests"]["delete"] == len(image["delete"])
     code, again, _ = prune(capsys, *args, "--yes")
-    assert code == ExitCode.OK and again["images"][0]["delete"] == []
+    assert code == ExitCode.OK
+    assert again["images"][0]["delete"] == []
 
 
 def test_deletes_disabled_is_a_clear_error_before_anything_is_deleted(
@@ -203,8 +208,10 @@ def test_unknown_creation_time_is_reported_and_kept_by_the_grace_period(
     assert code == ExitCode.OK
     image = payload["images"][0]
     fallback = [w for w in image["warnings"] if "no creation time" in w]
-    assert len(fallback) == 1 and ko_style.digest[:19] in fallback[0]
-    assert "dev-0000beef" in fallback[0] and "created now" in fallback[0]
+    assert len(fallback) == 1
+    assert ko_style.digest[:19] in fallback[0]
+    assert "dev-0000beef" in fallback[0]
+    assert "created now" in fallback[0]
     # counted as "now": inside the default 1h grace period, and ranked newest
     assert pusher.status(REPO, "dev-0000beef") == 200
     assert set(pusher.tags(REPO)) == {"dev-0000beef"}
@@ -235,7 +242,8 @@ def test_a_tag_pushed_between_plan_and_apply_stops_that_delete(
         pusher.tag(REPO, old, "hotfix")  # someone tags the old image meanwhile
         report = apply_plan(the_plan, backend)
     assert [r.status for r in report.results] == [DeleteStatus.CHANGED]
-    assert pusher.status(REPO, "hotfix") == 200 and pusher.status(REPO, "dev-00000001") == 200
+    assert pusher.status(REPO, "hotfix") == 200
+    assert pusher.status(REPO, "dev-00000001") == 200
 
 
 @pytest.mark.parametrize("told", [True, False], ids=["expected-deletes", "every-tag"])
@@ -274,7 +282,8 @@ def test_a_kept_tag_moved_onto_an_image_being_deleted_stops_that_delete(
         )
         children = {c.digest for c in v1.children}
         order = [d.version.digest for d in the_plan.delete]
-        assert order[:2] == [v1.digest, old_dev.digest] and set(order[2:]) == children
+        assert order[:2] == [v1.digest, old_dev.digest]
+        assert set(order[2:]) == children
         if told:
             backend.expect_deletes(d.version for d in the_plan.delete)
         pusher.tag(REPO, v1, "stable")  # the rollback: PUT v1's manifest under "stable"
@@ -289,9 +298,11 @@ def test_a_kept_tag_moved_onto_an_image_being_deleted_stops_that_delete(
     assert status == [(v1.digest, DeleteStatus.CHANGED), (old_dev.digest, DeleteStatus.DELETED)]
     assert "now tagged stable" in report.results[0].detail
     assert {v.digest for v in report.skipped} == children  # held back: stable needs them
-    assert pusher.status(REPO, "stable") == 200 and pusher.status(REPO, "v1.0.0") == 200
+    assert pusher.status(REPO, "stable") == 200
+    assert pusher.status(REPO, "v1.0.0") == 200
     assert pusher.status(REPO, "dev-00000001") == 404
-    assert pulls(registry, "stable", tmp_path) and pulls(registry, "v2.0.0", tmp_path)
+    assert pulls(registry, "stable", tmp_path)
+    assert pulls(registry, "v2.0.0", tmp_path)
     if told:
         # v1.0.0: itself + the kept stable, v2.0.0, dev-00000002; then dev-00000001:
         # itself + those 3 + v1.0.0, which the plan deleted but which stays
@@ -328,7 +339,8 @@ def test_basic_auth_from_flags_and_from_the_environment(
         code, payload, err = prune(capsys, *args)
         assert code == ExitCode.OK, err
         assert p.tags(REPO) == ["v1.4.0"]
-        assert "s3cr3t-PW" not in err and "s3cr3t-PW" not in json.dumps(payload)
+        assert "s3cr3t-PW" not in err
+        assert "s3cr3t-PW" not in json.dumps(payload)
     finally:
         p.close()
 

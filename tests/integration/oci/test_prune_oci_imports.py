@@ -8,11 +8,14 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.emulators import images as im
-from tests.integration.oci.registry import Pusher, Registry
+
+if TYPE_CHECKING:
+    from tests.integration.oci.registry import Pusher, Registry
 
 pytestmark = pytest.mark.integration
 

@@ -9,10 +9,8 @@ fake needs only the standard library, so these fixtures never skip.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -20,6 +18,10 @@ from tagkeeper.rollback.github import connect
 from tagkeeper.secret import Secret
 from tests.emulators.deployments import DeploymentsFake, install
 from tests.emulators.ghcr import GhcrEmulator
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 REPO = "octo/app"
 IMAGE = "ghcr.io/octo/app"

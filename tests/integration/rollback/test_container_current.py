@@ -6,15 +6,17 @@ import contextlib
 import io
 import secrets
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tagkeeper.cli import main
 from tagkeeper.errors import ExitCode
 from tests.services import require_binary, require_docker
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 BUSYBOX = Path("/usr/bin/busybox")
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -12,6 +11,9 @@ from tagkeeper.errors import AuthError, ExitCode, NoRollbackTarget
 from tagkeeper.rollback.github import GitHubDeployments, make_payload
 from tagkeeper.rollback.resolve import DeployStatus, previous_from_history
 from tests.integration.rollback.conftest import IMAGE, REPO, GitHubFake
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64
@@ -388,4 +390,5 @@ def test_a_github_failure_at_start_runs_nothing_and_closes_the_ledger_record(
     with Ledger(ledger_path, create=False) as ledger:
         [rec] = ledger.history()
     assert rec.status is DeployStatus.FAILED
-    assert rec.detail is not None and rec.detail.startswith("not run")
+    assert rec.detail is not None
+    assert rec.detail.startswith("not run")

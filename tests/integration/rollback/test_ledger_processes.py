@@ -11,12 +11,15 @@ import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tagkeeper.rollback.ledger import Ledger
 from tagkeeper.rollback.resolve import DeployStatus
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 IMAGE = "ghcr.io/octo/app"
 WRITERS = 3
@@ -213,4 +216,5 @@ def test_a_terminated_deploy_is_recorded_failed_and_the_command_stopped(
     with Ledger(ledger_path, create=False) as ledger:
         record = ledger.history()[0]
     assert record.status is DeployStatus.FAILED
-    assert record.detail is not None and "SIGTERM" in record.detail
+    assert record.detail is not None
+    assert "SIGTERM" in record.detail
