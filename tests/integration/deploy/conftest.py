@@ -1,8 +1,9 @@
-"""Fixtures for the deploy tests: the test app and a registry.
+"""Fixtures for the deploy tests: the test app, a registry, nginx.
 
 Each wraps a plain helper of :mod:`tests.deploykit` (usable from ``bench/`` too) and
 turns :class:`~tests.deploykit.ServiceError` (a missing binary, a service that did not
-come up) into a failed test, never a skip. Every container and image made
+come up) into a failed test, never a skip. Services run in the test's own temporary
+folder on free 127.0.0.1 ports and stop at teardown; every container and image made
 here is removed, and nothing else is touched.
 
 - ``docker_client`` (session): the engine; fails when none answers.
@@ -10,11 +11,15 @@ here is removed, and nothing else is touched.
 - ``apps``: :class:`AppFleet`; ``apps.run(image, port=..., env={...})`` starts a container.
 - ``registry``: a real ``docker-registry`` (deletes enabled) from
   :func:`tests.integration.oci.registry.start_registry`.
+- ``nginx(upstream, **conf)``: a started nginx.
+- ``load(url, **kw)``: a :class:`LoadClient`, stopped at teardown if still running.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +27,8 @@ import pytest
 
 from tests.deploykit import ServiceError
 from tests.deploykit.app import AppContainer, AppFleet, AppImages
+from tests.deploykit.load import LoadClient
+from tests.deploykit.nginx import Nginx, start_nginx
 from tests.integration.oci.registry import Registry, RegistryStartError, start_registry
 from tests.services import require_docker
 
@@ -73,3 +80,39 @@ def registry(tmp_path: Path) -> Iterator[Registry]:
             yield running
     except RegistryStartError as exc:
         pytest.fail(str(exc))
+
+
+def _starter(tmp_path: Path, name: str, start: Callable[..., Any]) -> Iterator[Callable[..., Any]]:
+    counter = itertools.count(1)
+    with ExitStack() as stack:
+
+        def run(*args: Any, **kw: Any) -> Any:
+            folder = tmp_path / f"{name}-{next(counter)}"
+            try:
+                return stack.enter_context(start(folder, *args, **kw))
+            except ServiceError as exc:
+                pytest.fail(str(exc))
+
+        yield run
+
+
+@pytest.fixture
+def nginx(tmp_path: Path) -> Iterator[Callable[..., Nginx]]:
+    """``nginx(upstream, **conf)``: a started :class:`Nginx` (see :func:`start_nginx`)."""
+    yield from _starter(tmp_path, "nginx", start_nginx)
+
+
+@pytest.fixture
+def load() -> Iterator[Callable[..., LoadClient]]:
+    """``load(url, rate=..., duration=... | count=..., keepalive=...)``: not started yet."""
+    made: list[LoadClient] = []
+
+    def make(url: str, **kw: Any) -> LoadClient:
+        client = LoadClient(url, **kw)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.stop()
+        client.join(timeout=10)
