@@ -1,4 +1,4 @@
-"""Fixtures for the deploy tests: the test app, a registry, nginx, Traefik.
+"""Fixtures for the deploy tests: the test app, a registry, nginx, Traefik, Prometheus.
 
 Each wraps a plain helper of :mod:`tests.deploykit` (usable from ``bench/`` too) and
 turns :class:`~tests.deploykit.ServiceError` (a missing binary, a service that did not
@@ -11,7 +11,7 @@ here is removed, and nothing else is touched.
 - ``apps``: :class:`AppFleet`; ``apps.run(image, port=..., env={...})`` starts a container.
 - ``registry``: a real ``docker-registry`` (deletes enabled) from
   :func:`tests.integration.oci.registry.start_registry`.
-- ``nginx(upstream, **conf)``, ``traefik(weights)``: starters.
+- ``nginx(upstream, **conf)``, ``traefik(weights)``, ``prometheus(targets)``: starters.
 - ``load(url, **kw)``: a :class:`LoadClient`, stopped at teardown if still running.
 """
 
@@ -29,6 +29,7 @@ from tests.deploykit import ServiceError
 from tests.deploykit.app import AppContainer, AppFleet, AppImages
 from tests.deploykit.load import LoadClient
 from tests.deploykit.nginx import Nginx, start_nginx
+from tests.deploykit.prometheus import Prometheus, start_prometheus
 from tests.deploykit.traefik import Traefik, start_traefik
 from tests.integration.oci.registry import Registry, RegistryStartError, start_registry
 from tests.services import require_docker
@@ -107,6 +108,12 @@ def nginx(tmp_path: Path) -> Iterator[Callable[..., Nginx]]:
 def traefik(tmp_path: Path) -> Iterator[Callable[..., Traefik]]:
     """``traefik(weights=None)``: a started :class:`Traefik` (see :func:`start_traefik`)."""
     yield from _starter(tmp_path, "traefik", start_traefik)
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[Callable[..., Prometheus]]:
+    """``prometheus(targets)``: a started :class:`Prometheus` (``{slot: address}``)."""
+    yield from _starter(tmp_path, "prometheus", start_prometheus)
 
 
 @pytest.fixture
