@@ -32,9 +32,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere: reuse the test helpers
@@ -45,6 +44,9 @@ from tests.deploykit.app import AppContainer, AppFleet, AppImages  # noqa: E402
 from tests.deploykit.load import LoadClient, Summary  # noqa: E402
 from tests.deploykit.nginx import Nginx, start_nginx  # noqa: E402
 from tests.deploykit.traefik import Traefik, start_traefik  # noqa: E402
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def hey(url: str, n: int, c: int) -> str:

@@ -24,12 +24,14 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tests.deploykit import ServiceError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 APP_DIR = Path(__file__).resolve().parents[1] / "apps" / "webapp"
 BUSYBOX = Path("/usr/bin/busybox")

@@ -19,14 +19,16 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tests.deploykit import ServiceError
 from tests.deploykit._proc import find_binary, free_port, stop, tail, wait_port, write_atomic
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+    from pathlib import Path
 
 UPSTREAM = "webapp"
 

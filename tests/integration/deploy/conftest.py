@@ -18,10 +18,8 @@ here is removed, and nothing else is touched.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -33,6 +31,10 @@ from tests.deploykit.prometheus import Prometheus, start_prometheus
 from tests.deploykit.traefik import Traefik, start_traefik
 from tests.integration.oci.registry import Registry, RegistryStartError, start_registry
 from tests.services import require_docker
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
 
 
 @pytest.fixture(scope="session")

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.deploykit.app import AppContainer, AppFleet, AppImages
 from tests.deploykit.load import LoadClient
-from tests.deploykit.nginx import Nginx
 from tests.services import free_port
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tests.deploykit.app import AppContainer, AppFleet, AppImages
+    from tests.deploykit.nginx import Nginx
 
 pytestmark = pytest.mark.integration
 

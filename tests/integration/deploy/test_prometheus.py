@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.deploykit.app import AppFleet, AppImages
-from tests.deploykit.load import LoadClient
 from tests.deploykit.prometheus import Prometheus, spring_query
 from tests.services import free_port
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tests.deploykit.app import AppFleet, AppImages
+    from tests.deploykit.load import LoadClient
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +58,8 @@ def test_scrapes_slots_and_answers_spring_queries(
     p95 = prom.wait_value(spring_query("p95", green.address, window))
     assert 0.05 <= p95 <= 0.25  # bucket interpolation of ~60 ms answers
     blue_p95 = prom.wait_value(spring_query("p95", blue.address, window))
-    assert not math.isnan(blue_p95) and blue_p95 < p95
+    assert not math.isnan(blue_p95)
+    assert blue_p95 < p95
 
     prom.set_target("green", None)  # a slot removed: no longer scraped
     deadline = time.monotonic() + 20

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import docker.errors
 import pytest
 
 from tests.deploykit.app import AppFleet, AppImages, publish, untag
-from tests.integration.oci.registry import Registry
 from tests.services import free_port
+
+if TYPE_CHECKING:
+    from tests.integration.oci.registry import Registry
 
 pytestmark = pytest.mark.integration
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.deploykit.app import AppContainer, AppFleet, AppImages, http_get
-from tests.deploykit.load import LoadClient
 from tests.deploykit.traefik import SERVICE_FILE, Traefik
 from tests.services import free_port
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tests.deploykit.load import LoadClient
 
 pytestmark = pytest.mark.integration
 
