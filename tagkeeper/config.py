@@ -53,6 +53,7 @@ SCHEMA: dict[str, tuple[tuple[type, ...], str]] = {
         "'-' and '/', starting with a letter or digit, at most 255 characters)",
     ),
     "allow-prerelease": (_BOOL, "true or false"),
+    "fail-dirty": (_BOOL, "true or false (tags: a dirty work tree is an error, not a warning)"),
     "keep": (_INT, "a non-negative integer"),
     "keep-dev": (_INT, "a non-negative integer"),
     "keep-pr": (_INT, "a non-negative integer"),

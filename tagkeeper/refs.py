@@ -134,3 +134,20 @@ def parse_reference(text: str) -> ImageRef:
     if len(f"{host}/{rest}" if host else rest) > 255:
         raise UsageError(f"{text!r}: repository names are limited to 255 characters")
     return ImageRef(host=host, path=rest, tag=tag, digest=digest)
+
+
+def lowercase_repository(text: str) -> str:
+    """``text`` with its repository (registry host and path) in lower case.
+
+    The tag and the digest are kept exactly as written: tags are case-sensitive. This is
+    what docker/metadata-action does with an image name, so that
+    ``ghcr.io/${{ github.repository }}`` works for an owner such as ``Acme-Corp``. The
+    result is not validated here; :func:`parse_reference` does that.
+    """
+    rest, at, digest = text.partition("@")
+    slash = rest.rfind("/")
+    colon = rest.rfind(":")
+    tag = ""
+    if colon > slash:
+        rest, tag = rest[:colon], rest[colon:]
+    return rest.lower() + tag + at + digest

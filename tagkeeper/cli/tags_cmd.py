@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -10,9 +11,16 @@ from tagkeeper.cli import common
 
 if TYPE_CHECKING:
     from tagkeeper.tags.compute import TagResult
+    from tagkeeper.tags.metadata import ImageMetadata
 
 
-def _summary(result: TagResult, lines: list[str]) -> str:
+class Printed(StrEnum):
+    tags = "tags"
+    labels = "labels"
+    annotations = "annotations"
+
+
+def _summary(result: TagResult, lines: list[str], metadata: ImageMetadata) -> str:
     from tagkeeper.cli.gha import md_escape
 
     ctx = result.context
@@ -27,7 +35,9 @@ def _summary(result: TagResult, lines: list[str]) -> str:
     out = ["### tagkeeper tags", "", "| | |", "|---|---|"]
     out += [f"| {name} | {md_escape(value)} |" for name, value in rows]
     out += ["", "Tags:", ""]
-    out += [f"- `{line}`" for line in lines] or ["- (none)"]
+    out += [f"- `{md_escape(line)}`" for line in lines] or ["- (none)"]
+    out += ["", "Labels (annotations at " + ", ".join(metadata.levels) + "):", ""]
+    out += [f"- `{md_escape(key)}={md_escape(value)}`" for key, value in metadata.labels.items()]
     return "\n".join(out) + "\n"
 
 
@@ -46,6 +56,24 @@ def _explain(result: TagResult) -> None:
     common.info(f"{result.channel} build for {result.env}" + (f" ({ctx.ref})" if ctx.ref else ""))
     for note in (*ctx.notes, *result.notes):
         common.info(f"note: {note}")
+    for warning in result.warnings:
+        common.info(f"warning: {warning}")
+
+
+def _lowercased(images: list[str]) -> list[str]:
+    """``images`` with their repository in lower case, saying so for each one changed."""
+    from tagkeeper.refs import lowercase_repository
+
+    out = []
+    for image in images:
+        lowered = lowercase_repository(image)
+        if lowered != image:
+            common.info(
+                f"note: image names are lower case: {image} is written {lowered} "
+                "(as docker/metadata-action does)"
+            )
+        out.append(lowered)
+    return out
 
 
 def tags(  # noqa: PLR0917 - Typer passes options as arguments
@@ -127,13 +155,43 @@ def tags(  # noqa: PLR0917 - Typer passes options as arguments
             "--image",
             "-i",
             metavar="IMAGE",
-            help="Image repository; print full references (repeatable).",
+            help="Image repository; print full references (repeatable). Upper case in "
+            "the repository is written in lower case, as image names are.",
         ),
     ] = None,
+    fail_dirty: Annotated[
+        bool | None,
+        typer.Option(
+            "--fail-dirty/--no-fail-dirty",
+            help="Outside CI, exit 3 when the work tree has uncommitted changes (the tag "
+            "names a commit, not those files) instead of warning (default: config "
+            "'fail-dirty', else warn).",
+            show_default=False,
+        ),
+    ] = None,
+    annotation_levels: Annotated[
+        str,
+        typer.Option(
+            "--annotation-levels",
+            metavar="LEVELS",
+            help="Where the annotations go: comma-separated manifest, index, "
+            "manifest-descriptor, index-descriptor ('index' needs a multi-platform or "
+            "attested build).",
+        ),
+    ] = "manifest",
+    printed: Annotated[
+        Printed,
+        typer.Option(
+            "--print",
+            help="What the text output lists, one per line: tags (references), labels "
+            "(key=value) or annotations (level:key=value).",
+        ),
+    ] = Printed.tags,
     fmt: common.FormatOpt = common.Format.text,
 ) -> None:
     """Compute the immutable tags of the build being run."""
     import os
+    from datetime import UTC, datetime
 
     from tagkeeper.cli import gha
     from tagkeeper.tags.compute import (
@@ -143,9 +201,12 @@ def tags(  # noqa: PLR0917 - Typer passes options as arguments
         image_references,
     )
     from tagkeeper.tags.context import detect
+    from tagkeeper.tags.metadata import build_time, image_metadata, parse_levels
 
     config = common.state(ctx).config()
-    images: list[str] = list(image) if image else config.images()
+    images: list[str] = _lowercased(list(image)) if image else config.images()
+    levels = parse_levels(annotation_levels)
+    created = build_time(os.environ, datetime.now(UTC))
     pointer = common.pick(dev_pointer, config, "dev-pointer", None)
     options = TagOptions(
         sha_length=common.pick(sha_length, config, "sha-length", DEFAULT_SHA_LENGTH),
@@ -154,6 +215,7 @@ def tags(  # noqa: PLR0917 - Typer passes options as arguments
         dev_pointer=pointer or None,
         env=common.pick(env, config, "env", None),
         allow_prerelease=bool(common.pick(allow_prerelease, config, "allow-prerelease", False)),
+        fail_dirty=bool(common.pick(fail_dirty, config, "fail-dirty", False)),
     )
     image_references(images, [])  # bad images are bad input: fail before any other work
     context = detect(
@@ -164,7 +226,10 @@ def tags(  # noqa: PLR0917 - Typer passes options as arguments
     )
     result = compute_tags(context, options)
     references = image_references(images, result.tags) if images else list(result.tags)
+    metadata = image_metadata(result, created=created, images=images, levels=levels)
     payload = result.to_dict(images)
+    payload["labels"] = metadata.labels
+    payload["annotations"] = metadata.annotations
     _explain(result)
     if fmt is common.Format.json:
         common.emit_json(payload)
@@ -180,9 +245,16 @@ def tags(  # noqa: PLR0917 - Typer passes options as arguments
                 "channel": str(result.channel),
                 "sha": result.sha,
                 "sha-source": str(result.context.sha_source),
+                "labels": metadata.labels_text(),
+                "annotations": metadata.annotations_text(),
                 "json": json.dumps(payload, separators=(",", ":")),
             }
         )
-        gha.append_summary(_summary(result, references))
-    for line in references:
+        gha.append_summary(_summary(result, references, metadata))
+    lines = {
+        Printed.tags: references,
+        Printed.labels: metadata.labels_text().splitlines(),
+        Printed.annotations: metadata.annotations_text().splitlines(),
+    }[printed]
+    for line in lines:
         typer.echo(line)

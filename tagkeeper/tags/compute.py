@@ -74,6 +74,11 @@ class BuildContext:
     ``ref`` is a full ref (``refs/heads/main``, ``refs/tags/v1.2.3``,
     ``refs/pull/5/merge``) or ``None`` (detached HEAD outside CI). ``notes`` are facts
     worth telling the user (for example a non-SemVer tag that was ignored).
+
+    ``repository_url`` (``https://github.com/o/r``) and ``repository_name`` (``r``) say
+    where the source lives, when known. ``dirty`` lists the work tree's uncommitted paths
+    when git was asked (``()``: clean); ``None`` when the build is not read from a work
+    tree (in CI, or a commit given with ``--sha``).
     """
 
     sha: str
@@ -82,6 +87,9 @@ class BuildContext:
     event: str | None = None
     pr_number: int | None = None
     notes: tuple[str, ...] = ()
+    repository_url: str | None = None
+    repository_name: str | None = None
+    dirty: tuple[str, ...] | None = None
 
     @property
     def tag_name(self) -> str | None:
@@ -99,7 +107,9 @@ class BuildContext:
 @dataclass(frozen=True, slots=True)
 class TagOptions:
     """How tags are formed. ``env`` overrides the environment the build is meant for;
-    ``allow_prerelease`` lets a strict environment take a prerelease."""
+    ``allow_prerelease`` lets a strict environment take a prerelease; ``fail_dirty`` makes
+    uncommitted changes in the work tree a :class:`~tagkeeper.errors.PolicyViolation`
+    instead of a warning."""
 
     sha_length: int = DEFAULT_SHA_LENGTH
     v_prefix: bool = True
@@ -107,6 +117,7 @@ class TagOptions:
     dev_pointer: str | None = None
     env: str | None = None
     allow_prerelease: bool = False
+    fail_dirty: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +130,7 @@ class TagResult:
     channel: Channel
     context: BuildContext
     notes: tuple[str, ...] = field(default=())
+    warnings: tuple[str, ...] = field(default=())
 
     @property
     def sha(self) -> str:
@@ -143,7 +155,9 @@ class TagResult:
             "ref": self.context.ref,
             "event": self.context.event,
             "pr_number": self.context.pr_number,
+            "dirty": list(self.context.dirty) if self.context.dirty is not None else None,
             "notes": list(self.context.notes + self.notes),
+            "warnings": list(self.warnings),
         }
 
 
@@ -275,6 +289,16 @@ def compute_tags(context: BuildContext, options: TagOptions | None = None) -> Ta
         require_valid_tag(tag)
         if tag.lower() == "latest":  # a guard: nothing above can produce it
             raise PolicyViolation("refusing to emit the tag 'latest'")
+    warnings = []
+    if context.dirty:
+        problem = dirty_problem(context.dirty, tags[0], sha[: opts.sha_length])
+        if opts.fail_dirty:
+            raise PolicyViolation(
+                problem,
+                hint="commit or stash the changes (git stash --include-untracked) and build "
+                "again; without --fail-dirty this is only a warning",
+            )
+        warnings.append(problem)
     return TagResult(
         tags=tuple(dict.fromkeys(tags)),
         version=version,
@@ -282,6 +306,18 @@ def compute_tags(context: BuildContext, options: TagOptions | None = None) -> Ta
         channel=channel,
         context=context,
         notes=tuple(notes),
+        warnings=tuple(warnings),
+    )
+
+
+def dirty_problem(paths: Sequence[str], tag: str, short_sha: str) -> str:
+    """What is wrong with tagging a work tree that has uncommitted ``paths``."""
+    shown = ", ".join(repr(path) for path in paths[:3])
+    more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
+    count = f"{len(paths)} uncommitted path" + ("s" if len(paths) != 1 else "")
+    return (
+        f"the work tree has {count} ({shown}{more}): {tag} names commit {short_sha}, "
+        "not the files an image built here would contain"
     )
 
 

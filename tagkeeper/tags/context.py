@@ -18,15 +18,24 @@ HEAD (``git tag --points-at HEAD``) makes it a release build, else the current b
 
 Explicit values win over both: ``sha`` and ``ref``. When ``sha`` is given outside CI,
 git is not asked anything and the ref is ``ref`` alone (no ref: a branch build).
+
+Where the source lives (for the OCI ``source``/``url``/``title`` labels): in Actions,
+``$GITHUB_SERVER_URL/$GITHUB_REPOSITORY``; outside CI, git's ``origin`` remote, with any
+user name or token in it dropped. Outside CI the work tree's uncommitted paths
+(``git status``, untracked files included, ignored files not) are reported in
+``BuildContext.dirty``: a tag names a commit, and an image built from a dirty tree is not
+that commit.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
 
 from tagkeeper.errors import UsageError
 from tagkeeper.semver import parse_tag
@@ -42,6 +51,10 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
 PR_EVENTS = frozenset({"pull_request", "pull_request_target"})
+_REPOSITORY_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}")
+_HOST_RE = re.compile(r"[A-Za-z0-9.-]+(?::[0-9]{1,5})?")
+_SCP_RE = re.compile(r"(?:[A-Za-z0-9._-]+@)?(?P<host>[A-Za-z0-9.-]+):(?P<path>[^/].*)")
+_PATH_RE = re.compile(r"[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)+")
 PR_SHA_CHOICES = ("head", "merge")
 
 __all__ = ["PR_EVENTS", "BuildContext", "GitRunner", "ShaSource", "SubprocessGit", "detect"]
@@ -144,7 +157,87 @@ def _pull_request(
     return BuildContext(validate_sha(merge, where), ShaSource.merge, ref, event, number)
 
 
+def _web_url(host: str, path: str, scheme: str = "https") -> str | None:
+    """``SCHEME://HOST/PATH`` when both look like a repository's web address, else ``None``."""
+    path = path.strip("/")
+    path = path.removesuffix(".git")
+    if not _HOST_RE.fullmatch(host) or not _PATH_RE.fullmatch(path):
+        return None
+    return f"{scheme}://{host}/{path}"
+
+
+def repository_from_actions(environ: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """The repository's web URL and name from ``$GITHUB_SERVER_URL``/``$GITHUB_REPOSITORY``."""
+    repository = environ.get("GITHUB_REPOSITORY", "")
+    if not _REPOSITORY_RE.fullmatch(repository):
+        return None, None
+    server = urlsplit(environ.get("GITHUB_SERVER_URL") or "https://github.com")
+    if server.scheme not in ("https", "http") or server.username or server.password:
+        return None, None
+    if server.path.strip("/") or server.query or server.fragment:
+        return None, None
+    if not _HOST_RE.fullmatch(server.netloc):
+        return None, None
+    return f"{server.scheme}://{server.netloc}/{repository}", repository.split("/", 1)[1]
+
+
+def repository_from_remote(remote: str | None) -> tuple[str | None, str | None]:
+    """A git remote's web URL and name: ``https://``, ``ssh://`` and ``git@host:path``
+    remotes; credentials in the URL are dropped. Anything else (a local path): ``None``."""
+    if not remote:
+        return None, None
+    url: str | None = None
+    if "://" in remote:
+        parts = urlsplit(remote)
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            return None, None
+        if parts.scheme in ("https", "http") and parts.hostname:
+            port = f":{parts.port}" if parts.port else ""  # a web server's own port
+            url = _web_url(parts.hostname + port, parts.path, parts.scheme)
+        elif parts.scheme in ("ssh", "git") and parts.hostname:
+            url = _web_url(parts.hostname, parts.path)  # the ssh port is not the web's
+    elif (scp := _SCP_RE.fullmatch(remote)) is not None:
+        url = _web_url(scp.group("host"), scp.group("path"))
+    if url is None:
+        return None, None
+    return url, url.rsplit("/", 1)[1]
+
+
+def dirty_paths(git: GitRunner) -> tuple[str, ...] | None:
+    """Uncommitted paths of the work tree (``git status``; ``None`` when git cannot tell)."""
+    text = git(["status", "--porcelain=v2", "-z", "--untracked-files=normal"])
+    if text is None:
+        return None
+    paths: list[str] = []
+    entries = iter(text.split("\0"))
+    # porcelain v2: "1 XY sub mH mI mW hH hI path", "2 ... X<score> path" then the
+    # original path as its own entry, "u ... path", "? path"
+    fields = {"1": 8, "2": 9, "u": 10, "?": 1}
+    for entry in entries:
+        count = fields.get(entry[:1])
+        if count is None:
+            continue
+        parts = entry.split(" ", count)
+        if len(parts) == count + 1:
+            paths.append(parts[count])
+        if entry.startswith("2 "):
+            next(entries, None)
+    return tuple(paths)
+
+
 def _from_actions(
+    environ: Mapping[str, str], sha: str | None, ref: str | None, pr_sha: str
+) -> BuildContext:
+    from dataclasses import replace
+
+    url, name = repository_from_actions(environ)
+    context = _actions_build(environ, sha, ref, pr_sha)
+    return replace(context, repository_url=url, repository_name=name)
+
+
+def _actions_build(
     environ: Mapping[str, str], sha: str | None, ref: str | None, pr_sha: str
 ) -> BuildContext:
     event = environ.get("GITHUB_EVENT_NAME") or None
@@ -190,7 +283,18 @@ def _from_git(git: GitRunner, ref: str | None) -> BuildContext:
                 ref = branch
             else:
                 notes.append("detached HEAD with no SemVer tag: a branch (dev) build")
-    return BuildContext(sha, ShaSource.git, ref, None, pr_number_from_ref(ref), tuple(notes))
+    url, name = repository_from_remote(git(["remote", "get-url", "origin"]))
+    return BuildContext(
+        sha,
+        ShaSource.git,
+        ref,
+        None,
+        pr_number_from_ref(ref),
+        tuple(notes),
+        repository_url=url,
+        repository_name=name,
+        dirty=dirty_paths(git),
+    )
 
 
 def detect(

@@ -13,7 +13,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tagkeeper.errors import UsageError
-from tagkeeper.refs import ImageRef, is_valid_tag, parse_reference, require_valid_tag
+from tagkeeper.refs import (
+    ImageRef,
+    is_valid_tag,
+    lowercase_repository,
+    parse_reference,
+    require_valid_tag,
+)
 
 HEX64 = "0123456789abcdef" * 4
 SHA = f"sha256:{HEX64}"
@@ -174,3 +180,34 @@ def test_round_trip(host: str | None, path: str, tag: str | None, digest: str | 
     assert parsed.digest == digest
     if host is not None:
         assert parsed.host == host
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("ghcr.io/Acme-Corp/App", "ghcr.io/acme-corp/app"),
+        ("GHCR.IO/Acme-Corp/App:V1.2.3", "ghcr.io/acme-corp/app:V1.2.3"),
+        ("Registry:5000/Team/App", "registry:5000/team/app"),
+        ("Registry:5000/Team/App:Dev-X", "registry:5000/team/app:Dev-X"),
+        ("ghcr.io/o/App@sha256:" + "a" * 64, "ghcr.io/o/app@sha256:" + "a" * 64),
+        ("ghcr.io/o/App:Tag@sha256:" + "a" * 64, "ghcr.io/o/app:Tag@sha256:" + "a" * 64),
+        ("ghcr.io/o/app", "ghcr.io/o/app"),
+    ],
+)
+def test_lowercase_repository_keeps_tag_and_digest(text: str, expected: str) -> None:
+    assert lowercase_repository(text) == expected
+    assert str(parse_reference(lowercase_repository(text))) == expected
+
+
+@given(
+    host=st.sampled_from(["", "ghcr.io/", "Registry.Example.COM:5000/", "localhost:5000/"]),
+    path=st.from_regex(r"[A-Za-z0-9]{1,8}(/[A-Za-z0-9]{1,8}){0,2}", fullmatch=True),
+    tag=st.one_of(st.none(), st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,20}", fullmatch=True)),
+)
+def test_lowercase_repository_changes_only_the_repository(
+    host: str, path: str, tag: str | None
+) -> None:
+    text = host + path + (f":{tag}" if tag is not None else "")
+    ref = parse_reference(lowercase_repository(text))
+    assert ref.repository == (host + path).lower()
+    assert ref.tag == tag
