@@ -1,0 +1,231 @@
+"""The example workflows of ``examples/workflows/``, each run by ``act`` far enough to check
+the values it produces, for a repository whose owner is mixed case (``Acme-Corp/App``).
+
+Each example is run as written, with three changes a runner without the network needs:
+``actions/checkout`` becomes a copy of this checkout; the ``docker/*`` actions become local
+stand-ins that record the inputs they were given (what the example would build and push);
+and the tagkeeper steps that talk to GitHub get the emulator's ``api-url``/``registry-url``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import yaml
+
+from tests.emulators import images
+from tests.emulators.deployments import install
+from tests.emulators.ghcr import GhcrEmulator
+from tests.integration.action.conftest import REPO_ROOT, ActResult, ActRunner, head_sha
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+    from pathlib import Path
+
+pytestmark = pytest.mark.integration
+
+EXAMPLES = REPO_ROOT / "examples" / "workflows"
+REMOTE = "https://github.com/Acme-Corp/App.git"
+OWNER, PACKAGE = "acme-corp", "app"
+IMAGE = f"ghcr.io/{OWNER}/{PACKAGE}"
+P = "org.opencontainers.image."
+
+COPY = """cd "$TK_SRC"
+git ls-files -z --cached --others --exclude-standard |
+  xargs -0 cp --parents -t "$GITHUB_WORKSPACE"
+cp -r "$TK_STUBS" "$GITHUB_WORKSPACE/.tk-stubs"
+"""
+
+
+def stub_action(slug: str, inputs: list[str]) -> str:
+    """A composite action that writes each input it got to ``$TK_OUT/<slug>/<input>``."""
+    env = "".join(
+        f"        IN_{i}: ${{{{ inputs.{name} }}}}\n" for i, name in enumerate(inputs)
+    )
+    writes = "".join(
+        f'        printf "%s" "$IN_{i}" > "$TK_OUT/{slug}/{name}"\n'
+        for i, name in enumerate(inputs)
+    )
+    declared = "".join(f"  {name}:\n    required: false\n" for name in ["unused", *inputs])
+    env += "        NONE: none\n"
+    writes += "        true\n"
+    return f"""name: {slug} (stand-in)
+description: records its inputs
+inputs:
+{declared}runs:
+  using: composite
+  steps:
+    - shell: bash
+      env:
+{env}      run: |
+        mkdir -p "$TK_OUT/{slug}"
+{writes}"""
+
+
+def runnable(
+    name: str, stubs: Path, extra_with: Mapping[str, Mapping[str, str]] | None = None
+) -> str:
+    """The example ``name`` as act can run it here (see the module docstring)."""
+    data: dict[Any, Any] = yaml.safe_load((EXAMPLES / name).read_text(encoding="utf-8"))
+    data["on"] = data.pop(True)  # YAML 1.1 reads the key 'on' as true
+    for job in data["jobs"].values():
+        job["runs-on"] = "ubuntu-latest"
+        steps = []
+        for original in job["steps"]:
+            step = dict(original)
+            uses = step.get("uses", "")
+            if uses.startswith("actions/checkout@"):
+                steps.append({"name": "Bring in the checkout under test", "run": COPY})
+                continue
+            if uses.startswith("docker/"):
+                slug = uses.split("/", 1)[1].split("@", 1)[0]
+                (stubs / slug).mkdir(parents=True, exist_ok=True)
+                (stubs / slug / "action.yml").write_text(
+                    stub_action(slug, list(step.get("with", {}))), encoding="utf-8"
+                )
+                step["uses"] = f"./.tk-stubs/{slug}"
+            elif uses == "./" and step.get("id") in (extra_with or {}):
+                step["with"] = {**step["with"], **(extra_with or {})[step["id"]]}
+            steps.append(step)
+        job["steps"] = steps
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def run_example(
+    act: ActRunner,
+    tmp_path: Path,
+    name: str,
+    *,
+    event: str,
+    payload: Mapping[str, Any],
+    extra_with: Mapping[str, Mapping[str, str]] | None = None,
+    secrets: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> ActResult:
+    stubs = tmp_path / "stubs"
+    stubs.mkdir()
+    result = act(
+        runnable(name, stubs, extra_with),
+        event=event,
+        payload=payload,
+        remote=REMOTE,
+        env={"TK_STUBS": str(stubs), **(env or {})},
+        secrets={"GITHUB_TOKEN": "ghs_" + "E" * 36, **(secrets or {})},
+    )
+    assert result.returncode == 0, result.log[-6000:]
+    return result
+
+
+def labels_of(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.split("\n"))
+
+
+def test_dev_build_pushes_dev_sha_with_labels_and_annotations(
+    act: ActRunner, tmp_path: Path
+) -> None:
+    result = run_example(
+        act, tmp_path, "dev-build.yml", event="push", payload={"ref": "refs/heads/feature/x"}
+    )
+    sha = head_sha(tmp_path / "repo")
+    assert result.read("login-action/registry") == "ghcr.io"
+    built = "build-push-action/"
+    assert result.read(built + "push") == "true"
+    assert result.read(built + "tags") == f"{IMAGE}:dev-{sha[:7]}"
+    labels = labels_of(result.read(built + "labels"))
+    assert labels[P + "revision"] == sha
+    assert labels[P + "version"] == f"dev-{sha[:7]}"
+    assert labels[P + "source"] == "https://github.com/Acme-Corp/App"
+    assert labels[P + "title"] == "App"
+    created = datetime.fromisoformat(labels[P + "created"])
+    assert abs(created - datetime.now(UTC)) < timedelta(minutes=10)
+    assert result.read(built + "annotations").split("\n") == [
+        f"manifest:{key}={value}" for key, value in labels.items()
+    ]
+    assert "ghcr.io/Acme-Corp/App is written ghcr.io/acme-corp/app" in result.log
+
+
+def test_release_gates_and_pushes_the_exact_version(act: ActRunner, tmp_path: Path) -> None:
+    result = run_example(
+        act, tmp_path, "release.yml", event="push", payload={"ref": "refs/tags/v1.4.0"}
+    )
+    built = "build-push-action/"
+    assert result.read(built + "tags") == f"{IMAGE}:v1.4.0"
+    labels = labels_of(result.read(built + "labels"))
+    assert labels[P + "version"] == "1.4.0"
+    assert labels[P + "revision"] == head_sha(tmp_path / "repo")
+    assert f"manifest:{P}version=1.4.0" in result.read(built + "annotations").split("\n")
+    assert "ok (exact release 1.4.0; acceptable for prod)" in result.log
+
+
+@pytest.fixture
+def emu() -> Iterator[GhcrEmulator]:
+    emulator = GhcrEmulator(latency=0.0)
+    deployments = install(emulator)
+    emulator.start()
+    emulator.deployments = deployments  # type: ignore[attr-defined]
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+    if emulator.errors:
+        pytest.fail("the emulator raised inside a handler: " + "; ".join(emulator.errors))
+
+
+def test_prune_keeps_the_newest_per_channel_and_reports(
+    act: ActRunner, tmp_path: Path, emu: GhcrEmulator
+) -> None:
+    emu.add_org(OWNER)
+    token = emu.add_token(
+        login="github-actions[bot]", kind="github_token", packages={f"{OWNER}/*": "admin"}
+    )
+    base = datetime.now(UTC) - timedelta(days=30)
+    dev = []
+    for day in range(12):
+        tag = f"dev-{day + 0xA0000:07x}"
+        built = images.image(label=tag)
+        emu.push_built(OWNER, PACKAGE, built, tags=[tag], created=base + timedelta(days=day))
+        dev.append(built.digest)
+    garbage = images.image(label="garbage")
+    emu.push_built(OWNER, PACKAGE, garbage, created=base)
+    endpoints = {"prune": {"api-url": emu.api_url, "registry-url": emu.registry_url}}
+    result = run_example(
+        act, tmp_path, "prune.yml", event="schedule", payload={"schedule": "17 3 * * *"},
+        extra_with=endpoints, secrets={"GITHUB_TOKEN": token},
+    )  # fmt: skip
+    left = {v.digest for v in emu.versions(OWNER, PACKAGE)}
+    assert left == set(dev[2:])  # keep-dev 10; the two oldest and the garbage went
+    assert "planned 3, deleted 3, kept 10" in result.log
+    assert token not in result.log
+
+
+def test_rollback_prints_one_pinned_reference(
+    act: ActRunner, tmp_path: Path, emu: GhcrEmulator
+) -> None:
+    """The printed IMAGE is exactly what ``previous --digest`` answers, never prefixed twice
+    (it used to print ``IMAGE=ghcr.io/o/r:ghcr.io/o/r:v1.2.4@sha256:...``)."""
+    fake = emu.deployments  # type: ignore[attr-defined]
+    emu.add_user("octo")
+    token = emu.add_token(login="octo", kind="github_token", default="write")
+    digests = {"v1.2.3": "sha256:" + "3" * 64, "v1.2.4": "sha256:" + "4" * 64}
+    for tag, digest in digests.items():
+        payload = {"tagkeeper": 1, "image": IMAGE, "tag": tag, "digest": digest,
+                   "rollback": False, "ci_run_url": None}  # fmt: skip
+        deployment = fake.add_deployment("Acme-Corp/App", environment="prod", payload=payload)
+        fake.add_status("Acme-Corp/App", deployment, "success")
+    result = run_example(
+        act, tmp_path, "rollback.yml", event="workflow_dispatch",
+        payload={"inputs": {"environment": "prod", "current": ""}},
+        extra_with={"previous": {"api-url": emu.api_url}},
+        secrets={"GITHUB_TOKEN": token},
+        env={"TAGKEEPER_LEDGER": str(tmp_path / "no-ledger-here" / "ledger.db")},
+    )  # fmt: skip
+    expected = f"{IMAGE}:v1.2.3@{digests['v1.2.3']}"
+    printed = [
+        line.split("| ", 1)[-1].strip()
+        for line in result.log.splitlines()
+        if "IMAGE=" in line and "./deploy.sh" in line and "echo" not in line
+    ]
+    assert printed == [f"IMAGE={expected} PROFILE=prod ./deploy.sh"], result.log[-3000:]
+    assert f"{IMAGE}:{IMAGE}" not in result.log
