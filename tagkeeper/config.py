@@ -50,7 +50,8 @@ SCHEMA: dict[str, tuple[tuple[type, ...], str]] = {
     "env": (
         _STR,
         "an environment name such as 'dev' or 'prod' (letters, digits, spaces, '.', '_', "
-        "'-' and '/', starting with a letter or digit, at most 255 characters)",
+        "'-' and '/', starting with a letter or digit, not ending with a space, at most 255 "
+        "characters)",
     ),
     "allow-prerelease": (_BOOL, "true or false"),
     "fail-dirty": (_BOOL, "true or false (tags: a dirty work tree is an error, not a warning)"),
@@ -75,7 +76,6 @@ _CHOICES = {
     "unmatched": ("keep", "delete"),
 }
 
-ENV_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._/-]{0,254}")
 # A tool.tagkeeper table in a file that is not valid TOML: [tool.tagkeeper], a
 # [tool.tagkeeper.x] sub-table, or a dotted key tool.tagkeeper... = ...
 _SECTION_TEXT_RE = re.compile(
@@ -152,10 +152,10 @@ def _check_image(value: str | list[str]) -> None:
 
 
 def _check_env(value: str) -> None:
-    if not ENV_NAME_RE.fullmatch(value) or value != value.strip():
-        raise UsageError(
-            "an empty name" if not value.strip() else f"{value!r} is not an environment name"
-        )
+    # the one grammar every command applies (lazy: the rules load only when a file sets env)
+    from tagkeeper.gate.rules import validate_env_name
+
+    validate_env_name(value)
 
 
 def _check_dev_pointer(value: str) -> None:

@@ -162,6 +162,7 @@ def rollback_guard(
     there to prevent. An environment that only comes from the configuration's ``env``
     gets a warning instead, so a CI runner without a ledger can still prune.
     """
+    from tagkeeper.gate.rules import validate_env_name
     from tagkeeper.rollback.ledger import Ledger, LedgerHistory, resolve_path
 
     config = common.state(ctx).config()
@@ -169,9 +170,7 @@ def rollback_guard(
     names = list(env_flags or [])
     if not names and config.get("env"):
         names = [str(config.get("env"))]
-    environments = tuple(dict.fromkeys(n.strip() for n in names))
-    if any(not n for n in environments):
-        raise UsageError("--env needs an environment name", hint="e.g. --env prod")
+    environments = tuple(dict.fromkeys(validate_env_name(n) for n in names))
     if not environments:
         if ledger_flag is not None or source is not None:
             raise UsageError(

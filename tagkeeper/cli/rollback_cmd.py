@@ -156,10 +156,10 @@ def _environ() -> dict[str, str]:
 
 
 def _env_name(ctx: typer.Context, flag: str | None) -> str:
-    name = common.pick(flag, common.state(ctx).config(), "env", "prod")
-    if not isinstance(name, str) or not name.strip():
-        raise UsageError("the environment name is empty", hint="use --env prod or --env dev")
-    return name.strip()
+    """``--env``, else config ``env``, else ``prod``: checked, never trimmed."""
+    from tagkeeper.gate.rules import validate_env_name
+
+    return validate_env_name(str(common.pick(flag, common.state(ctx).config(), "env", "prod")))
 
 
 def _allow_pre(ctx: typer.Context, flag: bool | None) -> bool:
@@ -495,6 +495,10 @@ def history(  # noqa: PLR0917
     fmt: Annotated[TextJson, typer.Option("--format", "-f")] = TextJson.text,
 ) -> None:
     """Show the deploys recorded in the ledger, newest first (never creates the ledger)."""
+    from tagkeeper.gate.rules import validate_env_name
+
+    if env is not None:
+        validate_env_name(env)
     repository = _repository(image) if image else None
     path, records = _read_history(
         ctx, ledger_path, environment=env, repository=repository, limit=limit

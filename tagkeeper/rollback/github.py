@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tagkeeper.errors import AuthError, RegistryError, UsageError
+from tagkeeper.gate.rules import validate_env_name
 from tagkeeper.refs import parse_reference
 from tagkeeper.rollback.resolve import DeployRecord, DeployStatus
 from tagkeeper.secret import Secret, token_from_env
@@ -223,6 +224,7 @@ class GitHubDeployments:
         ci_run_url: str | None = None,
     ) -> DeployRecord:
         """Record a deploy state (see the module docs for what each status does)."""
+        validate_env_name(environment)
         try:
             return self._record_state(
                 environment=environment,

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tagkeeper.errors import LedgerError, UsageError
+from tagkeeper.gate.rules import validate_env_name
 from tagkeeper.rollback.resolve import DeployRecord, DeployStatus
 
 if TYPE_CHECKING:
@@ -312,6 +313,7 @@ class Ledger:
     ) -> DeployRecord:
         if not environment or not repository or not tag:
             raise UsageError("a deploy record needs an environment, a repository and a tag")
+        validate_env_name(environment)
         now = _ts(self._clock())
         ended = None if status is DeployStatus.STARTED else now
         rid = self._write(
@@ -400,6 +402,7 @@ class Ledger:
         * ``rolled_back`` marks the newest ``succeeded`` record of that tag; without one,
           it adds a new record with that status.
         """
+        validate_env_name(environment)
         if status is DeployStatus.STARTED:
             return self.start(
                 environment=environment,

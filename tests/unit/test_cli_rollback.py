@@ -801,3 +801,54 @@ def test_deploy_keeps_image_as_given_while_rollback_pins_it(
     assert main(["rollback", "--image", IMAGE, "--", *env_dump(tmp_path)]) == 0
     # rollback: tagkeeper's own answer, pinned to the digest deployed before
     assert (tmp_path / "env.txt").read_text() == f"{IMAGE}:v1.0.0@{D1}|{D1}|v1.0.0"
+
+
+# -- environment names -------------------------------------------------------------------
+
+
+BAD_ENVS = [" prod", "prod ", "prod!", "", "\tprod", "prod\n", "-prod", "p" * 256]
+
+
+@pytest.mark.parametrize("name", BAD_ENVS)
+def test_every_command_applies_the_environment_grammar_without_trimming(
+    ledger_path: Path, tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed(("v1.0.0", "succeeded", D1), ("v1.1.0", "succeeded", D2))
+    before = history(ledger_path)
+    marker = tmp_path / "ran"
+    run = ["--", "touch", str(marker)]
+    commands = [
+        ["record", "--env", name, "--image", f"{IMAGE}:v1.2.0", "--status", "succeeded"],
+        ["deploy", "--env", name, "--image", f"{IMAGE}:v1.2.0@{D3}", *run],
+        ["rollback", "--env", name, "--image", IMAGE, *run],
+        ["previous", "--env", name, "--image", IMAGE],
+        ["history", "--env", name],
+        ["check", "--env", name, f"{IMAGE}:v1.2.0"],
+        ["tags", "--env", name, "--sha", "a" * 40, "--ref", "refs/tags/v1.2.0"],
+        ["prune", "--env", name, "--image", IMAGE, "--dry-run"],
+    ]
+    for argv in commands:
+        capsys.readouterr()
+        code = main(argv)
+        out, err = capsys.readouterr()
+        assert code == ExitCode.USAGE, (argv, err)
+        assert "environment name" in err, (argv, err)
+        assert out == "", argv
+    assert history(ledger_path) == before
+    assert not marker.exists()
+
+
+def test_the_ledger_refuses_a_bad_environment_name_from_a_library_user(ledger_path: Path) -> None:
+    from tagkeeper.rollback.ledger import Actor
+
+    with Ledger(ledger_path) as ledger:
+        for name in (" prod", "prod!"):
+            with pytest.raises(UsageError, match="environment name"):
+                ledger.record(
+                    environment=name,
+                    repository=IMAGE,
+                    tag="v1.0.0",
+                    status=DeployStatus.SUCCEEDED,
+                    actor=Actor(),
+                )
+        assert ledger.history() == []
