@@ -552,11 +552,18 @@ def previous(  # noqa: PLR0917
     With --format github, the step outputs are previous (exactly what text prints), tag,
     reference, digest and pinned.
     """
+    from tagkeeper.rollback.resolve import check_current
+
     if not image:
         raise UsageError("--image is required", hint="e.g. --image ghcr.io/o/app")
     repository = _repository(image, current_hint=True)
+    check_current(current)
     if current is not None and container is not None:
         raise UsageError("--current and --container cannot be used together")
+    if container is not None and not container:
+        raise UsageError(
+            "--container is empty (an unset variable?)", hint="name the running container"
+        )
     if current is None and container is not None:
         current = _container_tag(container, repository)
     target = resolve_previous(
@@ -734,10 +741,12 @@ def rollback(  # noqa: PLR0917
     deploy, else the one the registry resolves now (IMAGE_DIGEST and IMAGE_TAG too).
     """
     from tagkeeper.deploy.script import plan_deploy
+    from tagkeeper.rollback.resolve import check_current
 
     if not image:
         raise UsageError("--image is required", hint="e.g. --image ghcr.io/o/app")
     repository = _repository(image, current_hint=True)
+    check_current(current)
     environment = _env_name(ctx, env)
     allow = _allow_pre(ctx, allow_prerelease)
     _check_digest_flags(no_resolve_digest, require_digest)

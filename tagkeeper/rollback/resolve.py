@@ -11,8 +11,10 @@ Two kinds of input decide the answer:
   pointer, never a prerelease for prod unless allowed, only exact releases for prod).
   Failed, rolled-back and never-finished (``started``) deploys are skipped.
   When ``current`` is not in the history at all, its place in time is unknown: the
-  answer is then the newest qualifying deploy of the whole history, and the target's
-  ``notes`` say so.
+  answer is then the newest qualifying deploy whose release precedes ``current`` by
+  SemVer (never one newer than it: that would be a roll forward), and the target's
+  ``notes`` say so; a ``current`` that is no SemVer release cannot be placed and has no
+  answer. An empty or invalid ``current`` is a :class:`~tagkeeper.errors.UsageError`.
 * **Registry versions** (no history): the highest stable SemVer release below the
   current one that still exists; for a ``dev-<sha>`` current tag, the ``dev-<sha>``
   pushed before it. The registry cannot tell what is deployed, so ``current`` is required.
@@ -29,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from tagkeeper.channels import is_dev_tag
 from tagkeeper.errors import NoRollbackTarget, UsageError
 from tagkeeper.gate.rules import Code, Policy, policy_for
-from tagkeeper.refs import parse_reference
+from tagkeeper.refs import parse_reference, require_valid_tag
 from tagkeeper.semver import SemVer, parse_tag
 
 if TYPE_CHECKING:
@@ -159,6 +161,31 @@ def current_deploy(history: Sequence[DeployRecord]) -> DeployRecord | None:
     return None
 
 
+def check_current(current: str | None) -> str | None:
+    """``current`` when it is ``None`` or a tag; a :class:`UsageError` otherwise.
+
+    An empty value is refused rather than read as "not given": it is usually an unset
+    variable (``--current "$CURRENT"``), and answering as if nothing were named would
+    roll back to what already runs.
+    """
+    if current is None:
+        return None
+    if current == "":
+        raise UsageError(
+            "the current tag is empty (an unset variable?)",
+            hint="pass the tag that runs now (--current v1.2.3), or leave --current out to "
+            "take the newest successful deploy",
+        )
+    try:
+        require_valid_tag(current)
+    except UsageError as exc:
+        raise UsageError(
+            f"the current tag is not a tag: {exc.message}",
+            hint="pass the tag that runs now, exactly as deployed (--current v1.2.3)",
+        ) from None
+    return current
+
+
 def _skip_reason(record: DeployRecord, current: str | None, policy: Policy) -> str | None:
     if current is not None and record.tag == current:
         return f"{record.tag} is the current tag"
@@ -194,11 +221,13 @@ def previous_from_history(
     may fetch it lazily, page by page). Records of other repositories or environments
     are ignored. Raises :class:`NoRollbackTarget` saying why when nothing qualifies.
     """
+    check_current(current)
     policy = policy_for(environment, allow_prerelease=allow_prerelease)
     where = f"{repository} to {environment}"
+    ceiling = parse_tag(current) if current is not None else None
     seen = False
     found = False  # the current deploy has been passed
-    fallback: DeployRecord | None = None  # newest qualifying record, if current is absent
+    fallback: DeployRecord | None = None  # if current is absent: newest qualifying below it
     reasons: list[str] = []
 
     def target(record: DeployRecord, notes: tuple[str, ...] = ()) -> RollbackTarget:
@@ -223,7 +252,11 @@ def previous_from_history(
                     current, found = record.tag, True
             elif record.tag == current:
                 found = True
-            elif fallback is None and _skip_reason(record, current, policy) is None:
+            elif (
+                fallback is None
+                and _below(record.tag, ceiling)
+                and _skip_reason(record, current, policy) is None
+            ):
                 fallback = record
             continue
         why = _skip_reason(record, current, policy)
@@ -243,15 +276,22 @@ def previous_from_history(
             hint="pass --current TAG (or --container NAME) to say what runs now",
         )
     if not found:
+        if ceiling is None:
+            raise NoRollbackTarget(
+                f"{current} is not in the {source} history of {where} and is not a SemVer "
+                "release, so which recorded deploys are older than it cannot be told",
+                hint="pass --current with a tag the history has, or try --source registry "
+                "(it orders dev builds by push time)",
+            )
         note = (
             f"{current} is not in the {source} history; answering the newest successful "
-            "deploy recorded"
+            f"deploy recorded below {current}"
         )
         if fallback is not None:
             return target(fallback, (note,))
         raise NoRollbackTarget(
             f"{current} is not in the {source} history of {where}, and no deploy recorded "
-            "there qualifies",
+            f"there below {current} qualifies",
             hint="deploy a known-good tag explicitly, or try --source registry",
         )
     detail = f"; {_summarise(reasons)}" if reasons else " (it is the first one recorded)"
@@ -260,6 +300,12 @@ def previous_from_history(
         hint="deploy a known-good tag explicitly, or try --source registry to take the "
         "highest release below the current one",
     )
+
+
+def _below(tag: str, ceiling: SemVer | None) -> bool:
+    """True when ``tag`` is a SemVer release that precedes ``ceiling``."""
+    version = parse_tag(tag)
+    return ceiling is not None and version is not None and version < ceiling
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +329,7 @@ def previous_from_registry(
     only unless ``allow_prerelease``), skipping versions that are the same image as the
     current one. For a ``dev-<sha>`` ``current``: the ``dev-<sha>`` pushed last before it.
     """
+    check_current(current)
     policy = policy_for(environment, allow_prerelease=allow_prerelease)
     if current is None:
         raise NoRollbackTarget(

@@ -803,6 +803,40 @@ def test_deploy_keeps_image_as_given_while_rollback_pins_it(
     assert (tmp_path / "env.txt").read_text() == f"{IMAGE}:v1.0.0@{D1}|{D1}|v1.0.0"
 
 
+# -- bad input: an empty --current, environment names ------------------------------------
+
+
+@pytest.mark.parametrize("command", ["previous", "rollback"])
+def test_an_empty_current_is_bad_input_before_anything_is_read_or_run(
+    ledger_path: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+) -> None:
+    seed(("v1.0.0", "succeeded", D1), ("v1.1.0", "succeeded", D2))
+    asked = use_registry(monkeypatch, [])
+    marker = tmp_path / "ran"
+    before = history(ledger_path)
+    for value in ("", " v1.0.0", "v1.0.0!"):
+        capsys.readouterr()
+        argv = [command, "--image", IMAGE, "--env", "prod", "--current", value]
+        if command == "rollback":
+            argv += ["--", "touch", str(marker)]
+        code = main(argv)
+        out, err = capsys.readouterr()
+        assert code == ExitCode.USAGE, (value, err)
+        assert out == ""
+        assert "current" in err
+    assert not marker.exists()
+    assert history(ledger_path) == before
+    assert asked == []
+
+
+def test_previous_container_must_name_a_container(ledger_path: Path) -> None:
+    assert main(["previous", "--image", IMAGE, "--container", ""]) == ExitCode.USAGE
+
+
 # -- environment names -------------------------------------------------------------------
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tagkeeper.errors import NoRollbackTarget
+from tagkeeper.errors import NoRollbackTarget, UsageError
 from tagkeeper.inventory import Version
 from tagkeeper.rollback.resolve import (
     DeployRecord,
@@ -304,3 +304,38 @@ def test_registry_no_lower_release_explains() -> None:
         reg(vs, "v1.0.0")
     assert "v1.0.0-rc.1 is a prerelease" in caught.value.message
     assert "--allow-prerelease" in (caught.value.hint or "")
+
+
+# -- the current tag: never empty, and never answered with something newer ---------------
+
+
+@pytest.mark.parametrize("bad", ["", " ", "v1.0.0 ", ".v1", "v1.0.0\n", "a" * 129, "-v1"])
+def test_a_current_tag_that_is_no_tag_is_bad_input_everywhere(bad: str) -> None:
+    records = history(("v1.0.0", OK), ("v1.1.0", OK))
+    with pytest.raises(UsageError, match="current"):
+        previous_from_history(records, repository=REPO, environment="prod", current=bad)
+    with pytest.raises(UsageError, match="current"):
+        previous_from_registry(
+            versions(("v1.0.0",), ("v1.1.0",)), repository=REPO, environment="prod", current=bad
+        )
+
+
+def test_a_current_tag_not_in_history_answers_the_newest_release_below_it() -> None:
+    # v1.3.0 is the newest success, but v1.2.5 runs (deployed by hand): going "back" to
+    # v1.3.0 would be a roll forward.
+    records = history(("v1.1.0", OK), ("v1.0.0", OK), ("v1.3.0", OK), ("v1.4.0", FAILED))
+    target = previous_from_history(records, repository=REPO, environment="prod", current="v1.2.5")
+    assert target.tag == "v1.0.0"  # the newest deploy below v1.2.5, not the highest
+    assert "below v1.2.5" in target.notes[0]
+    assert prev(records, current="v1.3.0") == "v1.0.0"  # in the history: the one before
+    with pytest.raises(NoRollbackTarget, match=r"below v0\.9\.0"):
+        prev(records, current="v0.9.0")
+    assert prev(records, current="v1.3.0_build.1") == "v1.0.0"  # same precedence: not below
+
+
+def test_a_current_tag_not_in_history_that_cannot_be_ordered_has_no_answer() -> None:
+    records = history(("dev-aaaaaaa", OK), ("dev-bbbbbbb", OK), env="dev")
+    with pytest.raises(NoRollbackTarget, match="cannot") as caught:
+        prev(records, env="dev", current="dev-ccccccc")
+    assert "--source registry" in (caught.value.hint or "")
+    assert prev(records, env="dev", current="dev-bbbbbbb") == "dev-aaaaaaa"
