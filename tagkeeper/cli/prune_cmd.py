@@ -100,17 +100,18 @@ class _Lenient:
 
 @dataclasses.dataclass
 class RollbackGuard:
-    """What ``prune --env`` protects so that each environment can still roll back.
+    """What ``prune --env`` protects so that each environment runs on and can roll back.
 
     ``sources`` are the deploy histories that answered (the ledger, GitHub
-    Deployments); ``where`` says which, for warnings. No environments: nothing is
-    protected and no source is opened.
+    Deployments); ``where`` says which, for warnings. ``allow_prerelease``: the
+    ``previous`` setting whose rollback target to keep; ``None`` keeps the targets of
+    both. No environments: nothing is protected and no source is opened.
     """
 
     environments: tuple[str, ...] = ()
     sources: tuple[HistorySource, ...] = ()
     where: str = ""
-    allow_prerelease: bool = False
+    allow_prerelease: bool | None = None
     notes: list[str] = dataclasses.field(default_factory=list)
 
     def protected(self, image: str) -> tuple[dict[str, str], list[str]]:
@@ -153,6 +154,7 @@ def rollback_guard(
     token: str | None,
     api_url: str | None,
     environ: dict[str, str],
+    allow_prerelease: bool | None = None,
 ) -> RollbackGuard:
     """Open the history sources ``prune --env`` reads; raises before anything is asked.
 
@@ -219,7 +221,7 @@ def rollback_guard(
         environments,
         tuple(sources),
         ", ".join(where),
-        allow_prerelease=bool(config.get("allow-prerelease", False)),
+        allow_prerelease=allow_prerelease,
         notes=notes,
     )
 
@@ -547,6 +549,15 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
             show_default=False,
         ),
     ] = None,
+    allow_prerelease: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-prerelease/--no-allow-prerelease",
+            help="Keep the rollback target 'previous' answers with (or without) "
+            "--allow-prerelease; default: keep both answers.",
+            show_default=False,
+        ),
+    ] = None,
     ledger_path: Annotated[
         Path | None,
         typer.Option(
@@ -686,6 +697,7 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
             token=token,
             api_url=api_url or config.get("api-url"),
             environ=environ,
+            allow_prerelease=allow_prerelease,
         )
         for target in targets:
             backend = None

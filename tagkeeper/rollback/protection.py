@@ -1,16 +1,24 @@
-"""What pruning must keep so that every environment can still roll back.
+"""What pruning must keep so that every environment runs on and can still roll back.
 
-For each environment ``prune --env`` is told about, :func:`rollback_protection` asks the
-history sources (the ledger, GitHub Deployments) what runs there now, what deploy is
-still in progress, and what ``tagkeeper previous`` would answer; it returns the
-``protected`` mapping of the retention planner: digest or tag -> reason, e.g.
-``"current in prod (ledger)"`` or ``"rollback target for prod (ledger)"``.
+For each environment ``prune --env`` is told about, :func:`rollback_protection` asks the history
+sources (the ledger, GitHub Deployments) and returns the ``protected`` mapping of the
+retention planner: digest or tag -> reason, e.g. ``"current in prod (ledger)"``.
 
-When no source has any history for an environment, the registry answer is used instead
-(``versions`` plus the current tag from ``currents``): the current tag and the highest
-release below it are protected, with ``(registry)`` in the reason.
+* **What runs** is the last deploy that succeeded (:func:`~tagkeeper.rollback.resolve.
+  current_deploy`): its recorded digest and its tag. A tag pushed again since points at
+  another image; the recorded digest is the one that runs.
+* **What may run**: every deploy newer than that one which did not succeed (still in
+  progress, killed midway, failed after switching, marked rolled back): a failed or
+  unfinished deploy only ever adds protection, never takes any away.
+* **The rollback target**: exactly what ``tagkeeper previous`` answers from the same
+  history, by tag and recorded digest. ``allow_prerelease`` is the setting ``previous``
+  would use; ``None`` (a caller that cannot know it) protects the answer of both settings.
 
-The function does no I/O of its own: the sources it is given do (a
+When ``versions`` and a current tag (``currents``) are given and the history has no
+rollback target for an environment, the registry answer is protected instead (the
+current tag and the highest release below it), with ``(registry)`` in the reason.
+
+The functions do no I/O of their own: the sources they are given do (a
 :class:`~tagkeeper.rollback.ledger.LedgerHistory`, a GitHub history adapter, or a fake in tests).
 """
 
@@ -26,10 +34,11 @@ from tagkeeper.rollback.resolve import (
     current_deploy,
     previous_from_history,
     previous_from_registry,
+    unsettled_deploys,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
     from tagkeeper.inventory import Version
 
@@ -60,6 +69,34 @@ def _protect(protected: dict[str, str], tag: str | None, digest: str | None, why
     _add(protected, tag, why)
 
 
+_UNSETTLED = {
+    DeployStatus.STARTED: "deploy in progress to {env}",
+    DeployStatus.FAILED: "failed deploy to {env}, may still run",
+    DeployStatus.ROLLED_BACK: "rolled-back deploy to {env}, may still run",
+}
+
+
+def _settings(allow_prerelease: bool | None) -> tuple[bool, ...]:
+    return (False, True) if allow_prerelease is None else (allow_prerelease,)
+
+
+def _targets(
+    answer: Callable[[bool], RollbackTarget], allow_prerelease: bool | None
+) -> list[tuple[RollbackTarget, str]]:
+    """The rollback target under each setting, with how its reason names the setting."""
+    found: list[tuple[RollbackTarget, str]] = []
+    for setting in _settings(allow_prerelease):
+        try:
+            target = answer(setting)
+        except NoRollbackTarget:
+            continue
+        if any((t.tag, t.digest) == (target.tag, target.digest) for t, _ in found):
+            continue
+        label = " with prereleases allowed" if allow_prerelease is None and setting else ""
+        found.append((target, label))
+    return found
+
+
 def _from_history(
     protected: dict[str, str],
     records: Sequence[DeployRecord],
@@ -68,37 +105,72 @@ def _from_history(
     environment: str,
     source: str,
     current: str | None,
-    allow_prerelease: bool,
-) -> None:
+    allow_prerelease: bool | None,
+) -> bool:
+    """Protect what ``records`` say runs, may run, and is the rollback target.
+
+    Returns whether a rollback target was found.
+    """
     live = current_deploy(records)
-    if current is None and live is not None:
-        current = live.tag
-    if current is not None:
-        digest = next((r.digest for r in records if r.tag == current and r.digest), None)
-        _protect(protected, current, digest, f"current in {environment} ({source})")
-    # A deploy still running (or killed midway) may be what runs now: keep it too.
-    for record in records:
-        if record is live:
-            break
-        if record.status is DeployStatus.STARTED:
-            _protect(
-                protected,
-                record.tag,
-                record.digest,
-                f"deploy in progress to {environment} ({source})",
-            )
-    try:
-        target = previous_from_history(
+    if live is not None:
+        _protect(protected, live.tag, live.digest, f"current in {environment} ({source})")
+    for record in unsettled_deploys(records):
+        why = _UNSETTLED.get(record.status, "deploy to {env}, may still run")
+        _protect(protected, record.tag, record.digest, f"{why.format(env=environment)} ({source})")
+    if current is not None and (live is None or live.tag != current):
+        same_tag = [r for r in records if r.tag == current]
+        pinned = next(
+            (r.digest for r in same_tag if r.status is DeployStatus.SUCCEEDED and r.digest),
+            next((r.digest for r in same_tag if r.digest), None),
+        )
+        _protect(protected, current, pinned, f"current in {environment} ({source})")
+
+    def answer(setting: bool) -> RollbackTarget:
+        return previous_from_history(
             records,
             repository=repository,
             environment=environment,
             current=current,
-            allow_prerelease=allow_prerelease,
+            allow_prerelease=setting,
             source=source,
         )
-    except NoRollbackTarget:
-        return
-    _protect(protected, target.tag, target.digest, f"rollback target for {environment} ({source})")
+
+    targets = _targets(answer, allow_prerelease)
+    for target, label in targets:
+        _protect(
+            protected,
+            target.tag,
+            target.digest,
+            f"rollback target for {environment}{label} ({source})",
+        )
+    return bool(targets)
+
+
+def _from_registry(
+    protected: dict[str, str],
+    versions: Sequence[Version],
+    *,
+    repository: str,
+    environment: str,
+    current: str,
+    allow_prerelease: bool | None,
+) -> None:
+    def answer(setting: bool) -> RollbackTarget:
+        return previous_from_registry(
+            versions,
+            repository=repository,
+            environment=environment,
+            current=current,
+            allow_prerelease=setting,
+        )
+
+    for target, label in _targets(answer, allow_prerelease):
+        _protect(
+            protected,
+            target.tag,
+            target.digest,
+            f"rollback target for {environment}{label} (registry)",
+        )
 
 
 def rollback_protection(
@@ -108,19 +180,21 @@ def rollback_protection(
     *,
     versions: Sequence[Version] | None = None,
     currents: Mapping[str, str] | None = None,
-    allow_prerelease: bool = False,
+    allow_prerelease: bool | None = None,
 ) -> dict[str, str]:
-    """Digests and tags to keep so each environment can roll back, with the reason for each.
+    """Digests and tags to keep so each environment runs on and can roll back.
 
     ``currents`` names the tag running in an environment when the caller knows it (a
-    ``--current`` flag, a running container); otherwise each source's newest successful
-    deploy is taken as current.
+    ``--current`` flag, a running container); it is protected besides what the history
+    says runs. ``allow_prerelease``: the setting of ``previous`` to protect the answer
+    of; ``None`` protects the answers of both.
     """
     protected: dict[str, str] = {}
     currents = currents or {}
     for environment in dict.fromkeys(environments):
         current = currents.get(environment)
         any_history = False
+        any_target = False
         for source in sources:
             records = [
                 r
@@ -130,7 +204,7 @@ def rollback_protection(
             if not records:
                 continue
             any_history = True
-            _from_history(
+            any_target |= _from_history(
                 protected,
                 records,
                 repository=repository,
@@ -139,26 +213,18 @@ def rollback_protection(
                 current=current,
                 allow_prerelease=allow_prerelease,
             )
-        if any_history or versions is None or current is None:
-            if not any_history and current is not None:
-                _protect(protected, current, None, f"current in {environment} (given)")
+        if current is None or any_target:
             continue
-        current_digest = next((v.digest for v in versions if current in v.tags), None)
-        _protect(protected, current, current_digest, f"current in {environment} (given)")
-        try:
-            target: RollbackTarget = previous_from_registry(
+        if not any_history:
+            digest = next((v.digest for v in versions or () if current in v.tags), None)
+            _protect(protected, current, digest, f"current in {environment} (given)")
+        if versions is not None:
+            _from_registry(
+                protected,
                 versions,
                 repository=repository,
                 environment=environment,
                 current=current,
                 allow_prerelease=allow_prerelease,
             )
-        except NoRollbackTarget:
-            continue
-        _protect(
-            protected,
-            target.tag,
-            target.digest,
-            f"rollback target for {environment} (registry)",
-        )
     return protected

@@ -154,11 +154,30 @@ def refusal(repository: str, tag: str, policy: Policy) -> str | None:
 
 
 def current_deploy(history: Sequence[DeployRecord]) -> DeployRecord | None:
-    """The newest deploy that succeeded (what runs now, as far as the history knows)."""
+    """What runs now, as far as the history knows: the newest deploy that succeeded.
+
+    Its recorded digest is what runs, even when its tag was pushed again since. This is
+    the one definition: ``previous`` answers relative to it, prune protects it.
+    """
     for record in history:
         if record.status is DeployStatus.SUCCEEDED:
             return record
     return None
+
+
+def unsettled_deploys(history: Sequence[DeployRecord]) -> list[DeployRecord]:
+    """Deploys newer than :func:`current_deploy` that did not succeed, newest first.
+
+    Any of them may be what actually runs (a deploy still in progress, one killed midway,
+    one that failed after it switched): they add to what must be kept, never replace it.
+    """
+    live = current_deploy(history)
+    unsettled: list[DeployRecord] = []
+    for record in history:
+        if record is live:
+            break
+        unsettled.append(record)
+    return unsettled
 
 
 def check_current(current: str | None) -> str | None:

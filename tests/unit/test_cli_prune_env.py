@@ -72,10 +72,11 @@ def deploy(path: Path, tag: str, status: DeployStatus, *, env: str = "prod") -> 
 
 
 def prod_history(path: Path) -> None:
-    """v1.0.0 then v1.1.0 succeeded (v1.1.0 runs now); v1.2.0 failed afterwards."""
+    """v1.0.0 succeeded, v1.2.0 failed, then v1.1.0 succeeded: v1.1.0 runs now, and the
+    failed v1.2.0 (older than what runs) needs nothing kept."""
     deploy(path, "v1.0.0", OK)
-    deploy(path, "v1.1.0", OK)
     deploy(path, "v1.2.0", DeployStatus.FAILED)
+    deploy(path, "v1.1.0", OK)
 
 
 def prune(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, Any, str]:
@@ -338,3 +339,102 @@ def test_the_prune_command_module_imports_nothing_heavy() -> None:
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
     )
     assert result.stdout.strip() == ""
+
+
+# -- what runs, and what a rollback needs, under re-pushed tags and prereleases -----------
+
+
+def fake_registry(
+    monkeypatch: pytest.MonkeyPatch, *versions: tuple[str, list[str]]
+) -> FakeRegistry:
+    """A fake registry holding ``(name, tags)`` in push order (one minute apart); a tag
+    pushed again moves off the older version, which is then untagged."""
+    reg = FakeRegistry(display=IMAGE)
+    for minutes, (name, tags) in enumerate(versions):
+        reg.add(name, tags=tags, created=minutes)
+
+    def open_fake(image: str, options: object, client: object) -> FakeRegistry:
+        return reg
+
+    monkeypatch.setattr(tagkeeper.registries.factory, "open_backend", open_fake)
+    return reg
+
+
+def deployed(path: Path, tag: str, name: str, status: DeployStatus, env: str = "prod") -> None:
+    """Record a deploy of ``tag`` at the digest of ``name`` (as a fake registry names it)."""
+    with Ledger(path) as ledger:
+        ledger.record(
+            environment=env,
+            repository=IMAGE,
+            tag=tag,
+            status=DeployStatus.STARTED,
+            actor=ACTOR,
+            digest=digest_of(name),
+        )
+        if status is not DeployStatus.STARTED:
+            ledger.record(environment=env, repository=IMAGE, tag=tag, status=status, actor=ACTOR)
+
+
+@pytest.mark.parametrize("last", [DeployStatus.FAILED, DeployStatus.STARTED])
+def test_what_runs_survives_a_failed_redeploy_of_a_repushed_tag(
+    env: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    last: DeployStatus,
+) -> None:
+    # v1.0.0@B, then v1.1.0@A run in prod; v1.1.0 is pushed again (C) and its deploy
+    # fails (or is killed): A, untagged now, is what runs.
+    reg = fake_registry(
+        monkeypatch, ("B", ["v1.0.0"]), ("A", ["v1.1.0"]), ("C", ["v1.1.0"]), ("old", ["v0.1.0"])
+    )
+    assert reg.version("A").tags == frozenset()
+    deployed(env, "v1.0.0", "B", OK)
+    deployed(env, "v1.1.0", "A", OK)
+    deployed(env, "v1.1.0", "C", last)
+
+    code, payload, err = prune(capsys, "--env", "prod", "--yes", "--format", "json")
+
+    assert code == 0, err
+    (entry,) = payload["images"]
+    assert "current in prod (ledger)" in entry["protected"][digest_of("A")]
+    assert reg.deleted == [digest_of("old")]  # A (runs), B (rollback), C (may run) stay
+    left = {v.digest for v in reg.versions()}
+    assert {digest_of("A"), digest_of("B"), digest_of("C")} <= left
+
+
+def test_prune_protects_what_previous_answers_with_and_without_prereleases(
+    env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reg = fake_registry(
+        monkeypatch,
+        ("one", ["v1.0.0"]),
+        ("rc1", ["v2.0.0-rc.1"]),
+        ("rc2", ["v2.0.0-rc.2"]),
+        ("old", ["v0.9.0"]),
+    )
+    for tag, name in (("v1.0.0", "one"), ("v2.0.0-rc.1", "rc1"), ("v2.0.0-rc.2", "rc2")):
+        deployed(env, tag, name, OK)
+    answers = {}
+    for flag in ("--allow-prerelease", "--no-allow-prerelease"):
+        capsys.readouterr()
+        assert main(["previous", "--image", IMAGE, "--env", "prod", flag]) == 0
+        answers[flag] = capsys.readouterr().out.strip()
+    assert answers == {"--allow-prerelease": "v2.0.0-rc.1", "--no-allow-prerelease": "v1.0.0"}
+    base = ("--keep-prerelease", "0", "--env", "prod", "--dry-run", "--format", "json")
+
+    for extra, wanted in (
+        ((), {"v1.0.0", "v2.0.0-rc.1"}),  # not told: what either setting answers
+        (("--allow-prerelease",), {"v2.0.0-rc.1"}),
+        (("--no-allow-prerelease",), {"v1.0.0"}),
+    ):
+        code, payload, err = prune(capsys, *base, *extra)
+        assert code == 0, err
+        targets = {
+            tag
+            for tag, why in reasons(payload).items()
+            if "rollback target for prod" in why and tag != "v2.0.0-rc.2"
+        }
+        assert targets == wanted, extra
+        assert "v2.0.0-rc.2" in reasons(payload)  # what runs, whatever the setting
+        assert deleted_tags(payload) == {"v0.9.0", "v1.0.0", "v2.0.0-rc.1"} - wanted
+    assert reg.deleted == []

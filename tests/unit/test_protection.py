@@ -128,7 +128,12 @@ def test_without_history_the_registry_answer_is_protected() -> None:
     empty = FakeHistory("ledger")
 
     protected = rollback_protection(
-        REPO, ["prod"], [empty], versions=versions, currents={"prod": "v1.10.1"}
+        REPO,
+        ["prod"],
+        [empty],
+        versions=versions,
+        currents={"prod": "v1.10.1"},
+        allow_prerelease=False,
     )
 
     assert protected == {
@@ -137,9 +142,88 @@ def test_without_history_the_registry_answer_is_protected() -> None:
         "v1.10.0": "rollback target for prod (registry)",
         digest(2): "rollback target for prod (registry)",
     }
+    both = rollback_protection(
+        REPO, ["prod"], [empty], versions=versions, currents={"prod": "v1.10.1"}
+    )
+    assert both == {
+        **protected,
+        "v1.10.1-rc.1": "rollback target for prod with prereleases allowed (registry)",
+        digest(3): "rollback target for prod with prereleases allowed (registry)",
+    }
 
 
 def test_nothing_known_protects_nothing() -> None:
     assert rollback_protection(REPO, ["prod"], [FakeHistory("ledger")]) == {}
     only_one = FakeHistory("ledger", {"prod": [("v1.0.0", OK, None)]})
     assert rollback_protection(REPO, ["prod"], [only_one]) == {"v1.0.0": "current in prod (ledger)"}
+
+
+def test_what_runs_is_the_recorded_digest_of_the_last_success_not_a_later_repush() -> None:
+    # v1.1.0 ran as digest 2, then was pushed again (digest 3) and that deploy failed or
+    # never finished: digest 2 runs, digest 3 may run, v1.0.0 is the rollback target.
+    for last in (DeployStatus.FAILED, DeployStatus.STARTED, DeployStatus.ROLLED_BACK):
+        ledger = FakeHistory(
+            "ledger",
+            {
+                "prod": [
+                    ("v1.0.0", OK, digest(1)),
+                    ("v1.1.0", OK, digest(2)),
+                    ("v1.1.0", last, digest(3)),
+                ]
+            },
+        )
+        protected = rollback_protection(REPO, ["prod"], [ledger])
+        assert protected[digest(2)] == "current in prod (ledger)", last
+        assert "may still run" in protected[digest(3)] or "in progress" in protected[digest(3)]
+        assert protected[digest(1)] == "rollback target for prod (ledger)"
+
+
+def test_a_failed_deploy_older_than_what_runs_protects_nothing() -> None:
+    ledger = FakeHistory(
+        "ledger",
+        {
+            "prod": [
+                ("v1.0.0", OK, digest(1)),
+                ("v1.1.0", DeployStatus.FAILED, digest(2)),
+                ("v1.2.0", OK, digest(3)),
+            ]
+        },
+    )
+    assert digest(2) not in rollback_protection(REPO, ["prod"], [ledger])
+
+
+def test_prerelease_targets_are_protected_for_the_setting_or_both() -> None:
+    ledger = FakeHistory(
+        "ledger",
+        {
+            "prod": [
+                ("v1.0.0", OK, digest(1)),
+                ("v2.0.0-rc.1", OK, digest(2)),
+                ("v2.0.0-rc.2", OK, digest(3)),
+            ]
+        },
+    )
+    strict = rollback_protection(REPO, ["prod"], [ledger], allow_prerelease=False)
+    loose = rollback_protection(REPO, ["prod"], [ledger], allow_prerelease=True)
+    both = rollback_protection(REPO, ["prod"], [ledger])
+    assert strict[digest(1)] == "rollback target for prod (ledger)"
+    assert digest(2) not in strict
+    assert loose[digest(2)] == "rollback target for prod (ledger)"
+    assert digest(1) not in loose
+    assert both[digest(1)] == "rollback target for prod (ledger)"
+    assert both[digest(2)] == "rollback target for prod with prereleases allowed (ledger)"
+    assert set(both) == set(strict) | set(loose)
+
+
+def test_history_with_nothing_succeeded_protects_every_deploy_that_may_run() -> None:
+    ledger = FakeHistory(
+        "ledger",
+        {
+            "prod": [
+                ("v1.0.0", DeployStatus.FAILED, digest(1)),
+                ("v1.1.0", DeployStatus.STARTED, digest(2)),
+            ]
+        },
+    )
+    protected = rollback_protection(REPO, ["prod"], [ledger])
+    assert set(protected) == {digest(1), "v1.0.0", digest(2), "v1.1.0"}

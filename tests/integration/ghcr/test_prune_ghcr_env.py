@@ -78,7 +78,7 @@ def test_what_prod_runs_and_would_roll_back_to_survives_keep_1(
     ledger = tmp_path / "ledger.db"
     record(ledger, "v1.0.0", "succeeded")  # by tag only
     record(ledger, "v1.1.0", "succeeded", releases["v1.1.0"].digest)  # runs now, pinned
-    record(ledger, "v1.3.0", "failed")  # tried and failed: not protected by the ledger
+    record(ledger, "v1.3.0", "failed")  # tried after v1.1.0 and failed: it may still run
     args = (
         *("--image", REPO, "--keep", "1", "--min-age", "0"),
         *("--env", "prod", "--ledger", str(ledger), "--format", "json"),
@@ -90,7 +90,7 @@ def test_what_prod_runs_and_would_roll_back_to_survives_keep_1(
     kept = {tag: item["reason"] for item in entry["keep"] for tag in item["tags"]}
     assert "current in prod (ledger)" in kept["v1.1.0"]
     assert "rollback target for prod (ledger)" in kept["v1.0.0"]
-    assert "newest 1 of release" in kept["v1.3.0"]  # kept by count, not by the ledger
+    assert "failed deploy to prod, may still run (ledger)" in kept["v1.3.0"]
     assert {t for item in entry["delete"] for t in item["tags"]} == {"v1.2.0"}
 
     code, real = run(ghcr, capsys, *args, "--yes")

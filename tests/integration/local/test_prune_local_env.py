@@ -37,8 +37,8 @@ def test_the_ledger_keeps_current_and_rollback_target_on_the_engine(
         next_second()  # the engine lists creation times in whole seconds
     ledger = tmp_path / "ledger.db"
     record(ledger, repo, "v1.0.0", "succeeded")
+    record(ledger, repo, "v1.2.0", "failed")  # never a rollback target, and v1.1.0 replaced it
     record(ledger, repo, "v1.1.0", "succeeded")  # what prod runs (its container is gone)
-    record(ledger, repo, "v1.2.0", "failed")  # never a rollback target
     capsys.readouterr()
 
     argv = ["prune", "--local", "--image", repo, "--keep", "1", "--min-age", "0"]
