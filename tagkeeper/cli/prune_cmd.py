@@ -97,50 +97,55 @@ class _Lenient:
             )
             return []
 
+    def environments(self, repository: str) -> Sequence[str]:
+        try:
+            return self.inner.environments(repository)
+        except TagkeeperError:
+            return []  # only names environments in a message; the history read said why
+
 
 @dataclasses.dataclass
 class RollbackGuard:
     """What ``prune --env`` protects so that each environment runs on and can roll back.
 
     ``sources`` are the deploy histories that answered (the ledger, GitHub
-    Deployments); ``where`` says which, for warnings. ``allow_prerelease``: the
-    ``previous`` setting whose rollback target to keep; ``None`` keeps the targets of
-    both. No environments: nothing is protected and no source is opened.
+    Deployments); ``where`` says which, for warnings. ``required``: the environments
+    named on the command line, which must have history for each image (the others only
+    get a warning). ``allow_prerelease``: the ``previous`` setting whose rollback target
+    to keep; ``None`` keeps the targets of both. No environments: nothing is protected
+    and no source is opened.
     """
 
     environments: tuple[str, ...] = ()
     sources: tuple[HistorySource, ...] = ()
     where: str = ""
     allow_prerelease: bool | None = None
+    required: tuple[str, ...] = ()
     notes: list[str] = dataclasses.field(default_factory=list)
 
     def protected(self, image: str) -> tuple[dict[str, str], list[str]]:
         """The ``protected`` mapping for ``image`` (digest or tag -> reason), and warnings.
 
         The history is looked up under the repository as ``--image`` writes it, which
-        is what ``tagkeeper deploy``/``record`` store (e.g. ``ghcr.io/acme/app``).
+        is what ``tagkeeper deploy``/``record`` store (e.g. ``ghcr.io/acme/app``). A
+        required environment without history raises
+        :class:`~tagkeeper.rollback.protection.NoHistory`.
         """
         from tagkeeper.refs import parse_reference
-        from tagkeeper.rollback.protection import rollback_protection
+        from tagkeeper.rollback.protection import protection
 
         if not self.environments:
             return {}, []
         repository = parse_reference(image).repository
         self.notes.clear()
-        protected = rollback_protection(
+        result = protection(
             repository,
             self.environments,
             self.sources,
             allow_prerelease=self.allow_prerelease,
         )
-        warnings = list(self.notes)
-        for environment in self.environments:
-            if not any(f" {environment} (" in why for why in protected.values()):
-                warnings.append(
-                    f"nothing is known to be deployed to {environment} for {repository} "
-                    f"({self.where}); nothing is protected for it"
-                )
-        return protected, warnings
+        result.require(self.required)
+        return result.protected, [*self.notes, *result.warnings(self.where)]
 
 
 def rollback_guard(
@@ -162,7 +167,9 @@ def rollback_guard(
     command line (or a ``--ledger``/``--source`` given there) with no history source to
     read is a usage error: pruning as if nothing were deployed is what ``--env`` is
     there to prevent. An environment that only comes from the configuration's ``env``
-    gets a warning instead, so a CI runner without a ledger can still prune.
+    gets a warning instead, so a CI runner without a ledger can still prune. The same
+    holds, per image, for a history that has no deploy of the image to an environment
+    (see :meth:`RollbackGuard.protected`).
     """
     from tagkeeper.gate.rules import validate_env_name
     from tagkeeper.rollback.ledger import Ledger, LedgerHistory, resolve_path
@@ -222,6 +229,7 @@ def rollback_guard(
         tuple(sources),
         ", ".join(where),
         allow_prerelease=allow_prerelease,
+        required=tuple(dict.fromkeys(env_flags or ())),
         notes=notes,
     )
 
@@ -608,6 +616,7 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
         token_from_env,
     )
     from tagkeeper.retention import runner as pruning
+    from tagkeeper.rollback.protection import NoHistory
     from tagkeeper.transport import build_client
 
     config = common.state(ctx).config()
@@ -699,6 +708,16 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
             environ=environ,
             allow_prerelease=allow_prerelease,
         )
+        # Deploy history first, for every image: an --env with no history for one of
+        # them stops the run before any registry is asked (NoHistory is a usage error).
+        histories: dict[str, tuple[dict[str, str], list[str]] | TagkeeperError] = {}
+        for target in targets:
+            try:
+                histories[target] = guard.protected(target)
+            except NoHistory:
+                raise
+            except TagkeeperError as exc:  # e.g. GitHub down: that image is not pruned
+                histories[target] = exc
         for target in targets:
             backend = None
             snap: Snapshot | None = None
@@ -706,9 +725,12 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
             report: ApplyReport | None = None
             error: TagkeeperError | None = None
             try:
+                known = histories[target]
+                if isinstance(known, TagkeeperError):
+                    raise known
+                history, noticed_history = known
                 backend = open_backend(target, options, client)
                 versions = backend.versions()
-                history, noticed_history = guard.protected(target)
                 # + what the backend itself keeps (the local engine: images containers use)
                 snap = pruning.snapshot(backend, protected=history, versions=versions)
                 # + what the backend noticed (e.g. OCI: unknown creation times), and

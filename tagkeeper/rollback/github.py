@@ -211,6 +211,21 @@ class GitHubDeployments:
     def history(self, repository: str, environment: str) -> list[DeployRecord]:
         return list(self.iter_history(repository, environment))
 
+    def environments(self, repository: str) -> list[str]:
+        """The environments of the newest deployments of ``repository`` (at most
+        :data:`FINISH_SCAN` deployments are read), sorted."""
+        found: set[str] = set()
+        try:
+            for count, deployment in enumerate(self._repo.get_deployments()):
+                if count >= FINISH_SCAN:
+                    break
+                image = read_payload(deployment.payload)
+                if image is not None and image.repository == repository:
+                    found.add(str(deployment.environment))
+        except Exception as exc:
+            raise _translate(exc, "listing deployments", self._token) from None
+        return sorted(found)
+
     def record(
         self,
         *,

@@ -504,6 +504,18 @@ class Ledger:
             raise self._fail("cannot be read", exc) from None
         return [_row(row) for row in rows]
 
+    def environments(self, repository: str) -> list[str]:
+        """The environments with at least one deploy of ``repository``, sorted."""
+        try:
+            rows = self._conn.execute(
+                "SELECT DISTINCT environment FROM deploys WHERE repository = ? "
+                "ORDER BY environment",
+                (repository,),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise self._fail("cannot be read", exc) from None
+        return [str(row[0]) for row in rows]
+
 
 @dataclass(frozen=True, slots=True)
 class LedgerHistory:
@@ -514,3 +526,6 @@ class LedgerHistory:
 
     def history(self, repository: str, environment: str) -> Sequence[DeployRecord]:
         return self.ledger.history(environment=environment, repository=repository)
+
+    def environments(self, repository: str) -> Sequence[str]:
+        return self.ledger.environments(repository)

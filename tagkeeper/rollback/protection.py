@@ -1,6 +1,6 @@
 """What pruning must keep so that every environment runs on and can still roll back.
 
-For each environment ``prune --env`` is told about, :func:`rollback_protection` asks the history
+For each environment ``prune --env`` is told about, :func:`protection` asks the history
 sources (the ledger, GitHub Deployments) and returns the ``protected`` mapping of the
 retention planner: digest or tag -> reason, e.g. ``"current in prod (ledger)"``.
 
@@ -18,15 +18,22 @@ When ``versions`` and a current tag (``currents``) are given and the history has
 rollback target for an environment, the registry answer is protected instead (the
 current tag and the highest release below it), with ``(registry)`` in the reason.
 
+An environment no source has any deploy of the repository in is ``missing``:
+:meth:`Protection.require` makes that an error for the environments a user named (the
+message lists those the history does have), :meth:`Protection.warnings` a warning for the
+others.
+
 The functions do no I/O of their own: the sources they are given do (a
 :class:`~tagkeeper.rollback.ledger.LedgerHistory`, a GitHub history adapter, or a fake in tests).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from tagkeeper.errors import NoRollbackTarget
+from tagkeeper.errors import NoRollbackTarget, UsageError
+from tagkeeper.gate.rules import ENV_NAME_RE
 from tagkeeper.rollback.resolve import (
     DeployRecord,
     DeployStatus,
@@ -38,13 +45,13 @@ from tagkeeper.rollback.resolve import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
     from tagkeeper.inventory import Version
 
 
 class HistorySource(Protocol):
-    """Deploy history of one repository in one environment, newest first."""
+    """Deploy history of one repository, newest first, per environment."""
 
     @property
     def name(self) -> str:
@@ -52,6 +59,71 @@ class HistorySource(Protocol):
         ...
 
     def history(self, repository: str, environment: str) -> Sequence[DeployRecord]: ...
+
+    def environments(self, repository: str) -> Sequence[str]:
+        """The environments this source has deploys of ``repository`` in (for messages)."""
+        ...
+
+
+class NoHistory(UsageError):
+    """An environment a user named has no deploy of the image in any history source."""
+
+    def __init__(self, repository: str, missing: Sequence[str], recorded: Sequence[str]) -> None:
+        names = ", ".join(shown_env(name) for name in missing)
+        if recorded:
+            known = f"deploys of {repository} are recorded to {', '.join(recorded)} only"
+            hint = (
+                f"name the environment as the deploys recorded it (--env {recorded[0]}), or "
+                "point --ledger / --source at the history the deploys of this environment write"
+            )
+        else:
+            known = f"the history has no deploy of {repository} at all"
+            hint = (
+                "point --ledger or $TAGKEEPER_LEDGER at the ledger the deploys write, or read "
+                "GitHub Deployments with --source github; pruning as if nothing were deployed "
+                "is what --env prevents"
+            )
+        super().__init__(
+            f"--env {names}: no deploy of {repository} to {names} is recorded; {known}",
+            hint=hint,
+        )
+        self.missing = tuple(missing)
+        self.recorded = tuple(recorded)
+
+
+def shown_env(name: str) -> str:
+    """An environment name fit to print: as is when it fits the grammar, else escaped."""
+    return name if ENV_NAME_RE.fullmatch(name) else ascii(name)
+
+
+@dataclass(frozen=True, slots=True)
+class Protection:
+    """What one repository's deploy history protects, and what it could not tell."""
+
+    repository: str
+    protected: dict[str, str] = field(default_factory=dict)
+    missing: tuple[str, ...] = ()  # environments with no deploy of the repository anywhere
+    recorded: tuple[str, ...] = ()  # where it has deploys (read only when one is missing)
+
+    def require(self, environments: Iterable[str]) -> None:
+        """Raise :class:`NoHistory` when one of ``environments`` has no history."""
+        wanted = set(environments)
+        missing = [name for name in self.missing if name in wanted]
+        if missing:
+            raise NoHistory(self.repository, missing, self.recorded)
+
+    def warnings(self, where: str) -> list[str]:
+        """One warning per environment without history (``where``: the sources read)."""
+        known = (
+            f"deploys are recorded to {', '.join(self.recorded)}"
+            if self.recorded
+            else "no deploy of it is recorded at all"
+        )
+        return [
+            f"nothing is known to be deployed to {shown_env(name)} for {self.repository} "
+            f"({where}: {known}); nothing is protected for it"
+            for name in self.missing
+        ]
 
 
 def _add(protected: dict[str, str], key: str | None, reason: str) -> None:
@@ -173,7 +245,7 @@ def _from_registry(
         )
 
 
-def rollback_protection(
+def protection(
     repository: str,
     environments: Iterable[str],
     sources: Sequence[HistorySource],
@@ -181,7 +253,7 @@ def rollback_protection(
     versions: Sequence[Version] | None = None,
     currents: Mapping[str, str] | None = None,
     allow_prerelease: bool | None = None,
-) -> dict[str, str]:
+) -> Protection:
     """Digests and tags to keep so each environment runs on and can roll back.
 
     ``currents`` names the tag running in an environment when the caller knows it (a
@@ -190,6 +262,7 @@ def rollback_protection(
     of; ``None`` protects the answers of both.
     """
     protected: dict[str, str] = {}
+    missing: list[str] = []
     currents = currents or {}
     for environment in dict.fromkeys(environments):
         current = currents.get(environment)
@@ -213,6 +286,8 @@ def rollback_protection(
                 current=current,
                 allow_prerelease=allow_prerelease,
             )
+        if not any_history:
+            missing.append(environment)
         if current is None or any_target:
             continue
         if not any_history:
@@ -227,4 +302,37 @@ def rollback_protection(
                 current=current,
                 allow_prerelease=allow_prerelease,
             )
-    return protected
+    recorded: list[str] = []
+    if missing:
+        for source in sources:
+            recorded.extend(source.environments(repository))
+    return Protection(
+        repository,
+        protected,
+        tuple(missing),
+        tuple(shown_env(name) for name in sorted(set(recorded))),
+    )
+
+
+def rollback_protection(
+    repository: str,
+    environments: Iterable[str],
+    sources: Sequence[HistorySource],
+    *,
+    versions: Sequence[Version] | None = None,
+    currents: Mapping[str, str] | None = None,
+    allow_prerelease: bool | None = None,
+    required: Collection[str] = (),
+) -> dict[str, str]:
+    """The ``protected`` mapping of :func:`protection`; raises :class:`NoHistory` when an
+    environment in ``required`` has no history."""
+    result = protection(
+        repository,
+        environments,
+        sources,
+        versions=versions,
+        currents=currents,
+        allow_prerelease=allow_prerelease,
+    )
+    result.require(required)
+    return result.protected

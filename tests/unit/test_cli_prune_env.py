@@ -197,19 +197,17 @@ def test_config_env_with_a_ledger_protects(
     assert set(reasons(payload)) >= {"v1.1.0", "v1.0.0"}
 
 
-def test_an_environment_with_no_deploys_is_a_warning_in_the_plan(
+def test_an_environment_named_with_no_deploys_stops_the_run_before_any_request(
     env: Path, registry: FakeRegistry, capsys: pytest.CaptureFixture[str]
 ) -> None:
     prod_history(env)
-    code, payload, err = prune(
-        capsys, "--env", "prod", "--env", "qa", "--dry-run", "--format", "json"
-    )
-    assert code == 0, err
-    (warning,) = [w for w in payload["images"][0]["warnings"] if "qa" in w]
-    assert f"nothing is known to be deployed to qa for {IMAGE}" in warning
-    assert f"ledger {env}" in warning
-    assert "warning" in err
-    assert "qa" in err
+    code, payload, err = prune(capsys, "--env", "prod", "--env", "qa", "--yes", "--format", "json")
+    assert code == ExitCode.USAGE, err
+    assert payload is None  # nothing on stdout
+    assert "--env qa: no deploy of registry.test/acme/app to qa" in err
+    assert "recorded to prod only" in err
+    assert registry.stats.total == 0
+    assert registry.deleted == []
 
 
 def test_ledger_or_source_without_env_is_a_usage_error(
@@ -438,3 +436,51 @@ def test_prune_protects_what_previous_answers_with_and_without_prereleases(
         assert "v2.0.0-rc.2" in reasons(payload)  # what runs, whatever the setting
         assert deleted_tags(payload) == {"v0.9.0", "v1.0.0", "v2.0.0-rc.1"} - wanted
     assert reg.deleted == []
+
+
+def test_an_env_named_on_the_command_line_with_no_history_for_the_image_is_exit_2(
+    env: Path, registry: FakeRegistry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deploy(env, "v1.0.0", OK, env="production")  # recorded as 'production', not 'prod'
+    deploy(env, "v1.1.0", OK, env="staging")
+
+    code, _, err = prune(capsys, "--env", "prod", "--yes")
+
+    assert code == ExitCode.USAGE, err
+    assert "prod" in err
+    assert "production, staging" in err  # what the ledger does have for that image
+    assert registry.stats.total == 0  # nothing was asked, nothing deleted
+    assert registry.deleted == []
+
+
+def test_an_env_with_history_for_another_image_only_is_exit_2(
+    env: Path, registry: FakeRegistry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Ledger(env) as ledger:
+        ledger.record(
+            environment="prod",
+            repository="registry.test/acme/other",
+            tag="v1.0.0",
+            status=OK,
+            actor=ACTOR,
+        )
+
+    code, _, err = prune(capsys, "--env", "prod", "--dry-run")
+
+    assert code == ExitCode.USAGE, err
+    assert f"no deploy of {IMAGE}" in err
+    assert registry.stats.total == 0
+
+
+def test_a_config_env_with_no_history_for_the_image_warns_and_prunes(
+    env: Path, registry: FakeRegistry, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "tagkeeper.toml").write_text('env = "prod"\n', encoding="utf-8")
+    deploy(env, "v1.0.0", OK, env="production")
+
+    code, payload, err = prune(capsys, "--dry-run", "--format", "json")
+
+    assert code == 0, err
+    (warning,) = [w for w in payload["images"][0]["warnings"] if "prod" in w]
+    assert "nothing is known to be deployed to prod" in warning
+    assert "production" in warning

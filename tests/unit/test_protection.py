@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+import pytest
+
 from tagkeeper.inventory import Version
 from tagkeeper.rollback.protection import HistorySource, rollback_protection
 from tagkeeper.rollback.resolve import DeployRecord, DeployStatus
@@ -40,6 +42,9 @@ class FakeHistory:
             for i, (tag, status, d) in enumerate(entries)
         ]
         return list(reversed(records))
+
+    def environments(self, repository: str) -> Sequence[str]:
+        return [name for name, entries in self.written.items() if entries]
 
 
 def test_current_and_rollback_target_are_protected_by_tag_and_digest() -> None:
@@ -213,6 +218,29 @@ def test_prerelease_targets_are_protected_for_the_setting_or_both() -> None:
     assert both[digest(1)] == "rollback target for prod (ledger)"
     assert both[digest(2)] == "rollback target for prod with prereleases allowed (ledger)"
     assert set(both) == set(strict) | set(loose)
+
+
+def test_an_environment_without_history_is_missing_and_required_ones_raise() -> None:
+    from tagkeeper.errors import ExitCode
+    from tagkeeper.rollback.protection import NoHistory, protection
+
+    ledger = FakeHistory(
+        "ledger", {"production": [("v1.0.0", OK, None)], "staging": [("v1.0.0", OK, None)]}
+    )
+    result = protection(REPO, ["prod", "staging"], [ledger])
+    assert result.missing == ("prod",)
+    assert result.recorded == ("production", "staging")
+    (warning,) = result.warnings("ledger x.db")
+    assert "deployed to prod" in warning
+    assert "production, staging" in warning
+    result.require(["staging"])  # has history: fine
+    with pytest.raises(NoHistory) as caught:
+        result.require(["prod"])
+    assert caught.value.exit_code is ExitCode.USAGE
+    assert "production, staging" in caught.value.message
+    assert "--env production" in (caught.value.hint or "")
+    with pytest.raises(NoHistory):
+        rollback_protection(REPO, ["prod"], [ledger], required=["prod"])
 
 
 def test_history_with_nothing_succeeded_protects_every_deploy_that_may_run() -> None:

@@ -392,3 +392,31 @@ def test_a_github_failure_at_start_runs_nothing_and_closes_the_ledger_record(
     assert rec.status is DeployStatus.FAILED
     assert rec.detail is not None
     assert rec.detail.startswith("not run")
+
+
+def test_environments_lists_where_the_image_was_deployed(github_fake: GitHubFake) -> None:
+    seed(github_fake, "production", "v1.0.0", ["success"], D1)
+    seed(github_fake, "staging", "v1.1.0", ["in_progress"])
+    seed(github_fake, "qa", "v1.1.0", ["success"], image="ghcr.io/octo/other")
+
+    assert GitHubDeployments(github_fake.repo()).environments(IMAGE) == ["production", "staging"]
+
+
+def test_prune_env_with_no_deployment_there_stops_before_the_registry(
+    github_fake: GitHubFake,
+    ledger_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _cli_env(monkeypatch, github_fake, ledger_path)
+    seed(github_fake, "production", "v1.0.0", ["success"], D1)
+    capsys.readouterr()
+
+    code = main(["prune", "--image", IMAGE, "--env", "prod", "--source", "github", "--yes"])
+
+    err = capsys.readouterr().err
+    assert code == ExitCode.USAGE, err
+    assert "recorded to production only" in err
+    assert "--env production" in err
+    assert not [e for e in github_fake.emu.log if "/deployments" not in e.path]
+    assert not ledger_path.exists()
