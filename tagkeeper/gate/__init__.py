@@ -3,5 +3,7 @@
 ``rules`` holds the environment tag rules (``latest``, untagged, moving pointers,
 ``dev-*``, floating aliases, prereleases), each a small object with its own reason code;
 ``scan`` finds image references in deploy files (compose/YAML, env files, shell scripts)
-so that ``tagkeeper check --file`` can judge them with those rules.
+so that ``tagkeeper check --file`` can judge them with those rules: ``shell`` reads shell
+commands (command prefixes, ``sh -c`` strings), ``findings`` holds what is reported and the
+interpolation of ``$VAR`` values.
 """

@@ -14,11 +14,10 @@ through a heredoc is covered as well as a plain ``.env`` file:
   closed, explicit ``?`` keys, text after it, a value that runs over lines...) is not
   skipped: every image key written in it is reported *unresolved*, so the check fails
   closed.
-* **Assignments**: ``IMAGE=...`` or ``*_IMAGE=...`` (any letter case) at the start of a
-  shell command: env files, ``export IMAGE=...``, ``readonly``/``local``/``declare``,
-  ``env IMAGE=... cmd``, inline prefixes (``PROFILE=prod IMAGE=... ./deploy.sh``), after
-  ``;``, ``&&``, ``||`` and ``|``, and compose ``environment:`` list items
-  (``- IMAGE=...``). Shell quoting is honoured: ``$`` inside single quotes is literal.
+* **Assignments**: ``IMAGE=...`` or ``*_IMAGE=...`` (any letter case) where a shell sets
+  them (:mod:`tagkeeper.gate.shell`: command starts, declarations, command prefixes such as
+  ``sudo``, ``env`` and ``nohup``, ``sh -c`` strings...), and compose ``environment:`` list
+  items (``- IMAGE=...``).
 
 Values that use variables are interpolated as docker compose and the shell do
 (``$VAR``, ``${VAR}``, ``${VAR:-default}``, ``${VAR-default}``, ``${VAR:?err}``,
@@ -32,41 +31,27 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from tagkeeper.gate.findings import Finding, Kind, expand, is_image_name, make_finding
 from tagkeeper.gate.rules import Code, Policy, Verdict
+from tagkeeper.gate.shell import scan_shell
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-
-class Kind(StrEnum):
-    YAML_KEY = "yaml-key"
-    ASSIGNMENT = "assignment"
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One image reference found in a file.
-
-    ``line`` and ``column`` are 1-based; the column is that of the value's first character
-    (inside its quotes). ``raw`` is the value as written (quotes removed), ``text`` the value
-    after interpolation; ``unresolved`` says why ``text`` cannot be known (then ``text`` is
-    ``raw``).
-    """
-
-    file: str
-    line: int
-    column: int
-    name: str
-    raw: str
-    text: str
-    kind: Kind
-    unresolved: str | None = None
+__all__ = [
+    "Finding",
+    "Kind",
+    "expand",
+    "is_image_name",
+    "judge_findings",
+    "scan_shell",
+    "scan_text",
+    "scan_yaml",
+]
 
 
-_NAME_RE = re.compile(r"(?:[A-Za-z0-9_]*_)?image", re.IGNORECASE)
 _YAML_KEY_RE = re.compile(
     r"^(?P<indent>[ \t]*)(?:-[ \t]+)?"
     r"""(?P<q>["']?)(?P<key>[A-Za-z0-9_]+)(?P=q)[ \t]*:(?:[ \t]+(?P<rest>.*)|[ \t]*)$"""
@@ -77,141 +62,6 @@ _YAML_LIST_ENV_RE = re.compile(
 )
 _YAML_MAPPING_KEY_RE = re.compile(r"""^(?:-[ \t]+)?["']?[^\s#'"]+["']?[ \t]*:(?:[ \t]|$)""")
 _BLOCK_RE = re.compile(r"[|>][-+0-9]*")
-_ASSIGN_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=")
-_VAR_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_PREFIX_WORDS = frozenset(
-    {
-        "export",
-        "readonly",
-        "local",
-        "declare",
-        "typeset",
-        "env",
-        "then",
-        "do",
-        "else",
-        "elif",
-        "if",
-        "while",
-        "until",
-        "!",
-        "{",
-        "time",
-        "exec",
-        "command",
-    }
-)
-_OPERATORS = ";&|()<>"
-
-
-def is_image_name(name: str) -> bool:
-    """True for the names whose values are image references: ``image``, ``*_image``."""
-    return _NAME_RE.fullmatch(name) is not None
-
-
-# --------------------------------------------------------------------------- interpolation
-
-
-def expand(template: str, variables: Mapping[str, str] | None) -> tuple[str, list[str]]:
-    """Interpolate ``template`` (compose syntax; ``$$`` is a literal ``$``).
-
-    Returns the text and the problems that leave it unresolved (empty when resolved).
-    ``variables=None`` means nothing is known: every variable is a problem.
-    """
-    out: list[str] = []
-    problems: list[str] = []
-    i = 0
-    while i < len(template):
-        ch = template[i]
-        if ch != "$":
-            out.append(ch)
-            i += 1
-            continue
-        nxt = template[i + 1 : i + 2]
-        if nxt == "$":
-            out.append("$")
-            i += 2
-        elif nxt == "{":
-            end = _matching(template, i + 1, "{", "}")
-            if end < 0:
-                problems.append(f"unterminated expansion {template[i:]!r}")
-                break
-            body = template[i + 2 : end]
-            if body.startswith("{"):
-                problems.append(
-                    f"GitHub Actions expression {template[i : end + 1]!r} (known only in the run)"
-                )
-            else:
-                value, more = _expand_braced(body, variables)
-                out.append(value)
-                problems.extend(more)
-            i = end + 1
-        elif nxt == "(":
-            end = _matching(template, i + 1, "(", ")")
-            stop = len(template) if end < 0 else end + 1
-            problems.append(f"command substitution {template[i:stop]!r}")
-            i = stop
-        elif (match := _VAR_NAME_RE.match(template, i + 1)) is not None:
-            value, more = _lookup(match.group(), "", "", variables)
-            out.append(value)
-            problems.extend(more)
-            i = match.end()
-        elif nxt and nxt in "0123456789@*#?!-":
-            problems.append(f"shell parameter ${nxt}")
-            i += 2
-        else:
-            out.append("$")
-            i += 1
-    return "".join(out), problems
-
-
-def _matching(text: str, start: int, open_ch: str, close_ch: str) -> int:
-    depth = 0
-    for index in range(start, len(text)):
-        if text[index] == open_ch:
-            depth += 1
-        elif text[index] == close_ch:
-            depth -= 1
-            if depth == 0:
-                return index
-    return -1
-
-
-def _expand_braced(body: str, variables: Mapping[str, str] | None) -> tuple[str, list[str]]:
-    match = _VAR_NAME_RE.match(body)
-    if match is None:
-        return "", [f"unsupported expansion ${{{body}}}"]
-    name, rest = match.group(), body[match.end() :]
-    for op in (":-", ":?", ":+", "-", "?", "+"):
-        if rest.startswith(op):
-            return _lookup(name, op, rest[len(op) :], variables)
-    if rest:
-        return "", [f"unsupported expansion ${{{body}}}"]
-    return _lookup(name, "", "", variables)
-
-
-def _lookup(
-    name: str, op: str, arg: str, variables: Mapping[str, str] | None
-) -> tuple[str, list[str]]:
-    if variables is None:
-        if op in (":-", "-"):
-            default, _ = expand(arg, None)
-            return "", [f"${name} is not known (default {default!r})"]
-        return "", [f"${name} is not known"]
-    is_set = name in variables
-    value = variables.get(name, "")
-    present = is_set if op in ("", "-", "?", "+") else bool(value)
-    if op in (":-", "-"):
-        return (value, []) if present else expand(arg, variables)
-    if op in (":+", "+"):
-        return expand(arg, variables) if present else ("", [])
-    if present:
-        return value, []
-    if op in (":?", "?"):
-        return "", [f"${name} is required but not set" + (f" ({arg})" if arg else "")]
-    return "", [f"${name} is not set"]
-
-
 # --------------------------------------------------------------------------- YAML
 
 
@@ -297,19 +147,19 @@ def scan_yaml(text: str, file: str, variables: Mapping[str, str] | None = None) 
             else:  # its other lines are still read as block YAML, each once
                 block_only_to = last + 1
             continue
-        finding = _block_finding(lines, index, file, variables)
+        finding = _blockmake_finding(lines, index, file, variables)
         if finding is not None:
             found.append(finding)
     return found
 
 
-def _block_finding(
+def _blockmake_finding(
     lines: list[str], index: int, file: str, variables: Mapping[str, str] | None
 ) -> Finding | None:
     line = lines[index]
     listed = _YAML_LIST_ENV_RE.match(line)
     if listed and is_image_name(listed.group("name")):
-        return _finding(
+        return make_finding(
             file,
             index + 1,
             listed.start("value") + 1,
@@ -348,7 +198,7 @@ def _block_finding(
         line_no, base = following + 1, _indent(content)
         parsed = (value, 0, None)
     value, offset, problem = parsed
-    return _finding(
+    return make_finding(
         file,
         line_no,
         base + offset + 1,
@@ -607,7 +457,7 @@ def _flow_findings(
         if isinstance(key, _Scalar) and is_image_name(key.text):
             if isinstance(value, _Scalar):
                 found.append(
-                    _finding(
+                    make_finding(
                         file,
                         value.row + 1,
                         value.col + 1,
@@ -645,7 +495,7 @@ def _flow_findings(
         assignment = _FLOW_ASSIGNMENT_RE.fullmatch(item.text)
         if assignment and is_image_name(assignment.group("name")):
             found.append(
-                _finding(
+                make_finding(
                     file,
                     item.row + 1,
                     item.col + assignment.start("value") + 1,
@@ -685,188 +535,7 @@ def _unreadable_flow(
     return found
 
 
-# --------------------------------------------------------------------------- shell
-
-
-@dataclass(frozen=True, slots=True)
-class _Word:
-    raw: str
-    template: str  # compose-style template: literal '$' doubled, expansions kept
-    start: int
-    operator: bool = False
-
-
-def _literal(text: str) -> str:
-    return text.replace("$", "$$")
-
-
-def _dollar(line: str, i: int) -> tuple[str, int]:
-    nxt = line[i + 1 : i + 2]
-    if nxt == "{":
-        end = _matching(line, i + 1, "{", "}")
-        stop = len(line) if end < 0 else end + 1
-        return line[i:stop], stop
-    if nxt == "(":
-        end = _matching(line, i + 1, "(", ")")
-        stop = len(line) if end < 0 else end + 1
-        return line[i:stop], stop
-    if nxt == "$":
-        return "${$}", i + 2
-    if nxt and (_VAR_NAME_RE.match(nxt) or nxt in "0123456789@*#?!-"):
-        match = _VAR_NAME_RE.match(line, i + 1)
-        stop = match.end() if match else i + 2
-        return line[i:stop], stop
-    return "$$", i + 1
-
-
-def _backtick(line: str, i: int) -> tuple[str, int]:
-    end = line.find("`", i + 1)
-    stop = len(line) if end < 0 else end + 1
-    return "$(" + line[i + 1 : stop - 1] + ")", stop
-
-
-def _double_quoted(line: str, i: int, template: list[str]) -> int:
-    """Read a double-quoted string from ``i`` (after the quote); return the closing index."""
-    n = len(line)
-    while i < n and line[i] != '"':
-        ch = line[i]
-        if ch == "\\" and line[i + 1 : i + 2] in ("$", "`", '"', "\\"):
-            template.append(_literal(line[i + 1]))
-            i += 2
-        elif ch in "$`":
-            i = _expansion(line, i, template)
-        else:
-            template.append(_literal(ch))
-            i += 1
-    return i
-
-
-def _expansion(line: str, i: int, template: list[str]) -> int:
-    """Append the ``$...`` or backtick expansion at ``i``; return the index after it."""
-    segment, stop = _dollar(line, i) if line[i] == "$" else _backtick(line, i)
-    template.append(segment)
-    return stop
-
-
-def _shell_words(line: str) -> list[_Word]:
-    words: list[_Word] = []
-    n = len(line)
-    i = 0
-    while i < n:
-        ch = line[i]
-        if ch in " \t\r":
-            i += 1
-            continue
-        if ch == "#":
-            break
-        if ch in _OPERATORS:
-            j = i + 1
-            while ch not in "()" and j < n and line[j] in "&|;<>":
-                j += 1
-            words.append(_Word(line[i:j], line[i:j], i, operator=True))
-            i = j
-            continue
-        start = i
-        template: list[str] = []
-        while i < n and line[i] not in " \t\r" + _OPERATORS:
-            ch = line[i]
-            if ch == "\\":
-                template.append(_literal(line[i + 1 : i + 2]))
-                i += 2
-            elif ch == "'":
-                end = line.find("'", i + 1)
-                end = n if end < 0 else end
-                template.append(_literal(line[i + 1 : end]))
-                i = end + 1
-            elif ch == '"':
-                i = _double_quoted(line, i + 1, template) + 1
-            elif ch in "$`":
-                i = _expansion(line, i, template)
-            else:
-                template.append(ch)
-                i += 1
-        i = min(i, n)
-        words.append(_Word(line[start:i], "".join(template), start))
-    return words
-
-
-def scan_shell(text: str, file: str, variables: Mapping[str, str] | None = None) -> list[Finding]:
-    """``IMAGE=``-style assignments at the start of shell commands and in env files."""
-    found: list[Finding] = []
-    for index, line in enumerate(text.splitlines()):
-        if re.match(r"[ \t]*-[ \t]", line):
-            continue  # a YAML list item; scan_yaml reads those
-        at_start = True
-        for word in _shell_words(line):
-            if word.operator:
-                at_start = word.raw not in ("<", ">", ">>", "<<", "<<<", ">&", "<&")
-                continue
-            if not at_start:
-                continue
-            assign = _ASSIGN_RE.match(word.raw)
-            if assign:
-                name = assign.group(1)
-                if is_image_name(name):
-                    found.append(_shell_finding(file, index + 1, word, name, variables))
-                continue
-            if word.raw in _PREFIX_WORDS or (word.raw.startswith("-") and len(word.raw) > 1):
-                continue
-            at_start = False
-    return found
-
-
-def _shell_finding(
-    file: str, line: int, word: _Word, name: str, variables: Mapping[str, str] | None
-) -> Finding:
-    template = word.template[len(name) + 1 :]
-    column = word.start + len(name) + 1 + 1
-    if word.raw[len(name) + 1 :][:1] in ("'", '"'):
-        column += 1
-    return _finding(
-        file,
-        line,
-        column,
-        name=name,
-        value=template,
-        raw=template.replace("$$", "$"),
-        kind=Kind.ASSIGNMENT,
-        problem=None,
-        variables=variables,
-    )
-
-
 # --------------------------------------------------------------------------- together
-
-
-def _finding(
-    file: str,
-    line: int,
-    column: int,
-    *,
-    name: str,
-    value: str,
-    kind: Kind,
-    problem: str | None,
-    variables: Mapping[str, str] | None,
-    raw: str | None = None,
-) -> Finding:
-    """A finding for the compose-style template ``value`` (``raw``: as shown, default ``value``)."""
-    shown = value if raw is None else raw
-    problems = [problem] if problem else []
-    if not value:
-        problems.append("the value is empty")
-    text, more = expand(value, variables)
-    problems.extend(more)
-    return Finding(
-        file,
-        line,
-        column,
-        name,
-        shown,
-        shown if problems else text,
-        kind,
-        "; ".join(problems) if problems else None,
-    )
 
 
 def scan_text(

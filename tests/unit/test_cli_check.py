@@ -366,3 +366,32 @@ def test_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for option in ("--env", "--allow-prerelease", "--file", "--format", "--var"):
         assert option in out
+
+
+# -- what the file really deploys: command prefixes, YAML escapes ---------------------------
+
+DEPLOY_PREFIXES = """\
+#!/bin/sh
+sudo IMAGE=ghcr.io/acme/app:latest ./deploy.sh
+sudo -E env IMAGE=ghcr.io/acme/app:latest ./deploy.sh
+nohup env IMAGE=ghcr.io/acme/app:latest ./deploy.sh &
+sudo -u deploy bash -c 'IMAGE=ghcr.io/acme/app:latest ./deploy.sh'
+timeout 10m nice -n 5 env IMAGE=ghcr.io/acme/app:v1.2.3 ./deploy.sh
+"""
+
+
+def test_check_file_looks_through_command_prefixes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "deploy.sh").write_text(DEPLOY_PREFIXES, encoding="utf-8")
+    code, payload = run_json(capsys, "--env", "prod", "--file", "deploy.sh")
+    assert code == ExitCode.POLICY
+    results = payload["results"]
+    assert isinstance(results, list)
+    assert [(r["line"], r["code"]) for r in results] == [
+        (2, "latest"),
+        (3, "latest"),
+        (4, "latest"),
+        (5, "latest"),
+        (6, "ok"),
+    ]
