@@ -4,6 +4,10 @@ A :class:`Finding` is what the YAML and shell readers (:mod:`tagkeeper.gate.scan
 :mod:`tagkeeper.gate.shell`) report: where a value is, its name, the value as written and
 as interpolated, and why it cannot be known when it cannot. Values are compose-style
 templates, interpolated by :func:`expand` as docker compose and the shell do.
+
+Text from a file is never printed as is: :func:`printable` escapes anything but printable
+ASCII (a decoded ``\\e`` or newline could otherwise rewrite a terminal or inject a
+workflow command into a CI log).
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ class Finding:
     """One image reference found in a file.
 
     ``line`` and ``column`` are 1-based; the column is that of the value's first character
-    (inside its quotes). ``raw`` is the value as written (quotes removed), ``text`` the value
-    after interpolation; ``unresolved`` says why ``text`` cannot be known (then ``text`` is
-    ``raw``).
+    (inside its quotes). ``raw`` is the value as written (quotes removed, YAML escapes
+    decoded), ``text`` the value after interpolation; ``unresolved`` says why ``text``
+    cannot be known (then ``text`` is ``raw``); ``broken`` why the value cannot be read at
+    all (a YAML escape that does not exist, say): it is then no reference.
     """
 
     file: str
@@ -40,6 +45,7 @@ class Finding:
     text: str
     kind: Kind
     unresolved: str | None = None
+    broken: str | None = None
 
 
 _NAME_RE = re.compile(r"(?:[A-Za-z0-9_]*_)?image", re.IGNORECASE)
@@ -49,6 +55,13 @@ VAR_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 def is_image_name(name: str) -> bool:
     """True for the names whose values are image references: ``image``, ``*_image``."""
     return _NAME_RE.fullmatch(name) is not None
+
+
+def printable(text: str) -> str:
+    """``text`` when it is printable ASCII, else with every other character escaped."""
+    if all(" " <= ch <= "~" for ch in text):
+        return text
+    return text.encode("unicode_escape").decode("ascii")
 
 
 # --------------------------------------------------------------------------- interpolation
@@ -165,9 +178,12 @@ def make_finding(
     problem: str | None,
     variables: Mapping[str, str] | None,
     raw: str | None = None,
+    broken: str | None = None,
 ) -> Finding:
     """A finding for the compose-style template ``value`` (``raw``: as shown, default ``value``)."""
     shown = value if raw is None else raw
+    if broken is not None:
+        return Finding(file, line, column, name, shown, shown, kind, broken=broken)
     problems = [problem] if problem else []
     if not value:
         problems.append("the value is empty")

@@ -395,3 +395,42 @@ def test_check_file_looks_through_command_prefixes(
         (5, "latest"),
         (6, "ok"),
     ]
+
+
+def test_check_file_decodes_yaml_escapes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "compose.yml").write_text(
+        "services:\n"
+        "  web:\n"
+        '    image: "ghcr.io/acme/app:\\x6catest"\n'
+        "  worker:\n"
+        '    image: "ghcr.io/acme/app:\\\n'
+        '      latest"\n'
+        "  db:\n"
+        '    image: "ghcr.io/acme/db:\\qv1"\n',
+        encoding="utf-8",
+    )
+    for env in ("prod", "dev"):
+        code, payload = run_json(capsys, "--env", env, "--file", "compose.yml")
+        assert code == ExitCode.POLICY
+        results = payload["results"]
+        assert isinstance(results, list)
+        assert [(r["line"], r["ref"], r["code"]) for r in results] == [
+            (3, "ghcr.io/acme/app:latest", "latest"),
+            (5, "ghcr.io/acme/app:latest", "latest"),
+            (8, "ghcr.io/acme/db:\\qv1", "unparseable"),
+        ]
+
+
+def test_check_never_prints_what_a_yaml_escape_decodes_to_raw(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "compose.yml").write_text(
+        'image: "ghcr.io/acme/app\\n::error::forged\\e[2J"\n', encoding="utf-8"
+    )
+    code = main(["check", "--env", "prod", "--file", "compose.yml"])
+    out, err = capsys.readouterr()
+    assert code == ExitCode.POLICY
+    assert "\x1b" not in out + err
+    assert not [line for line in out.splitlines() if line.startswith("::")]
