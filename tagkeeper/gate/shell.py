@@ -12,7 +12,9 @@ declaration (``export``, ``readonly``, ``local``, ``declare``, ``typeset``), and
 Command lines handed over as one string are read as shell too: ``sh -c`` / ``bash -lc``
 (and the other shells), ``su``/``runuser -c``, ``env -S``, ``flock -c``, ``eval`` and the
 remote command of ``ssh HOST ...``. ``make`` arguments may be assignments
-(``make deploy IMAGE=...``). A line ending in ``\\`` continues on the next one.
+(``make deploy IMAGE=...``). A line ending in ``\\`` continues on the next one. In YAML,
+list items (a CI ``script:`` entry) and the values of keys that hold a command (``run:``,
+``script:``, ``command:``, ``entrypoint:``...) are read as command lines too.
 
 Where the reader cannot tell what runs it does not give up, it fails closed: after an
 unknown option of a prefix (it may or may not take an argument) or a command that is an
@@ -24,12 +26,13 @@ inside single quotes is literal.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import TYPE_CHECKING
 
 from tagkeeper.gate.findings import VAR_NAME_RE, Finding, Kind, is_image_name, make_finding
 from tagkeeper.gate.findings import matching as _matching
+from tagkeeper.gate.yaml_scalars import ScalarError, read_quoted
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -45,6 +48,12 @@ _DECLARATIONS = frozenset({"export", "readonly", "local", "declare", "typeset"})
 _ASSIGNING_ARGUMENTS = frozenset({"make", "gmake", "xargs"})
 _SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox"})
 _MAX_DEPTH = 8  # strings inside strings inside ...: deeper ones are not read
+_YAML_ITEM_RE = re.compile(r"[ \t]*(?:-[ \t]+)+")
+_YAML_ENTRY_RE = re.compile(r"[ \t]*(?P<key>[A-Za-z_][A-Za-z0-9_-]*)[ \t]*:[ \t]+")
+# YAML keys whose value is a shell command (GitHub Actions, GitLab CI, compose...)
+_SCRIPT_KEYS = frozenset(
+    {"run", "script", "before_script", "after_script", "command", "entrypoint", "cmd"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -532,14 +541,41 @@ def _split(words: Sequence[_Word]) -> list[list[_Word]]:
     return [c for c in commands if c]
 
 
+def _yaml_script(line: str) -> tuple[str, int] | None:
+    """The command in a YAML line that holds one, and its column (0-based).
+
+    A list item (``- sudo IMAGE=... ./deploy.sh``, a CI ``script:`` entry) and the value
+    of a key that holds a command (``run: ...``, ``- run: ...``) are read as shell; a
+    quoted value is decoded as YAML first. ``("", 0)`` for any other list item line.
+    """
+    item = _YAML_ITEM_RE.match(line)
+    start = item.end() if item else 0
+    entry = _YAML_ENTRY_RE.match(line, start)
+    if entry is not None:
+        if entry.group("key") not in _SCRIPT_KEYS:
+            return ("", 0) if item else None
+        start = entry.end()
+    elif item is None:
+        return None
+    if line[start : start + 1] in ("'", '"'):
+        try:
+            return read_quoted([line], 0, start).text, start + 1
+        except ScalarError:
+            return "", 0  # YAML cannot read it; scan_yaml says so where it matters
+    return line[start:], start
+
+
 def scan_shell(text: str, file: str, variables: Mapping[str, str] | None = None) -> list[Finding]:
     """``IMAGE=``-style assignments where shell commands and env files set them."""
     ctx = _Context(file, variables)
     found: list[Finding] = []
     pending: list[_Word] = []  # a command continued on the next line
     for index, line in enumerate(text.splitlines()):
-        if not pending and re.match(r"[ \t]*-[ \t]", line):
-            continue  # a YAML list item; scan_yaml reads those
+        script = None if pending else _yaml_script(line)
+        if script is not None:  # a command inside YAML: read on its own
+            command_line, column = script
+            found.extend(_line_commands(command_line, index, replace(ctx, line_offset=column)))
+            continue
         words, continued = _shell_words(line, index)
         commands = _split([*pending, *words])
         ended = not words or (words[-1].operator and words[-1].raw not in _REDIRECTS)

@@ -233,3 +233,27 @@ def test_any_prefix_chain_is_looked_through(
     found = scan_text(line + "\n", "deploy.sh")
     assert [f.text for f in found] == [X], line
     assert line[found[0].column - 1 :].startswith(X), line
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"steps:\n  - run: sudo IMAGE={X} ./deploy.sh\n",
+        f"steps:\n  - name: deploy\n    run: ssh deploy@host 'IMAGE={X} ./deploy.sh'\n",
+        f'steps:\n  - run: "nohup env IMAGE={X} ./deploy.sh"\n',
+        f"deploy:\n  script:\n    - sudo -E IMAGE={X} ./deploy.sh\n",
+        f"deploy:\n  before_script: [echo]\n  script:\n    - cd /srv && env IMAGE={X} ./d.sh\n",
+        f"steps:\n  - run: |\n      sudo IMAGE={X} \\\n        ./deploy.sh\n",
+    ],
+)
+def test_commands_in_yaml_script_values_are_read_as_shell(text: str) -> None:
+    found = scan_text(text, "workflow.yml")
+    assert [(f.name, f.text) for f in found] == [("IMAGE", X)], text
+    (finding,) = found
+    line = text.splitlines()[finding.line - 1]
+    assert line[finding.column - 1 :].startswith(X)
+
+
+def test_other_yaml_values_are_not_read_as_shell() -> None:
+    text = f"description: make deploy IMAGE={X}\nname: sudo IMAGE={X}\n"
+    assert scan_text(text, "c.yml") == []
