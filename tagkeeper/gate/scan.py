@@ -121,7 +121,8 @@ def _read_value(lines: list[str], row: int, col: int, key_col: int) -> _Value | 
             quoted = read_quoted(lines, row, col)
         except ScalarError as exc:  # shown as written, inside its quotes on this line
             written = body[1:].rpartition(body[0])[0] or body[1:].rstrip()
-            return _Value(written, row, col + 1, exc.row, broken=exc.why)
+            # where it ends is unknown: the lines after it are read as usual
+            return _Value(written, row, col + 1, row, broken=exc.why)
         after = lines[quoted.row][quoted.col :]
         broken = None if _AFTER_QUOTE_RE.fullmatch(after) else "text after the closing quote"
         return _Value(quoted.text, row, col + 1, quoted.row, broken=broken)

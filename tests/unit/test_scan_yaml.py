@@ -236,3 +236,9 @@ def test_the_check_judges_what_yaml_reads(pieces: list[str]) -> None:
     else:
         assert found[0].text == expected
         assert verdict.ok == policy_for("prod").judge_text(expected).ok
+
+
+def test_lines_after_a_value_yaml_cannot_read_are_still_read() -> None:
+    text = 'a:\n  image: "ghcr.io/acme/app:v1.2.3\nb:\n  image: ghcr.io/acme/b:latest\n'
+    found = scan_text(text, "compose.yml")
+    assert [(f.line, f.broken is not None) for f in found] == [(2, True), (4, False)]
