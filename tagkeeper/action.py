@@ -37,6 +37,7 @@ _ALL = frozenset(COMMANDS)
 _HISTORY = frozenset({"record", "deploy", "rollback"})
 
 # input variable -> (flag, commands that take it)
+_UNTRIMMED = frozenset({"TK_ENV"})
 _VALUE_FLAGS: tuple[tuple[str, str, frozenset[str]], ...] = (
     ("TK_ENV", "--env", frozenset({"tags", "check", "prune", "previous", "history"}) | _HISTORY),
     ("TK_KEEP", "--keep", frozenset({"prune"})),
@@ -149,9 +150,12 @@ def build_invocation(env: Mapping[str, str]) -> Invocation:
         for image in images:
             argv += ["--image", image]
     for variable, flag, commands in _VALUE_FLAGS:
-        value = env.get(variable, "").strip()
-        if not value:
+        raw = env.get(variable, "")
+        if not raw.strip():
             continue
+        # An environment name is never trimmed (" prod" is refused by the CLI, as on the
+        # command line); the other values are numbers, durations, words and URLs.
+        value = raw if variable in _UNTRIMMED else raw.strip()
         if command not in commands:
             raise UsageError(
                 f"input {flag[2:]!r} does not apply to the {command!r} command",

@@ -161,3 +161,12 @@ def test_every_flag_the_action_passes_exists_on_the_command(command: str) -> Non
         assert {"--protect", "--dry-run", "--yes"} <= accepted
     if command in _DRY_RUN:
         assert "--dry-run" in accepted
+
+
+@pytest.mark.parametrize("value", [" prod", "prod ", "prod\n"])
+def test_an_environment_name_reaches_the_cli_untrimmed(value: str) -> None:
+    # the CLI refuses a name with spaces around it (exit 2) rather than guessing
+    invocation = build_invocation(
+        {"TK_COMMAND": "check", "TK_ENV": value, "TK_IMAGE": "a/b:v1.0.0"}
+    )
+    assert invocation.argv[invocation.argv.index("--env") + 1] == value
