@@ -68,11 +68,27 @@ class ManifestUnreadable(Exception):
         self.reason = reason
 
 
+class ManifestMissing(ManifestUnreadable):
+    """The registry answered that the manifest does not exist (404 for its digest).
+
+    A definite answer, unlike a failure: a manifest that is not there reaches nothing
+    that a delete could break. The planner still fails closed for a *listed* version
+    whose manifest is missing (the listing and the registry disagree); it only accepts
+    the answer for a digest the listing does not show (a protected digest that was
+    deleted, a child of one).
+    """
+
+
 class ManifestReader(Protocol):
     """Reads manifests on demand; each digest is read at most once per run."""
 
     def manifest(self, digest: str) -> ManifestInfo:
-        """The manifest of ``digest``; raises :class:`ManifestUnreadable` on failure."""
+        """The manifest of ``digest``; raises :class:`ManifestUnreadable` on failure
+        (:class:`ManifestMissing` when the registry says it does not exist).
+
+        The planner also asks about digests the listing does not show (a protected
+        digest, and what it lists): a reader answers for any digest of the repository.
+        """
         ...
 
     def referrers(self, digest: str) -> Sequence[str]:

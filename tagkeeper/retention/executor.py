@@ -192,7 +192,7 @@ class MemoReader:
                 answer = exc
             self._manifests[digest] = answer
         if isinstance(answer, ManifestUnreadable):
-            raise ManifestUnreadable(answer.digest, answer.reason)
+            raise type(answer)(answer.digest, answer.reason)
         return answer
 
     def referrers(self, digest: str) -> Sequence[str]:
@@ -204,7 +204,7 @@ class MemoReader:
                 answer = exc
             self._referrers[digest] = answer
         if isinstance(answer, ManifestUnreadable):
-            raise ManifestUnreadable(answer.digest, answer.reason)
+            raise type(answer)(answer.digest, answer.reason)
         return answer
 
 

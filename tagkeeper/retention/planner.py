@@ -30,7 +30,7 @@ import threading
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import cached_property
 from itertools import groupby, repeat
@@ -43,6 +43,7 @@ from tagkeeper.inventory import (
     DOCKER_MANIFEST,
     INDEX_TYPES,
     OCI_MANIFEST,
+    ManifestMissing,
     ManifestReader,
     ManifestUnreadable,
     Version,
@@ -76,6 +77,10 @@ _REFERRER_TAG_RE = re.compile(r"(sha256|sha512)-([0-9a-f]{64}|[0-9a-f]{128})(?:\
 _REFERRER_KIND = {"sig": "signature", "att": "attestation", "sbom": "SBOM", None: "referrers index"}
 # image manifests cannot list other manifests: no need to read them to mark children
 _PLAIN_MANIFESTS = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
+# a protected key that names a digest (OCI digest grammar), not a tag
+_DIGEST_RE = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
+# every tagged version is older than this: what an unlisted unreadable digest may reach
+_END_OF_TIME = datetime.max.replace(tzinfo=UTC)
 
 
 def _semver_of(tag: str) -> SemVer | None:
@@ -347,8 +352,17 @@ class _Planner:
         self.fell: dict[str, list[tuple[int, str, str]]] = {}
         # marked digest -> (relation, parent digest, root label); roots map to None
         self.marked: dict[str, tuple[str, str, str] | None] = {}
+        self.labels: dict[str, str] = {}  # visited digest -> label of the root it came from
+        # digests the listing does not show, walked from a protected digest: -> why
+        # (the protected reason, or the unlisted parent that lists it)
+        self.unlisted: dict[str, str] = {}
+        self.surprising: set[str] = set()  # of those, the ones a listed version lists
+        # untagged versions kept without being marked (``--untagged keep``, failing
+        # closed) whose reach was walked: what they reach is kept too
+        self.shielded: set[str] = set()
         self.unreadable_manifest: set[str] = set()
         self.unreadable_referrers: set[str] = set()
+        self.unreadable_shielded: set[str] = set()
 
     def run(self) -> Plan:
         self._scan()
@@ -485,21 +499,38 @@ class _Planner:
         """What ``digest`` reaches: children, OCI referrers, referrer-tagged versions.
 
         Reads the manifest (unless the listing says it is a plain image manifest, which
-        cannot list other manifests) and asks for referrers; records what fails."""
+        cannot list other manifests) and asks for referrers; records what fails. A
+        digest the listing does not show that the registry says is missing reaches
+        nothing (a warning); any other failure fails closed, listed or not.
+
+        A shielded version (untagged, kept anyway) is asked only for its children: its
+        untagged referrers are kept with it, and so are its cosign-tagged ones (see
+        :meth:`_sweep_referrers`). When its manifest cannot be read, only the tagged
+        versions pushed at or before it are kept for it (see :meth:`_threshold`)."""
         edges: list[tuple[str, str]] = []
-        v = self.by_digest[digest]
-        if v.media_type not in _PLAIN_MANIFESTS:
+        v = self.by_digest.get(digest)
+        shielded = digest in self.shielded
+        if v is None or v.media_type not in _PLAIN_MANIFESTS:
             self.reads += 1
             try:
                 info = self.reader.manifest(digest)
+            except ManifestMissing as exc:
+                if v is not None:  # listed, yet missing: the listing and the registry disagree
+                    self._unreadable(digest, label, exc, shielded=shielded)
+                else:
+                    self._missing(digest)
+                    return edges
             except ManifestUnreadable as exc:
-                self.unreadable_manifest.add(digest)
-                self.warnings.append(
-                    f"manifest {_short(digest)} ({label}) could not be read: {exc.reason}; "
-                    "kept, and nothing it could reach is deleted"
-                )
+                self._unreadable(digest, label, exc, shielded=shielded)
             else:
                 edges.extend(("child", c) for c in info.children)
+                if digest in self.surprising:
+                    self.warnings.append(
+                        f"{self.unlisted[digest]}, which the listing does not show; "
+                        "what it lists is kept"
+                    )
+        if shielded:
+            return edges
         self.referrer_calls += 1
         try:
             referrers = self.reader.referrers(digest)
@@ -514,46 +545,142 @@ class _Planner:
         edges.extend(("signature", r) for r in self.ref_tagged.get(digest, ()))
         return edges
 
+    def _unreadable(
+        self, digest: str, label: str, exc: ManifestUnreadable, *, shielded: bool = False
+    ) -> None:
+        (self.unreadable_shielded if shielded else self.unreadable_manifest).add(digest)
+        self.warnings.append(
+            f"manifest {_short(digest)} ({label}) could not be read: {exc.reason}; "
+            "kept, and nothing it could reach is deleted"
+        )
+
+    def _missing(self, digest: str) -> None:
+        """An unlisted digest the registry does not have: nothing to keep for it."""
+        why = self.unlisted[digest]
+        if digest in self.protected:
+            self.warnings.append(
+                f"protected {_short(digest)} ({why}) is not in the repository; "
+                "nothing is kept for it"
+            )
+        else:
+            self.warnings.append(f"{why}, which is not in the repository")
+
     def _mark(self) -> None:
-        """Breadth-first from the roots (newest first, then by digest): deterministic."""
+        """Breadth-first from the roots (newest first, then by digest): deterministic.
+
+        Then from the protected digests the listing does not show, walking their
+        unlisted descendants too (an OCI registry lists no untagged manifest: a rollback
+        target pinned by digest whose tag was re-pushed is one). Then, when untagged
+        versions are kept without being marked (``--untagged keep``, or failing closed)
+        and a tagged version would be deleted, from those untagged versions that could
+        list it: whatever the plan keeps is kept with everything it reaches.
+        """
         by_digest = self.by_digest
-        marked = self.marked
-        labels: dict[str, str] = {}
+        labels = self.labels
         order = sorted(self.roots)
         order.sort(key=lambda d: by_digest[d].created, reverse=True)
         queue: deque[str] = deque()
         for digest in order:
-            marked[digest] = None
+            self.marked[digest] = None
             labels[digest] = (
                 _best(self.roots[digest])[3] or _first_tag(by_digest[digest]) or _short(digest)
             )
             queue.append(digest)
-        missing: set[str] = set()
+        for key in sorted(self.protected):
+            if key not in by_digest and _DIGEST_RE.fullmatch(key):
+                self.unlisted[key] = labels[key] = self.protected[key]
+                queue.append(key)
+        self._walk(queue)
+        for digest in self._shield_candidates():
+            self.shielded.add(digest)
+            labels[digest] = "untagged, kept"
+            queue.append(digest)
+        self._walk(queue)
+
+    def _walk(self, queue: deque[str]) -> None:
+        by_digest = self.by_digest
+        marked = self.marked
+        labels = self.labels
+        unlisted = self.unlisted
+        warned: set[str] = set()
         while queue:
             digest = queue.popleft()
             label = labels[digest]
             for relation, target in self._edges(digest, label):
-                if target in marked:
+                if target in marked or target in unlisted or target in self.shielded:
                     continue
-                if target not in by_digest:
+                if target in by_digest:
+                    marked[target] = (relation, digest, label)
+                    labels[target] = label
+                    queue.append(target)
+                elif relation == "child":
+                    # a manifest the listing does not show: read on (a nested index may
+                    # list versions the listing shows). Below an unlisted protected
+                    # digest that is expected (OCI lists no untagged manifest); below a
+                    # listed version it is worth a warning (see _edges)
+                    if digest in by_digest:
+                        self.surprising.add(target)
+                        what = f"kept image {_short(digest)}"
+                    else:
+                        what = _short(digest)
+                    unlisted[target] = f"{what} ({label}) references {_short(target)} (child)"
+                    labels[target] = label
+                    queue.append(target)
+                elif target not in warned:
                     # not a version of this repository: nothing to delete, but say so
-                    if target not in missing:
-                        missing.add(target)
-                        self.warnings.append(
-                            f"kept image {_short(digest)} ({label}) references "
-                            f"{_short(target)} ({relation}), which is not in the repository"
-                        )
-                    continue
-                marked[target] = (relation, digest, label)
-                labels[target] = label
-                queue.append(target)
+                    warned.add(target)
+                    self.warnings.append(
+                        f"kept image {_short(digest)} ({label}) references "
+                        f"{_short(target)} ({relation}), which is not in the repository"
+                    )
+
+    def _shield_candidates(self) -> list[str]:
+        """Untagged versions kept without being marked whose reach must be walked.
+
+        Only when something tagged would be deleted, and only the untagged versions that
+        could list it: a registry accepts an index only once the manifests it lists are
+        there, so where the backend knows the push order (GHCR's version ids) an
+        untagged version pushed before every tagged delete cannot list any of them.
+        Newest first, so that an index is read before the plain images it lists.
+        """
+        fail_closed = bool(self.unreadable_manifest or self.unreadable_referrers)
+        if self.policy.untagged != "keep" and not fail_closed:
+            return []
+        threshold = self._threshold()
+        at_risk = [
+            v
+            for v in self.tagged
+            if v.digest not in self.marked
+            and v.digest not in self.ref_subjects
+            and (threshold is None or v.created > threshold)
+        ]
+        if not at_risk:
+            return []
+        sequences = [v.sequence for v in at_risk]
+        oldest = None if None in sequences else min(s for s in sequences if s is not None)
+        return [
+            v.digest
+            for v in self.untagged
+            if v.digest not in self.marked
+            and not (oldest is not None and v.sequence is not None and v.sequence < oldest)
+        ]
+
+    def _threshold(self) -> datetime | None:
+        """The push time at or before which a tagged version could be the child of an
+        unreadable manifest (see :meth:`_fail_closed`); ``None`` when none is unreadable."""
+        times = []
+        for digest in self.unreadable_manifest | self.unreadable_shielded:
+            v = self.by_digest.get(digest)
+            if v is None:  # unlisted: its push time is unknown, so any version could be
+                return _END_OF_TIME
+            times.append(v.created)
+        return max(times, default=None)
 
     # ---------------------------------------------------------------- sweep
 
     def _fail_closed(self) -> tuple[list[str], datetime | None, str]:
         """Unreadable digests, the push time at or before which a tagged version could
         be the child of one of them, and the reason for what that keeps."""
-        by_digest = self.by_digest
         # Fail closed. A manifest that could not be read may list any untagged version as
         # a child and may have any untagged or cosign-tagged referrer: keep all of those.
         # A version with a channel (or unmatched) tag is an image a build pushed; it can
@@ -565,8 +692,13 @@ class _Planner:
         # Referrers are pushed after their subject and are untagged or carry
         # ``sha256-...`` tags (cosign, referrers tag schema), all kept here; an artifact
         # that carries a channel tag of its own is treated as an image of its own.
-        unreadable = sorted(self.unreadable_manifest | self.unreadable_referrers)
-        threshold = max((by_digest[d].created for d in self.unreadable_manifest), default=None)
+        # An unreadable digest the listing does not show has no known push time: every
+        # tagged version is kept. Untagged versions kept here are walked like roots
+        # (see _shield_candidates): what they reach is kept as well.
+        unreadable = sorted(
+            self.unreadable_manifest | self.unreadable_referrers | self.unreadable_shielded
+        )
+        threshold = self._threshold()
         unreadable_reason = ""
         if unreadable:
             more = f" and {len(unreadable) - 1} more" if len(unreadable) > 1 else ""
@@ -576,7 +708,8 @@ class _Planner:
     def _sweep(self) -> Plan:
         marked = self.marked
         unreadable, threshold, unreadable_reason = self._fail_closed()
-        fail_closed = bool(unreadable)
+        # an unreadable shielded version keeps only the tagged versions it could list
+        fail_closed = bool(self.unreadable_manifest or self.unreadable_referrers)
         kept: list[Decision] = [self._kept(self.by_digest[d]) for d in marked]
         kept_set: set[str] = set(marked)
         tagged_delete: list[Decision] = []

@@ -11,6 +11,7 @@ for.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,7 @@ from tagkeeper.inventory import (
     DeleteResult,
     DeleteStatus,
     ManifestInfo,
+    ManifestMissing,
     ManifestUnreadable,
     RequestStats,
     Version,
@@ -86,12 +88,14 @@ class FakeRegistry:
         listed: bool = True,
         key: str | None = None,
         hide_media_type: bool = False,
+        sequence: int | None = None,
     ) -> Version:
         """Add a manifest named ``name`` (or a digest). ``created`` in minutes after T0.
 
         ``children`` makes it an index; ``subject`` an OCI 1.1 referrer; ``listed=False``
         stores the manifest without listing it as a version (it is not in the listing).
-        ``hide_media_type`` lists it without a media type, as GHCR's listing does.
+        ``hide_media_type`` lists it without a media type, as GHCR's listing does;
+        ``sequence`` is the push order, as GHCR's version ids give it.
         """
         digest = name if name.startswith("sha256:") else digest_of(name)
         when = created if isinstance(created, datetime) else at(created)
@@ -105,6 +109,7 @@ class FakeRegistry:
             created=when,
             key=key,
             media_type=None if hide_media_type else mtype,
+            sequence=sequence,
         )
         if listed:
             for tag in version.tags:
@@ -115,15 +120,13 @@ class FakeRegistry:
     def _untag(self, tag: str) -> None:
         for digest, v in list(self._versions.items()):
             if tag in v.tags:
-                self._versions[digest] = Version(
-                    v.digest, v.tags - {tag}, v.created, v.key, v.media_type
-                )
+                self._versions[digest] = replace(v, tags=v.tags - {tag})
 
     def push_tag(self, tag: str, digest: str) -> None:
         """Point ``tag`` at ``digest`` (moving it off whatever had it), as a push does."""
         self._untag(tag)
         v = self._versions[digest]
-        self._versions[digest] = Version(v.digest, v.tags | {tag}, v.created, v.key, v.media_type)
+        self._versions[digest] = replace(v, tags=v.tags | {tag})
 
     def remove(self, digest: str) -> None:
         """Someone else deleted ``digest``."""
@@ -167,7 +170,7 @@ class FakeRegistry:
             raise ManifestUnreadable(digest, self.unreadable[digest])
         info = self.manifests.get(digest)
         if info is None:
-            raise ManifestUnreadable(digest, "manifest unknown")
+            raise ManifestMissing(digest, "manifest unknown")
         return info
 
     def referrers(self, digest: str) -> Sequence[str]:

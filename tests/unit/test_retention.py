@@ -412,14 +412,29 @@ def test_oci_referrers_follow_their_subject() -> None:
 
 def test_missing_child_is_a_warning_not_a_delete() -> None:
     reg = FakeRegistry()
-    reg.add("gone-child", created=1, listed=False)
     reg.add("idx", tags=["v1.0.0"], created=2, children=[digest_of("gone-child")])
     p = run(reg)
     assert decision(p, "idx").keep
     assert len(p.decisions) == 1
+    assert p.unreadable == ()
     assert p.warnings == (
         f"kept image {digest_of('idx')[:19]} (v1.0.0) references "
         f"{digest_of('gone-child')[:19]} (child), which is not in the repository",
+    )
+
+
+def test_an_unlisted_child_is_read_and_what_it_lists_is_kept() -> None:
+    reg = FakeRegistry()
+    reg.add("platform", tags=["dev-0000001"], created=1)
+    reg.add("hidden", created=1, children=[digest_of("platform")], listed=False)
+    reg.add("idx", tags=["v1.0.0"], created=2, children=[digest_of("hidden")])
+    p = run(reg, Policy(keep_dev=0, keep_release=1))
+    assert decision(p, "platform").keep
+    assert decision(p, "platform").rule == "reachable"
+    assert p.warnings == (
+        f"kept image {digest_of('idx')[:19]} (v1.0.0) references "
+        f"{digest_of('hidden')[:19]} (child), which the listing does not show; "
+        "what it lists is kept",
     )
 
 

@@ -5,8 +5,9 @@ manifests it lists (a registry refuses an index whose children are missing), a r
 after its subject; OCI referrers are untagged and cosign signatures carry only their
 ``sha256-<hex>.<kind>`` tag. Everything else is random: DAGs of (nested) indexes, shared
 children, children missing from the listing, tags from every channel, push times with
-ties, media types hidden as GHCR's listing hides them, unreadable manifests and
-referrers, policies and protected references.
+ties, media types hidden as GHCR's listing hides them, images and indexes the listing
+does not show (an OCI registry lists no untagged manifest), unreadable manifests and
+referrers, policies and protected references (tags, listed digests, unlisted digests).
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ class Case:
 
 
 KINDS = st.sampled_from(["image", "image", "index", "index", "referrer", "sig"])
+UNLISTED = st.integers(0, 5)  # 0: the listing does not show this image or index
 SIG_KINDS = st.sampled_from(["sig", "att", "sbom", ""])
 TAGS = st.lists(TAG, max_size=3)
 BOOL = st.booleans()
@@ -109,28 +111,43 @@ def cases(draw: st.DrawFn, *, distinct_times: bool = False) -> Case:
     images: list[str] = []  # digests that are images or indexes (may be children)
     everything: list[str] = []
     indexes: list[str] = []
+    unlisted: list[str] = []
     for i, minute in enumerate(times):
         name = f"m{i}"
         kind = draw(KINDS)
         hide = draw(BOOL)
         if kind in ("image", "index"):
-            tags = [t for t in draw(TAGS) if t not in used]
+            listed = draw(UNLISTED) > 0
+            tags = [t for t in draw(TAGS) if t not in used] if listed else []
             used.update(tags)
             children: list[str] = []
             if kind == "index":
-                mask = draw(st.integers(0, 2 ** len(images) - 1))  # any subset of earlier
-                children = [d for bit, d in enumerate(images) if mask >> bit & 1]
+                # any subset of earlier images; a listed index lists only listed ones, as
+                # registries show them (GHCR lists every version, an OCI registry every
+                # manifest a tagged index reaches); an unlisted one lists any
+                pool = images if not listed else [d for d in images if d not in unlisted]
+                mask = draw(st.integers(0, 2 ** len(pool) - 1))
+                children = [d for bit, d in enumerate(pool) if mask >> bit & 1]
                 if draw(SMALL) == 0:
                     children.append(digest_of(f"missing{i}"))
-            reg.add(name, tags=tags, created=minute, children=children, hide_media_type=hide)
+            reg.add(
+                name,
+                tags=tags,
+                created=minute,
+                children=children,
+                hide_media_type=hide,
+                listed=listed,
+            )
             images.append(digest_of(name))
+            if not listed:
+                unlisted.append(digest_of(name))
             if children:
                 indexes.append(digest_of(name))
         elif kind == "referrer" and everything:
             reg.add(name, created=minute, subject=pick(draw, everything), hide_media_type=hide)
         else:
-            listed: int = draw(SMALL)  # 0 (1 in 4): the subject is not in the repository
-            subject = pick(draw, everything) if everything and listed else digest_of(f"no{i}")
+            known: int = draw(SMALL)  # 0 (1 in 4): the subject is not in the repository
+            subject = pick(draw, everything) if everything and known else digest_of(f"no{i}")
             tag = sig_tag(subject, draw(SIG_KINDS))
             if tag in used:
                 reg.add(name, created=minute, hide_media_type=hide)
@@ -155,7 +172,7 @@ def cases(draw: st.DrawFn, *, distinct_times: bool = False) -> Case:
         unmatched=draw(st.sampled_from(["keep", "delete"])),
     )
     now = at(max(times) + draw(st.integers(0, 200)))
-    keys = sorted(used) + everything
+    keys = sorted(used) + everything + [digest_of("deleted-long-ago")]
     protected = {pick(draw, keys): "deployed to prod" for _ in range(draw(SMALL))}
     return Case(reg, policy, now, protected)
 
@@ -164,18 +181,29 @@ def kept_digests(p: Plan) -> set[str]:
     return {d.version.digest for d in p.keep}
 
 
+def unlisted_digests(case: Case) -> set[str]:
+    """Digests the registry holds that the listing does not show."""
+    listed = {v.digest for v in case.reg.versions()}
+    return set(case.reg.manifests) - listed
+
+
+def protected_digests(case: Case) -> list[str]:
+    return [key for key in case.protected if key.startswith("sha256:")]
+
+
 @SETTINGS
 @given(cases())
 def test_kept_images_stay_whole_and_protected_ones_stay(case: Case) -> None:
     # (three properties on one generated package: generating it is the costly part)
     p = case.plan()
     kept = kept_digests(p)
-    # what the policy keeps on purpose (not the extra caution of fail-closed or of
-    # untagged=keep, which keep unrelated garbage too) must keep everything it reaches
-    wanted = [d.version.digest for d in p.keep if d.rule not in ("unreadable", "untagged-keep")]
+    # whatever the plan keeps, whatever the rule (newest-N, protected, grace period,
+    # untagged-keep, unreadable...), is kept with everything it reaches; and so is every
+    # protected digest, shown by the listing or not
+    wanted = [d.version.digest for d in p.keep] + protected_digests(case)
     reached = case.reg.closure(wanted)
     assert reached <= kept, dict.fromkeys(reached - kept, p.decisions)
-    assert set(p.unreadable) <= kept
+    assert set(p.unreadable) <= kept | unlisted_digests(case)
     # no digest is decided twice, and every version is decided
     assert Counter(d.version.digest for d in p.decisions) == Counter(
         v.digest for v in case.reg.versions()
@@ -187,13 +215,16 @@ def test_kept_images_stay_whole_and_protected_ones_stay(case: Case) -> None:
 
 
 def assert_reads_only_kept_manifests_each_once(case: Case, p: Plan) -> None:
+    # of the listed versions, only kept ones are read (digests the listing does not
+    # show are read where a kept or protected one reaches them: they cannot be deleted)
+    listed = {v.digest for v in case.reg.versions()}
     kept = kept_digests(p)
     reads = Counter(case.reg.manifest_reads)
     assert all(count == 1 for count in reads.values())
-    assert set(reads) <= kept
+    assert set(reads) & listed <= kept
     referrer_reads = Counter(case.reg.referrer_reads)
     assert all(count == 1 for count in referrer_reads.values())
-    assert set(referrer_reads) <= kept
+    assert set(referrer_reads) & listed <= kept
 
 
 def assert_nothing_protected_or_young_is_deleted(case: Case, p: Plan) -> None:
@@ -280,6 +311,7 @@ def test_apply_with_faults_never_breaks_an_image_that_stays(
     reader = MemoReader(reg)
     p = plan(reg.versions(), case.policy, now=case.now, reader=reader, protected=case.protected)
     reach = {v.digest: pull_reach(reg, v.digest) for v in reg.versions()}
+    reach.update((d, pull_reach(reg, d)) for d in protected_digests(case))
     retag: set[str] = set()
     for d in p.delete:
         fault = data.draw(FAULTS)
@@ -315,9 +347,10 @@ def test_apply_with_faults_never_breaks_an_image_that_stays(
     accounted = [r.version.digest for r in report.results] + [v.digest for v in report.skipped]
     assert sorted(accounted) == sorted(planned)
     assert all(report.reasons.get(v.digest) for v in report.skipped)
-    # every image that stays tagged, and every image the plan kept on purpose, is whole
+    # every image that stays tagged, everything the plan kept and every protected digest
+    # (listed or not) is whole
     whole = {digest for digest, v in left.items() if v.tags}
-    whole |= {d.version.digest for d in p.keep if d.rule not in ("unreadable", "untagged-keep")}
+    whole |= {d.version.digest for d in p.keep} | set(protected_digests(case))
     for digest in whole:
         assert reach[digest] <= set(left), (digest, reach[digest] - set(left))
     # an error midway is reported with its code; nothing after it was attempted
