@@ -46,6 +46,7 @@ from tagkeeper.inventory import (
     DeleteResult,
     DeleteStatus,
     ManifestInfo,
+    ManifestMissing,
     ManifestUnreadable,
     RequestStats,
     Version,
@@ -250,7 +251,7 @@ class GhcrManifestReader:
         self._read_plain = read_plain_children
         self._plain: dict[str, str] = {}  # digest -> media type, from an index's descriptor
         self._infos: dict[str, ManifestInfo] = {}
-        self._failures: dict[str, str] = {}
+        self._failures: dict[str, ManifestUnreadable] = {}
         self._bearer: str | None = None
         self._lock = threading.RLock()
 
@@ -258,8 +259,9 @@ class GhcrManifestReader:
         with self._lock:
             if digest in self._infos:
                 return self._infos[digest]
-            if digest in self._failures:
-                raise ManifestUnreadable(digest, self._failures[digest])
+            failure = self._failures.get(digest)
+            if failure is not None:
+                raise type(failure)(digest, failure.reason)
             if digest in self._plain and not self._read_plain:
                 info = ManifestInfo(digest=digest, media_type=self._plain[digest])
                 self._infos[digest] = info
@@ -267,7 +269,7 @@ class GhcrManifestReader:
             try:
                 info = self._load(digest)
             except ManifestUnreadable as exc:
-                self._failures[digest] = exc.reason
+                self._failures[digest] = exc
                 raise
             self._infos[digest] = info
             return info
@@ -322,6 +324,8 @@ class GhcrManifestReader:
                 f"({describe_response(response, b.scrub)})",
                 hint="the token needs read:packages (or 'packages: read' for GITHUB_TOKEN)",
             )
+        if response.status_code == 404:  # the registry says it does not exist
+            raise ManifestMissing(digest, describe_response(response, b.scrub))
         if response.status_code != 200:
             raise ManifestUnreadable(digest, describe_response(response, b.scrub))
         # verified against the digest by read_manifest (and by the cache before it stores)

@@ -91,6 +91,7 @@ from tagkeeper.inventory import (
     DeleteResult,
     DeleteStatus,
     ManifestInfo,
+    ManifestMissing,
     ManifestUnreadable,
     RequestStats,
     Version,
@@ -711,7 +712,7 @@ class OciBackend:
                 headers={"Accept": ACCEPT},
             )
             if response.status_code == 404:
-                raise ManifestUnreadable(digest, "not found in the registry")
+                raise ManifestMissing(digest, "not found in the registry")
             if response.status_code != 200:
                 raise ManifestUnreadable(digest, describe_response(response, self._sender.scrub))
             return self._parse(digest, response)

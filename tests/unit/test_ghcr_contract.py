@@ -13,7 +13,14 @@ import httpx
 import pytest
 
 from tagkeeper.errors import AuthError, RateLimited, RegistryError, UsageError
-from tagkeeper.inventory import OCI_INDEX, OCI_MANIFEST, DeleteStatus, ManifestUnreadable, Version
+from tagkeeper.inventory import (
+    OCI_INDEX,
+    OCI_MANIFEST,
+    DeleteStatus,
+    ManifestMissing,
+    ManifestUnreadable,
+    Version,
+)
 from tagkeeper.registries.factory import BackendOptions, detect_kind, open_backend, token_from_env
 from tagkeeper.registries.ghcr import GhcrBackend, split_image, token_kind
 from tagkeeper.secret import Secret
@@ -640,8 +647,24 @@ def test_a_missing_manifest_is_unreadable_not_fatal(
         status_code=404,
         json={"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]},
     )
-    with pytest.raises(ManifestUnreadable, match="manifest unknown"):
+    reader = make_backend(client, time).reader
+    for _ in range(2):  # a 404 is the registry's answer "missing", remembered as such
+        with pytest.raises(ManifestMissing, match="manifest unknown"):
+            reader.manifest(INDEX_DIGEST)
+
+
+def test_a_failed_manifest_read_is_unreadable_not_missing(
+    httpx_mock: HTTPXMock, client: httpx.Client, time: FakeTime
+) -> None:
+    add_token_exchange(httpx_mock)
+    httpx_mock.add_response(
+        url=f"{REG}/v2/acme/app/manifests/{INDEX_DIGEST}",
+        status_code=400,
+        json={"errors": [{"code": "MANIFEST_INVALID", "message": "bad"}]},
+    )
+    with pytest.raises(ManifestUnreadable) as caught:
         make_backend(client, time).reader.manifest(INDEX_DIGEST)
+    assert not isinstance(caught.value, ManifestMissing)
 
 
 def test_a_registry_challenge_is_followed_on_the_same_host_only(

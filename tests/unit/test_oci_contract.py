@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tagkeeper.errors import AuthError, RateLimited, RegistryError, UsageError
-from tagkeeper.inventory import DeleteStatus, ManifestUnreadable, Version
+from tagkeeper.inventory import DeleteStatus, ManifestMissing, ManifestUnreadable, Version
 from tagkeeper.registries.credentials import Credentials
 from tagkeeper.registries.oci import NO_DIGEST, OciBackend, parse_challenge, parse_time
 from tagkeeper.retention.planner import Policy
@@ -394,8 +394,20 @@ def test_manifest_with_wrong_bytes_is_unreadable(
     registry.push(img, "v1")
     impostor = im.image(created=FEB)
     registry.manifests[img.digest] = impostor  # serves other bytes under the digest
-    with pytest.raises(ManifestUnreadable, match="another digest"):
+    with pytest.raises(ManifestUnreadable, match="another digest") as caught:
         backend(client).manifest(img.digest)
+    assert not isinstance(caught.value, ManifestMissing)
+
+
+def test_a_manifest_the_registry_does_not_have_is_missing(
+    registry: FakeRegistry, client: httpx.Client
+) -> None:
+    b = backend(client)
+    gone = im.image(created=JAN, label="gone").digest
+    for _ in range(2):  # the answer is remembered, as missing
+        with pytest.raises(ManifestMissing, match="not found in the registry"):
+            b.manifest(gone)
+    assert b.stats.by_kind["manifest-get"] == 1
 
 
 def test_referrers_api_when_the_registry_has_it(
