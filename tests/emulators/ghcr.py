@@ -115,7 +115,14 @@ Faults
     hang_next(n, seconds, *, surface="any", kinds=None, methods=None)
         Sleep ``seconds`` before answering (client read timeouts).
     exhaust_primary(token=None)   the token (or every token) has 0 requests left.
-    clear_faults()
+    clear_faults()                faults and interleavings.
+
+Interleavings (another job acting between two requests of the client)
+    before_next(n, action, *, surface="any", kinds=None, methods=None, query=None)
+        ``action()`` runs before each of the next ``n`` matching requests is handled (in
+        the handler thread, without the lock held: it may call any method above, e.g.
+        ``delete_version`` or ``push_built``). ``query`` matches query parameters too,
+        e.g. ``{"page": "2"}``. Hooks are consumed in the order they were added.
 
 Counters (read under ``emu.lock`` or through ``snapshot()``)
     counters: Counter[str]    requests received, by kind (see KINDS below), faults included.
@@ -179,6 +186,9 @@ Behaviour (as GitHub documents or as clients observe it)
       be deleted. Contact GitHub support for further assistance.".
     * A public package is readable by every token; deleting still needs the admin role.
     * A DELETE answers 204 with no body; a second DELETE of the same id answers 404.
+    * Conditional requests: every REST ``GET`` answered 200 carries an ``ETag`` (weak, a
+      hash of the body); a request whose ``If-None-Match`` names it is answered ``304 Not
+      Modified`` with no body, and does not count against the primary rate limit.
     * Every REST answer carries ``x-ratelimit-limit/-remaining/-used/-reset/-resource``.
       Primary exhaustion: 403 "API rate limit exceeded for user ID N." with remaining 0.
       Secondary: 403 "You have exceeded a secondary rate limit..." with ``retry-after``;
@@ -206,6 +216,7 @@ from __future__ import annotations
 
 import base64
 import fnmatch
+import hashlib
 import json
 import math
 import random
@@ -505,6 +516,27 @@ class _Fault:
 
 
 @dataclass(slots=True)
+class _Hook:
+    remaining: int
+    action: Callable[[], object]
+    surface: str = "any"
+    kinds: frozenset[str] | None = None
+    methods: frozenset[str] | None = None
+    query: Mapping[str, str] | None = None
+
+    def matches(
+        self, surface: str, kind: str, method: str, query: Mapping[str, list[str]]
+    ) -> bool:
+        return (
+            self.remaining > 0
+            and self.surface in ("any", surface)
+            and (self.kinds is None or kind in self.kinds)
+            and (self.methods is None or method in self.methods)
+            and all(value in query.get(name, ()) for name, value in (self.query or {}).items())
+        )
+
+
+@dataclass(slots=True)
 class _RandomFaults:
     probability: float
     statuses: tuple[int, ...]
@@ -643,6 +675,7 @@ class GhcrEmulator:
         self._uploads: dict[str, bytearray] = {}
         self._routes: list[_Route] = []
         self._faults: list[_Fault] = []
+        self._hooks: list[_Hook] = []
         self._random_faults: _RandomFaults | None = None
         self._primary: dict[str, _PrimaryWindow] = {}
         self._delete_times: dict[str, deque[float]] = {}
@@ -1084,7 +1117,36 @@ class GhcrEmulator:
     def clear_faults(self) -> None:
         with self.lock:
             self._faults.clear()
+            self._hooks.clear()
             self._random_faults = None
+
+    def before_next(
+        self,
+        n: int,
+        action: Callable[[], object],
+        *,
+        surface: str = "any",
+        kinds: Iterable[str] | None = None,
+        methods: Iterable[str] | None = None,
+        query: Mapping[str, str] | None = None,
+    ) -> None:
+        """Run ``action()`` before each of the next ``n`` matching requests (see the docs)."""
+        with self.lock:
+            self._hooks.append(
+                _Hook(n, action, surface, _fs(kinds), _fs(methods), dict(query or {}))
+            )
+
+    def _take_hook(
+        self, surface: str, kind: str, method: str, query: Mapping[str, list[str]]
+    ) -> Callable[[], object] | None:
+        with self.lock:
+            for hook in self._hooks:
+                if hook.matches(surface, kind, method, query):
+                    hook.remaining -= 1
+                    if hook.remaining == 0:
+                        self._hooks.remove(hook)
+                    return hook.action
+            return None
 
     def exhaust_primary(self, token: str | None = None) -> None:
         """The token (or every token, and anonymous callers) has 0 requests left."""
@@ -1199,6 +1261,9 @@ class GhcrEmulator:
             delay = self.latency + jitter
             if delay > 0:
                 time.sleep(delay)
+            hook = self._take_hook(surface, kind, method, query)
+            if hook is not None:
+                hook()  # another job acts before this request is handled
             fault = self._take_fault(surface, kind, method)
             if fault is not None and fault.action == "hang":
                 with self.lock:
@@ -1361,7 +1426,22 @@ class GhcrEmulator:
                 return self._finish_rest(request, limited, token, ident=ident, limit=limit)
         response = self._call(route.handler, request)
         with self.lock:
+            response = self._conditional(request, response, ident)
             return self._finish_rest(request, response, token, ident=ident, limit=limit)
+
+    def _conditional(self, request: Request, response: Response, ident: str) -> Response:
+        """ETag on every 200 GET; 304 (not counted against the primary limit) when the
+        request's If-None-Match names it. Called under the lock."""
+        if request.method != "GET" or response.status != 200:
+            return response
+        etag = 'W/"' + hashlib.sha256(response.body).hexdigest()[:32] + '"'
+        response.headers["ETag"] = etag
+        wanted = [v.strip() for v in request.headers.get("if-none-match", "").split(",")]
+        if etag not in wanted and "*" not in wanted:
+            return response
+        window = self._primary_window(ident)
+        window.used = max(0, window.used - 1)
+        return Response(304, b"", {"ETag": etag})
 
     def _primary_answer(self, token: Token | None) -> Response:
         rid = self._request_id()

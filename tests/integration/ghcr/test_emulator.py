@@ -499,6 +499,55 @@ def test_every_rest_answer_carries_rate_limit_headers(
     assert remaining == [999, 998, 997]
 
 
+def test_conditional_requests_answer_304_without_spending_the_primary_limit(
+    http: httpx.Client, make_ghcr: MakeGhcr
+) -> None:
+    emu = make_ghcr(primary_limit=1000)
+    token = emu.add_token(login="octo")
+    fill(emu, "octo", "app", 3)
+    url = versions_url(emu, "octo", "app")
+    first = http.get(url, headers=auth(token))
+    etag = first.headers["etag"]
+    assert etag.startswith('W/"')
+    again = http.get(url, headers={**auth(token), "If-None-Match": etag})
+    assert again.status_code == 304
+    assert again.content == b""
+    assert again.headers["etag"] == etag
+    assert again.headers["x-ratelimit-remaining"] == first.headers["x-ratelimit-remaining"]
+    # another page, or a changed list, has another ETag: answered in full
+    other = http.get(url, params={"per_page": 1}, headers={**auth(token), "If-None-Match": etag})
+    assert other.status_code == 200
+    fill(emu, "octo", "app", 4)  # one more version
+    changed = http.get(url, headers={**auth(token), "If-None-Match": etag})
+    assert changed.status_code == 200
+    assert len(changed.json()) == 4
+
+
+def test_before_next_lets_another_job_act_between_two_requests(
+    http: httpx.Client, ghcr: GhcrEmulator
+) -> None:
+    token = ghcr.add_token(login="octo")
+    pushed = fill(ghcr, "octo", "app", 5)
+    url = versions_url(ghcr, "octo", "app")
+    seen: list[str] = []
+
+    def another_job() -> None:
+        seen.append("deleted")
+        ghcr.delete_version("octo", "app", pushed[4].digest)
+
+    ghcr.before_next(1, another_job, kinds=["rest.versions.list"], query={"page": "2"})
+    page1 = http.get(url, params={"per_page": 2, "page": 1}, headers=auth(token))
+    assert seen == []
+    page2 = http.get(url, params={"per_page": 2, "page": 2}, headers=auth(token))
+    assert seen == ["deleted"]
+    # offset paging: the delete on page 1 shifted page 2 up, so dev-2 was never listed
+    names = [v["name"] for v in (*page1.json(), *page2.json())]
+    assert names == [pushed[4].digest, pushed[3].digest, pushed[1].digest, pushed[0].digest]
+    again = http.get(url, params={"per_page": 2, "page": 2}, headers=auth(token))
+    assert again.status_code == 200
+    assert seen == ["deleted"]  # used up
+
+
 @pytest.mark.parametrize("status", [403, 429])
 def test_primary_limit_exhaustion(
     http: httpx.Client, make_ghcr: MakeGhcr, clock: FakeClock, status: int
