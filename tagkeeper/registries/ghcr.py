@@ -36,7 +36,7 @@ from urllib.parse import quote
 
 import httpx
 
-from tagkeeper.errors import AuthError, RateLimited, RegistryError, UsageError
+from tagkeeper.errors import AuthError, RateLimited, RegistryError, TagkeeperError, UsageError
 from tagkeeper.inventory import (
     DOCKER_LIST,
     DOCKER_MANIFEST,
@@ -52,6 +52,7 @@ from tagkeeper.inventory import (
     Version,
 )
 from tagkeeper.refs import SHA256_DIGEST_RE, parse_reference
+from tagkeeper.registries.ghcr_versions import Page, PushWatch, read_consistently
 from tagkeeper.registries.manifests import digest_matches, read_manifest
 from tagkeeper.registries.pacing import DeletePacer, PacerSettings
 from tagkeeper.transport import (
@@ -67,7 +68,7 @@ from tagkeeper.transport import (
 
 if TYPE_CHECKING:
     import random
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from pathlib import Path
 
     from tagkeeper.secret import Secret
@@ -392,7 +393,8 @@ class GhcrBackend:
         self._by_tag: dict[str, Version] = {}
         self._remaining: int | None = None
         self._reset: float | None = None
-        self._no_permission: str | None = None
+        self._watch: PushWatch | None = None  # versions pushed since the listing
+        self._reach: dict[str, frozenset[str]] = {}  # pushed digest -> what it lists
 
     # -- Backend protocol -------------------------------------------------------------
 
@@ -447,13 +449,41 @@ class GhcrBackend:
         return self._to_version(self._json(response, "the package version")).tags
 
     def delete(self, version: Version) -> DeleteResult:
-        if self._no_permission is not None:
-            return DeleteResult(
-                version, DeleteStatus.REFUSED, f"not attempted: {self._no_permission}"
-            )
+        """Delete one version, paced, re-checked right before the ``DELETE`` is sent.
+
+        The re-check (after the pacing wait): the versions pushed since the listing
+        (:class:`~tagkeeper.registries.ghcr_versions.PushWatch`, one conditional request,
+        a ``304`` when nothing was pushed). When one of them reaches ``version`` (an
+        index that lists it, directly or through other indexes: buildx reuses unchanged
+        platform manifests), the delete is skipped as *changed* and the executor plans
+        around it. A pushed version whose manifest cannot be read stops the run (it may
+        list anything). Window: a push that lands after the re-check's answer and before
+        GitHub handles the ``DELETE`` (one request) is not seen; GitHub has no
+        conditional delete.
+
+        A permission refusal (403) raises :class:`AuthError`: every other delete would
+        be refused the same way, so the run stops at once and says what is missing.
+        """
         url = f"{self._packages_base()}/versions/{self._key(version)}"
+        reached: list[str] = []
+
+        def recheck() -> None:
+            try:
+                found = self._pushed_reaching(version.digest)
+            except TagkeeperError as exc:  # stop the run, do not count it as a failed delete
+                raise _StopRun(exc) from None
+            if found is not None:
+                reached.append(found)
+                raise _StopRun(None)
+
         try:
-            response = self._rest("DELETE", url, kind="delete", pace=True)
+            response = self._rest(
+                "DELETE", url, kind="delete", pace=True, just_before=recheck
+            )
+        except _StopRun as stop:
+            if stop.error is not None:
+                raise stop.error from None
+            return DeleteResult(version, DeleteStatus.CHANGED, reached[0])
         except RegistryError as exc:
             return DeleteResult(version, DeleteStatus.FAILED, exc.message)
         status = response.status_code
@@ -485,11 +515,131 @@ class GhcrBackend:
                 )
             return DeleteResult(version, DeleteStatus.REFUSED, detail)
         if status == 403 and self._limit_kind(response) is None:
-            hint = _permission_hint(self.kind)
-            with self._state:
-                self._no_permission = f"permission missing: {hint}"
-            return DeleteResult(version, DeleteStatus.REFUSED, f"{detail} — {hint}")
+            missing, fix = self._missing_permission(response)
+            raise AuthError(
+                f"{self.display}: GitHub refused to delete {version.digest[:19]}: {missing} "
+                f"({detail})",
+                hint=fix,
+            )
         return DeleteResult(version, DeleteStatus.FAILED, detail)
+
+    def check_delete(self) -> None:
+        """Raise :class:`AuthError` before anything is deleted when the token surely
+        cannot delete here, as far as GitHub lets that be seen without deleting.
+
+        Seen: a classic PAT's scopes (``X-OAuth-Scopes`` of ``GET /user``: without
+        ``delete:packages`` it cannot delete), and a fine-grained PAT (GitHub Packages
+        does not accept them). Not seen: a ``GITHUB_TOKEN``'s ``packages`` permission,
+        the repository's role in the package's *Manage Actions access*, and whether the
+        token's user is an admin of the package: the first refused delete stops the run.
+        """
+        if self.kind == "fine-grained":
+            raise AuthError(
+                f"{self.display}: a fine-grained personal access token cannot delete "
+                "package versions; nothing was deleted",
+                hint=_permission_hint("fine-grained"),
+            )
+        if self.kind != "classic":
+            return
+        self._identify()
+        if self._scopes is not None and "delete:packages" not in self._scopes:
+            shown = ", ".join(sorted(self._scopes)) or "none"
+            raise AuthError(
+                f"{self.display}: the token lacks the delete:packages scope (it has: "
+                f"{shown}); nothing was deleted",
+                hint=_permission_hint("classic"),
+            )
+
+    def _missing_permission(self, response: httpx.Response) -> tuple[str, str]:
+        """What a 403 on a delete says is missing, and how to fix it."""
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        message = str(body.get("message", "")) if isinstance(body, dict) else ""
+        accepted = (
+            response.headers.get("x-accepted-oauth-scopes", "")
+            + " "
+            + response.headers.get("x-accepted-github-permissions", "")
+        ).lower()
+        if self.kind == "fine-grained":
+            return "GitHub Packages does not accept fine-grained tokens", _permission_hint(
+                "fine-grained"
+            )
+        if self.kind == "classic":
+            scopes = self._scopes
+            if "delete:packages" in message or (
+                "delete:packages" in accepted
+                and (scopes is None or "delete:packages" not in scopes)
+            ):
+                return "the token lacks the delete:packages scope", _permission_hint("classic")
+            return (
+                "the token's user is not an admin of the package",
+                "give that user the Admin role on the package (its settings, 'Manage "
+                "access'), or use a token of a package admin",
+            )
+        if self.kind == "github-token":
+            if "packages=write" in accepted:
+                return (
+                    "the workflow's token lacks 'packages: write'",
+                    "add 'permissions: packages: write' to the workflow or the job",
+                )
+            return (
+                "the repository lacks the Admin role in the package's 'Manage Actions "
+                "access'",
+                _permission_hint("github-token"),
+            )
+        return "the token may not delete versions of this package", _permission_hint(self.kind)
+
+    def _pushed_reaching(self, target: str) -> str | None:
+        """Why ``target`` must stay: a version pushed since the listing reaches it.
+
+        Pushes are counted from this backend's listing (:meth:`versions`, which a plan is
+        made of); a backend that never listed has nothing to compare with."""
+        watch = self._watch
+        if watch is None:
+            return None
+        for item in watch.new_versions():
+            pushed = self._to_version(item)
+            if pushed.digest != target and target in self._descendants(pushed.digest):
+                tags = ", ".join(sorted(pushed.tags)) or "untagged"
+                return (
+                    f"listed by {pushed.digest[:19]} ({tags}), pushed since the plan: "
+                    "skipped, it stays"
+                )
+        return None
+
+    def _descendants(self, digest: str) -> frozenset[str]:
+        """Every manifest ``digest`` lists, recursively (read through the reader, so
+        each manifest once per run). Raises :class:`RegistryError` when one cannot be
+        read: a version pushed during the prune may list anything."""
+        with self._state:
+            known = self._reach.get(digest)
+        if known is not None:
+            return known
+        out: set[str] = set()
+        todo = [digest]
+        while todo:
+            current = todo.pop()
+            try:
+                info = self._reader.manifest(current)
+            except ManifestMissing:
+                continue  # deleted meanwhile: it lists nothing any more
+            except ManifestUnreadable as exc:
+                raise RegistryError(
+                    f"{self.display}: {digest[:19]} was pushed during the prune and "
+                    f"{current[:19]} cannot be read ({exc.reason}); stopped before "
+                    "deleting anything it may list",
+                    hint="rerun: the next plan includes it",
+                ) from None
+            for child in info.children:
+                if child not in out:
+                    out.add(child)
+                    todo.append(child)
+        found = frozenset(out)
+        with self._state:
+            self._reach[digest] = found
+        return found
 
     # -- doctor -------------------------------------------------------------------------
 
@@ -749,30 +899,64 @@ class GhcrBackend:
         )
 
     def _list(self) -> tuple[Version, ...]:
-        url = f"{self._packages_base()}/versions"
-        first = self._rest("GET", url, kind="list", params={"per_page": PER_PAGE, "page": 1})
-        self._expect_ok(first, "listing versions")
-        pages: list[list[Any]] = [self._page_items(first)]
-        last = _last_page(first)
-        if last > 1:
-            workers = min(self.list_workers, last - 1)
-
-            def fetch(page: int) -> list[Any]:
-                response = self._rest(
-                    "GET", url, kind="list", params={"per_page": PER_PAGE, "page": page}
-                )
-                self._expect_ok(response, f"listing versions (page {page})")
-                return self._page_items(response)
-
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                pages.extend(pool.map(fetch, range(2, last + 1)))
+        """Every version, from a listing that two consecutive reads agree on (see
+        :mod:`tagkeeper.registries.ghcr_versions`)."""
+        pages = read_consistently(self._read_listing, display=self.display)
         by_id: dict[str, Version] = {}
-        for items in pages:
-            for item in items:
+        for page in pages:
+            for item in page.items:
                 version = self._to_version(item)
                 by_id[version.key or version.digest] = version
-        return tuple(
+        versions = tuple(
             sorted(by_id.values(), key=lambda v: (v.created, _id_order(v.key)), reverse=True)
+        )
+        self._watch = PushWatch(
+            self._watch_page,
+            frozenset(by_id),
+            versions[0].created if versions else None,
+            created_of=_item_created,
+        )
+        return versions
+
+    def _read_listing(self, previous: Sequence[Page] | None) -> list[Page]:
+        """One listing: page 1, then the others in parallel once the last is known.
+        Against a ``previous`` listing the requests are conditional (a 304 reuses it)."""
+        kind = "list" if previous is None else "list-verify"
+        before = list(previous or ())
+        url = f"{self._packages_base()}/versions"  # here: pool threads must not take the lock
+
+        def fetch(page: int) -> Page:
+            earlier = before[page - 1] if page <= len(before) else None
+            return self._fetch_page(url, page, PER_PAGE, earlier, kind=kind)
+
+        first = fetch(1)
+        pages = [first]
+        if first.last > 1:
+            workers = min(self.list_workers, first.last - 1)
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                pages.extend(pool.map(fetch, range(2, first.last + 1)))
+        return pages
+
+    def _watch_page(self, page: int, per_page: int, previous: Page | None) -> Page:
+        url = f"{self._packages_base()}/versions"
+        return self._fetch_page(url, page, per_page, previous, kind="list-new")
+
+    def _fetch_page(
+        self, url: str, page: int, per_page: int, previous: Page | None, *, kind: str
+    ) -> Page:
+        """One page of the versions list (conditional on ``previous``: 304 returns it)."""
+        headers = {"If-None-Match": previous.etag} if previous and previous.etag else None
+        response = self._rest(
+            "GET", url, kind=kind, params={"per_page": per_page, "page": page}, headers=headers
+        )
+        if response.status_code == 304 and previous is not None:
+            return previous
+        self._expect_ok(response, "listing versions" + (f" (page {page})" if page > 1 else ""))
+        last = _last_page(response)
+        return Page(
+            tuple(self._page_items(response)),
+            response.headers.get("etag"),
+            last if page == 1 else max(last, page),
         )
 
     def _page_items(self, response: httpx.Response) -> list[Any]:
@@ -865,15 +1049,20 @@ class GhcrBackend:
         *,
         kind: str,
         params: Mapping[str, str | int] | None = None,
+        headers: Mapping[str, str] | None = None,
         pace: bool = False,
+        just_before: Callable[[], None] | None = None,
     ) -> httpx.Response:
         """Send a REST request, honouring primary and secondary limits.
 
         Secondary limits: wait as told and retry (up to ``max_limit_retries``; deletes
         also cut the pacer's rate). Primary limit: wait for the reset when ``max_wait``
-        allows, else raise :class:`RateLimited`.
+        allows, else raise :class:`RateLimited`. ``just_before`` runs after the pacing
+        wait, right before each send (the re-check of a delete); what it raises ends
+        the request unsent.
         """
         limited = primary = 0
+        sent_headers = {**self._headers(), **(headers or {})}
         while True:
             self._primary_gate()
             started = 0.0
@@ -886,10 +1075,12 @@ class GhcrBackend:
                     self.sleep(wait)
                 started = self.clock()
             try:
+                if just_before is not None:
+                    just_before()
                 response = self.sender.send(
-                    method, url, kind=kind, headers=self._headers(), params=params
+                    method, url, kind=kind, headers=sent_headers, params=params
                 )
-            except RegistryError:
+            except BaseException:
                 if pace:
                     self.pacer.released()
                 raise
@@ -953,3 +1144,17 @@ def _id_order(key: str | None) -> tuple[int, str]:
     if key is not None and key.isdigit():
         return (int(key), "")
     return (-1, key or "")
+
+
+def _item_created(item: Any) -> datetime | None:
+    """The ``created_at`` of a raw versions-list item, when it has a readable one."""
+    created = item.get("created_at") if isinstance(item, dict) else None
+    return _api_time(created) if isinstance(created, str) else None
+
+
+class _StopRun(Exception):  # control flow inside delete(): never escapes it
+    """Ends a delete before it is sent: ``error`` stops the run; ``None``: skipped."""
+
+    def __init__(self, error: TagkeeperError | None) -> None:
+        super().__init__("delete not sent")
+        self.error = error

@@ -261,23 +261,29 @@ def test_the_last_page_is_read_from_link_and_the_rest_fetched_in_parallel(
 ) -> None:
     add_org_owner(httpx_mock)
     link = f'<{list_url(ORG_BASE, 2)}>; rel="next", <{list_url(ORG_BASE, 4)}>; rel="last"'
-    httpx_mock.add_response(
-        url=list_url(ORG_BASE, 1),
-        json=[version_json(n) for n in range(1, 101)],
-        headers={"link": link},
-    )
-    for page in (2, 3, 4):
+    for page in (1, 2, 3, 4):
         first = (page - 1) * 100 + 1
         count = 100 if page < 4 else 37
+        etag = f'W/"page{page}"'
+        headers = {"etag": etag, **({"link": link} if page == 1 else {})}
         httpx_mock.add_response(
             url=list_url(ORG_BASE, page),
             json=[version_json(n) for n in range(first, first + count)],
+            headers=headers,
+        )
+        # the second listing, which confirms the first, is conditional: unchanged pages
+        # answer 304 (not counted against the primary limit by GitHub)
+        httpx_mock.add_response(
+            url=list_url(ORG_BASE, page),
+            status_code=304,
+            headers={"etag": etag},
+            match_headers={"If-None-Match": etag},
         )
     backend = make_backend(client, time)
     versions = backend.versions()
     assert len(versions) == 337
     assert len({v.digest for v in versions}) == 337
-    assert backend.stats.by_kind == {"user": 2, "list": 4}
+    assert backend.stats.by_kind == {"user": 2, "list": 4, "list-verify": 4}
     # deterministic order: newest first, ties by id (largest first)
     keys = [(v.created, int(v.key or 0)) for v in versions]
     assert keys == sorted(keys, reverse=True)
@@ -434,7 +440,7 @@ def test_delete_statuses_map_to_results(
     assert backend.stats.by_kind["delete"] == 4
 
 
-def test_a_missing_permission_is_refused_with_the_fix_and_not_retried_per_version(
+def test_a_missing_permission_stops_the_run_and_names_what_is_missing(
     httpx_mock: HTTPXMock, client: httpx.Client, time: FakeTime
 ) -> None:
     backend = ready_backend(httpx_mock, client, time)
@@ -444,28 +450,99 @@ def test_a_missing_permission_is_refused_with_the_fix_and_not_retried_per_versio
         status_code=403,
         json={"message": "Must have admin rights to Repository."},
     )
-    first = backend.delete(listed_version(1))
-    second = backend.delete(listed_version(2))
-    assert first.status is DeleteStatus.REFUSED
-    assert second.status is DeleteStatus.REFUSED
-    assert "delete:packages" in first.detail
-    assert "not attempted" in second.detail
+    with pytest.raises(AuthError) as caught:
+        backend.delete(listed_version(1))
+    error = caught.value
+    assert error.exit_code == 4
+    assert "not an admin of the package" in error.message
+    assert "\n" not in error.message  # one line
+    assert "Admin role" in (error.hint or "")
     assert backend.stats.by_kind["delete"] == 1
+    assert TOKEN not in error.diagnostics()
 
 
-def test_a_workflow_token_refusal_names_the_actions_access_setting(
+@pytest.mark.parametrize(
+    ("token", "answer", "missing", "fix"),
+    [
+        (
+            TOKEN,
+            {
+                "json": {
+                    "message": "You need at least delete:packages scope to delete a package "
+                    "version."
+                },
+                "headers": {"X-Accepted-OAuth-Scopes": "delete:packages, read:packages"},
+            },
+            "lacks the delete:packages scope",
+            "delete:packages",
+        ),
+        (
+            "ghs_workflow0123",
+            {
+                "json": {"message": "Resource not accessible by integration"},
+                "headers": {"X-Accepted-GitHub-Permissions": "packages=write"},
+            },
+            "lacks 'packages: write'",
+            "permissions: packages: write",
+        ),
+        (
+            "ghs_workflow0123",
+            {"json": {"message": "Resource not accessible by integration"}},
+            "Manage Actions access",
+            "Admin role",
+        ),
+    ],
+    ids=["classic-scope", "workflow-permission", "workflow-actions-access"],
+)
+def test_each_kind_of_refusal_names_its_own_missing_permission(
+    *,
+    httpx_mock: HTTPXMock,
+    client: httpx.Client,
+    time: FakeTime,
+    token: str,
+    answer: dict[str, object],
+    missing: str,
+    fix: str,
+) -> None:
+    backend = ready_backend(httpx_mock, client, time, token=token)
+    httpx_mock.add_response(
+        method="DELETE", url=f"{ORG_BASE}/versions/1", status_code=403, **answer  # type: ignore[arg-type]
+    )
+    with pytest.raises(AuthError) as caught:
+        backend.delete(listed_version(1))
+    assert missing in caught.value.message
+    assert fix in (caught.value.hint or "")
+
+
+def test_delete_permission_is_probed_up_front_where_github_shows_it(
     httpx_mock: HTTPXMock, client: httpx.Client, time: FakeTime
 ) -> None:
-    backend = ready_backend(httpx_mock, client, time, token="ghs_workflow0123")
+    # a classic PAT shows its scopes: without delete:packages, refused before any DELETE
     httpx_mock.add_response(
-        method="DELETE",
-        url=f"{ORG_BASE}/versions/1",
-        status_code=403,
-        json={"message": "Resource not accessible by integration"},
+        url=f"{API}/user",
+        json={"login": "someone"},
+        headers={"X-OAuth-Scopes": "read:packages, repo"},
     )
-    result = backend.delete(listed_version(1))
-    assert "Manage Actions access" in result.detail
-    assert "packages: write" in result.detail
+    reader = make_backend(client, time)
+    with pytest.raises(AuthError, match=r"lacks the delete:packages scope \(it has: read:pack"):
+        reader.check_delete()
+    # fine-grained tokens cannot delete package versions at all
+    with pytest.raises(AuthError, match="fine-grained"):
+        make_backend(client, time, token="github_pat_0123").check_delete()
+    # a workflow token cannot be probed: the first refusal will say what is missing
+    make_backend(client, time, token="ghs_workflow0123").check_delete()
+    assert [r.method for r in httpx_mock.get_requests()] == ["GET"]
+
+
+def test_a_classic_token_with_the_delete_scope_passes_the_probe(
+    httpx_mock: HTTPXMock, client: httpx.Client, time: FakeTime
+) -> None:
+    httpx_mock.add_response(
+        url=f"{API}/user",
+        json={"login": "someone"},
+        headers={"X-OAuth-Scopes": "delete:packages, read:packages"},
+    )
+    make_backend(client, time).check_delete()
 
 
 def test_a_secondary_limit_cuts_the_pacer_waits_as_told_and_retries(
