@@ -1,5 +1,6 @@
 """Retention: which images of a repository to keep, and deleting the rest safely.
 
+``policy`` holds the vocabulary (channels, tag classification, the policy);
 ``planner`` is the pure mark-and-sweep planner (policy in, a plan of keeps and deletes
 with reasons out; it never imports a backend); ``times`` says which creation times can
 change a decision; ``executor`` applies a plan to a backend (parents first, re-checks,

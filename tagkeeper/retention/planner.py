@@ -30,15 +30,13 @@ import threading
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from enum import StrEnum
+from datetime import UTC, datetime
 from functools import cached_property
 from itertools import groupby, repeat
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING
 
 from tagkeeper.channels import DEV_TAG_RE, PR_TAG_RE
-from tagkeeper.errors import UsageError
 from tagkeeper.inventory import (
     DOCKER_MANIFEST,
     INDEX_TYPES,
@@ -48,10 +46,21 @@ from tagkeeper.inventory import (
     ManifestUnreadable,
     Version,
 )
-from tagkeeper.semver import SemVer, parse_tag
+from tagkeeper.retention.policy import (
+    REFERRER_KIND,
+    REFERRER_TAG_RE,
+    Channel,
+    Policy,
+    classify,
+    format_duration,
+    referrer_subject,
+    semver_of,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
+
+    from tagkeeper.semver import SemVer
 
 __all__ = [
     "Channel",
@@ -65,128 +74,12 @@ __all__ = [
 ]
 
 
-class Channel(StrEnum):
-    DEV = "dev"
-    PR = "pr"
-    RELEASE = "release"
-    PRERELEASE = "prerelease"
-
-
-# cosign signature / attestation / SBOM tags, and the OCI referrers tag schema index
-_REFERRER_TAG_RE = re.compile(r"(sha256|sha512)-([0-9a-f]{64}|[0-9a-f]{128})(?:\.(sig|att|sbom))?")
-_REFERRER_KIND = {"sig": "signature", "att": "attestation", "sbom": "SBOM", None: "referrers index"}
 # image manifests cannot list other manifests: no need to read them to mark children
 _PLAIN_MANIFESTS = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
 # a protected key that names a digest (OCI digest grammar), not a tag
 _DIGEST_RE = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
 # every tagged version is older than this: what an unlisted unreadable digest may reach
 _END_OF_TIME = datetime.max.replace(tzinfo=UTC)
-
-
-def _semver_of(tag: str) -> SemVer | None:
-    # cheap pre-check: most tags (dev-*, pr-*, latest) are not versions at all
-    first = tag[:1]
-    if not (first.isdigit() or (first == "v" and tag[1:2].isdigit())):
-        return None
-    return parse_tag(tag)
-
-
-def classify(tag: str) -> Channel | None:
-    """The retention channel of ``tag``, or ``None`` when it matches none.
-
-    ``dev-<4..64 lowercase hex>`` is dev, ``pr-<digits>`` is pr, a SemVer tag (with or
-    without ``v``; build metadata written after ``_``) is a release, or a prerelease when
-    it has a prerelease part. ``latest``, ``dev-latest``, ``1.2``, ``nightly`` and cosign
-    ``sha256-...`` tags match no channel.
-    """
-    if DEV_TAG_RE.fullmatch(tag):
-        return Channel.DEV
-    if PR_TAG_RE.fullmatch(tag):
-        return Channel.PR
-    version = _semver_of(tag)
-    if version is None:
-        return None
-    return Channel.PRERELEASE if version.is_prerelease else Channel.RELEASE
-
-
-def referrer_subject(tag: str) -> str | None:
-    """The subject digest a cosign / referrers-schema tag names, else ``None``.
-
-    ``sha256-<hex>.sig`` -> ``sha256:<hex>`` (also ``.att``, ``.sbom`` and the bare
-    ``sha256-<hex>`` referrers tag schema index).
-    """
-    match = _REFERRER_TAG_RE.fullmatch(tag)
-    if match is None:
-        return None
-    return f"{match.group(1)}:{match.group(2)}"
-
-
-def format_duration(delta: timedelta) -> str:
-    """``1h``, ``30m``, ``2d3h``, ``45s``, ``0s``: compact, for reasons and reports."""
-    seconds = int(delta.total_seconds())
-    sign = "-" if seconds < 0 else ""
-    seconds = abs(seconds)
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size:
-            parts.append(f"{seconds // size}{unit}")
-            seconds %= size
-    return sign + ("".join(parts[:2]) or "0s")
-
-
-@dataclass(frozen=True)
-class Policy:
-    """What to keep. Every count is per channel, in images (digests), not in tags."""
-
-    keep_dev: int = 5
-    keep_pr: int = 5
-    keep_release: int = 5
-    keep_prerelease: int = 5
-    protect: tuple[str, ...] = ()  # fnmatch globs on tags (case-sensitive)
-    min_age: timedelta = timedelta(hours=1)
-    untagged: Literal["keep", "delete"] = "delete"
-    unmatched: Literal["keep", "delete"] = "keep"  # tags that match no channel
-    max_delete: int | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("keep_dev", "keep_pr", "keep_release", "keep_prerelease"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                flag = "--" + name.replace("_", "-")
-                raise UsageError(
-                    f"{flag} must be a non-negative integer, not {value!r}",
-                    hint="use 0 to keep none of that channel (protected images are still kept)",
-                )
-        if self.min_age < timedelta(0):
-            raise UsageError(
-                f"--min-age must not be negative ({format_duration(self.min_age)})",
-                hint="use 0 to disable the grace period",
-            )
-        if self.untagged not in ("keep", "delete"):
-            raise UsageError(f"--untagged must be 'keep' or 'delete', not {self.untagged!r}")
-        if self.unmatched not in ("keep", "delete"):
-            raise UsageError(f"--unmatched must be 'keep' or 'delete', not {self.unmatched!r}")
-        if self.max_delete is not None and (
-            isinstance(self.max_delete, bool) or self.max_delete < 0
-        ):
-            raise UsageError(
-                f"--max-delete must be a non-negative integer, not {self.max_delete!r}"
-            )
-        if isinstance(self.protect, str):  # a lone pattern: a common slip, keep it whole
-            object.__setattr__(self, "protect", (self.protect,))
-
-    @classmethod
-    def uniform(cls, keep: int, **kw: Any) -> Policy:
-        """The same ``keep`` for every channel; other fields from ``kw``."""
-        return cls(keep_dev=keep, keep_pr=keep, keep_release=keep, keep_prerelease=keep, **kw)
-
-    def keep_of(self, channel: Channel) -> int:
-        return {
-            Channel.DEV: self.keep_dev,
-            Channel.PR: self.keep_pr,
-            Channel.RELEASE: self.keep_release,
-            Channel.PRERELEASE: self.keep_prerelease,
-        }[channel]
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,7 +279,7 @@ class _Planner:
             self.ref_tagged.setdefault(subject, []).append(digest)
             self.ref_subjects.setdefault(digest, []).append((tag, subject))
             return
-        sv = _semver_of(tag)
+        sv = semver_of(tag)
         if sv is None:
             self.unmatched.setdefault(digest, []).append(tag)
             return
@@ -823,8 +716,8 @@ class _Planner:
             )
             parts.append((4, "unmatched-delete", text))
         for tag, subject in sorted(self.ref_subjects.get(v.digest, ())):
-            match = _REFERRER_TAG_RE.fullmatch(tag)
-            kind = _REFERRER_KIND[match.group(3) if match else None]
+            match = REFERRER_TAG_RE.fullmatch(tag)
+            kind = REFERRER_KIND[match.group(3) if match else None]
             if subject not in self.by_digest:
                 text = f"{kind} of {_short(subject)}, which is not in the repository"
             elif kept_set is not None and subject not in kept_set:
