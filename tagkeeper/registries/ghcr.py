@@ -52,7 +52,7 @@ from tagkeeper.inventory import (
     Version,
 )
 from tagkeeper.refs import SHA256_DIGEST_RE, parse_reference
-from tagkeeper.registries.ghcr_versions import Page, PushWatch, read_consistently
+from tagkeeper.registries.ghcr_versions import Page, PushWatch, listed_by, read_consistently
 from tagkeeper.registries.manifests import digest_matches, read_manifest
 from tagkeeper.registries.pacing import DeletePacer, PacerSettings
 from tagkeeper.transport import (
@@ -617,26 +617,15 @@ class GhcrBackend:
             known = self._reach.get(digest)
         if known is not None:
             return known
-        out: set[str] = set()
-        todo = [digest]
-        while todo:
-            current = todo.pop()
-            try:
-                info = self._reader.manifest(current)
-            except ManifestMissing:
-                continue  # deleted meanwhile: it lists nothing any more
-            except ManifestUnreadable as exc:
-                raise RegistryError(
-                    f"{self.display}: {digest[:19]} was pushed during the prune and "
-                    f"{current[:19]} cannot be read ({exc.reason}); stopped before "
-                    "deleting anything it may list",
-                    hint="rerun: the next plan includes it",
-                ) from None
-            for child in info.children:
-                if child not in out:
-                    out.add(child)
-                    todo.append(child)
-        found = frozenset(out)
+        try:
+            found = listed_by(digest, self._reader)
+        except ManifestUnreadable as exc:
+            raise RegistryError(
+                f"{self.display}: {digest[:19]} was pushed during the prune and "
+                f"{exc.digest[:19]} cannot be read ({exc.reason}); stopped before "
+                "deleting anything it may list",
+                hint="rerun: the next plan includes it",
+            ) from None
         with self._state:
             self._reach[digest] = found
         return found

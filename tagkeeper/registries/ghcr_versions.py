@@ -23,6 +23,14 @@ each delete (see :meth:`tagkeeper.registries.ghcr.GhcrBackend.delete`): it reads
 newest versions, conditionally, until it reaches versions older than the newest one the
 listing had. When nothing was pushed the answer is a ``304``.
 
+The guarantee the re-check gives, and that any cheaper mechanism must keep: no
+``DELETE`` is sent for a manifest that a version pushed before the re-check's look
+lists (directly or through other indexes). The window is what lies between that look and
+GitHub handling the ``DELETE``: today one request, because the look is taken after the
+pacing wait, right before each ``DELETE``. A cheaper mechanism (one look for several
+deletes) is a different :class:`PushWatch` policy, and it must state its window the same
+way: the time from its last look to the ``DELETE`` it covers.
+
 Nothing here sends a request itself: the backend passes a ``fetch`` function.
 """
 
@@ -34,10 +42,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tagkeeper.errors import RegistryError
+from tagkeeper.inventory import ManifestMissing
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import datetime
+
+    from tagkeeper.inventory import ManifestReader
 
 LISTINGS = 4  # listings read at most before a package that keeps changing is an error
 WATCH_PER_PAGE = 10  # the newest versions a re-check reads per page
@@ -156,3 +167,25 @@ class PushWatch:
             return False
         created = self._created_of(answer.items[-1])
         return created is not None and created < self._newest
+
+
+def listed_by(digest: str, reader: ManifestReader) -> frozenset[str]:
+    """Every manifest ``digest`` lists, recursively, read through ``reader``.
+
+    A manifest the registry says is missing lists nothing (deleted meanwhile); any other
+    failure raises :class:`~tagkeeper.inventory.ManifestUnreadable`: a version pushed
+    during a prune that cannot be read may list anything.
+    """
+    out: set[str] = set()
+    todo = [digest]
+    while todo:
+        current = todo.pop()
+        try:
+            info = reader.manifest(current)
+        except ManifestMissing:
+            continue
+        for child in info.children:
+            if child not in out:
+                out.add(child)
+                todo.append(child)
+    return frozenset(out)

@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from tagkeeper.errors import RateLimited, TagkeeperError
+from tagkeeper.errors import RateLimited, RegistryError, TagkeeperError
 from tagkeeper.inventory import (
     OCI_INDEX,
     OCI_MANIFEST,
@@ -27,6 +27,7 @@ from tagkeeper.inventory import (
     RequestStats,
     Version,
 )
+from tagkeeper.registries.ghcr_versions import listed_by
 from tagkeeper.retention.planner import referrer_subject
 
 if TYPE_CHECKING:
@@ -68,6 +69,10 @@ class FakeRegistry:
         self.error_after: int | None = None  # ``error`` raised once this many are deleted
         self.error: TagkeeperError = TagkeeperError("unset")  # e.g. RegistryError, AuthError
         self.before_check: Callable[[Version], None] | None = None  # e.g. push a tag
+        # digests of the listing a plan was made of: when set, each delete is re-checked
+        # against the versions pushed since, as the GHCR backend does (a pushed index
+        # that lists the version stops its delete)
+        self.listed_at_plan: frozenset[str] | None = None
         self.manifest_reads: list[str] = []
         self.referrer_reads: list[str] = []
         self.checks: list[str] = []
@@ -206,6 +211,17 @@ class FakeRegistry:
         now = self._versions.get(version.digest)
         return None if now is None else now.tags
 
+    def _pushed_reaching(self, target: str) -> str | None:
+        if self.listed_at_plan is None:
+            return None
+        for digest in sorted(set(self._versions) - self.listed_at_plan):
+            try:
+                if target in listed_by(digest, self):
+                    return digest
+            except ManifestUnreadable as exc:  # as GhcrBackend: stop, it may list anything
+                raise RegistryError(f"{digest} was pushed and cannot be read") from exc
+        return None
+
     def delete(self, version: Version) -> DeleteResult:
         self.delete_calls.append(version.digest)
         if self.rate_limit_after is not None and len(self.deleted) >= self.rate_limit_after:
@@ -213,6 +229,9 @@ class FakeRegistry:
         if self.error_after is not None and len(self.deleted) >= self.error_after:
             raise self.error
         self._stats.count("delete")
+        pushed = self._pushed_reaching(version.digest)
+        if pushed is not None:
+            return DeleteResult(version, DeleteStatus.CHANGED, f"listed by {pushed[:19]}")
         if version.digest in self.refuse:
             return DeleteResult(version, DeleteStatus.REFUSED, self.refuse[version.digest])
         if version.digest in self.fail:

@@ -278,7 +278,10 @@ def test_apply_then_replan_deletes_nothing_more(case: Case) -> None:
 # says which is the index (GHCR hides media types, nested indexes); example tests in
 # test_apply.py and test_retention.py cover equal times where the order is known.
 # Re-tagging is limited to tagged versions: an untagged garbage index that someone tags
-# midway may already have lost its children, which no order can prevent. Reach here is
+# midway may already have lost its children, which no order can prevent. CI may also push
+# a new index midway that lists versions the plan deletes (buildx reuses unchanged
+# platform manifests); the registry re-checks each delete against what was pushed since
+# the listing, as the GHCR backend does, with the same ``listed_by`` rule. Reach here is
 # what pulling needs (children, recursively) plus OCI 1.1 referrers; cosign ``.sig``
 # tags are deleted before their subjects by design (an orphan signature is garbage the
 # next run deletes), so a refused subject can lose its cosign signature.
@@ -322,11 +325,27 @@ def test_apply_with_faults_never_breaks_an_image_that_stays(
         elif fault == "change" and d.version.tags:
             retag.add(d.version.digest)
 
+    pushes = data.draw(st.lists(st.integers(0, max(0, len(p.delete) - 1)), max_size=2))
+    checks = iter(range(10_000))
+    pushed: list[str] = []
+
     def push_meanwhile(version: Version) -> None:
         if version.digest in retag:
             retag.discard(version.digest)
             reg.push_tag(f"hotfix-{version.digest[7:15]}", version.digest)
+        turn = next(checks)
+        for _ in range(pushes.count(turn)):  # CI pushes an index over what exists now
+            existing = {v.digest for v in reg.versions()}
+            # mostly what the plan still has to delete: that is what a push can break
+            doomed = [d.version.digest for d in p.delete[turn:] if d.version.digest in existing]
+            pool = doomed or sorted(existing)
+            kids = data.draw(st.lists(st.sampled_from(pool), unique=True, min_size=1, max_size=3))
+            name = f"ci-push-{turn}-{len(pushed)}"
+            reg.add(name, tags=[f"dev-{len(pushed):07x}ff"], created=case.now, children=kids)
+            pushed.append(digest_of(name))
+            reach[digest_of(name)] = pull_reach(reg, digest_of(name))
 
+    reg.listed_at_plan = frozenset(v.digest for v in reg.versions())
     reg.before_check = push_meanwhile
     if p.delete and data.draw(st.integers(0, 3)) == 0:
         reg.error_after = data.draw(st.integers(0, len(p.delete)))
@@ -351,6 +370,8 @@ def test_apply_with_faults_never_breaks_an_image_that_stays(
     # (listed or not) is whole
     whole = {digest for digest, v in left.items() if v.tags}
     whole |= {d.version.digest for d in p.keep} | set(protected_digests(case))
+    assert set(pushed) <= set(left)  # what CI pushed meanwhile stays, and whole
+    whole |= set(pushed)
     for digest in whole:
         assert reach[digest] <= set(left), (digest, reach[digest] - set(left))
     # an error midway is reported with its code; nothing after it was attempted
