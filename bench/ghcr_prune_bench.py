@@ -121,6 +121,8 @@ def bench_apply(size: int, limit: int, deletes: int, latency: float) -> tuple[st
             )
             bounded = Plan(decisions=full.keep + full.delete[:deletes])
             planned = backend.stats.total
+            with emu.lock:
+                listed_304 = emu.statuses[("rest.versions.list", 304)]
             began = time.perf_counter()
             report = apply_plan(bounded, backend)
             wall = time.perf_counter() - began
@@ -133,8 +135,12 @@ def bench_apply(size: int, limit: int, deletes: int, latency: float) -> tuple[st
         steady_span = warm[-1] - warm[0] if len(warm) > 1 else 0.0
         steady = (len(warm) - 1) / steady_span * 60 if steady_span else 0.0
         apply_requests = {
-            k: v for k, v in backend.stats.by_kind.items() if k in ("version-get", "delete")
+            k: v
+            for k, v in backend.stats.by_kind.items()
+            if k in ("version-get", "list-new", "delete")
         }
+        with emu.lock:  # the re-check of new pushes: 304 when nothing was pushed
+            not_modified = emu.statuses[("rest.versions.list", 304)] - listed_304
         return (
             f"{limit}/min",
             f"{report.deleted}",
@@ -142,7 +148,7 @@ def bench_apply(size: int, limit: int, deletes: int, latency: float) -> tuple[st
             f"{rate:.1f} ({rate / limit:.0%})",
             f"{steady:.1f} ({steady / limit:.0%})" if steady else "-",
             f"{answers} ({answers / max(1, report.deleted):.1%})",
-            f"plan {planned}; apply " + fmt_kinds(apply_requests),
+            f"plan {planned}; apply " + fmt_kinds(apply_requests) + f" ({not_modified} 304)",
         )
     finally:
         emu.stop()

@@ -21,7 +21,8 @@ protocol; they are used when present:
 - ``warnings: tuple[str, ...]``: what the plan should say about the backend (OCI:
   unknown creation times). Read after planning.
 - ``check_delete() -> None``: raises before anything is deleted when deletes cannot work
-  (OCI: deletes switched off, or no permission). Safe to call more than once.
+  (OCI: deletes switched off, or no permission; GHCR: a token that surely cannot delete,
+  as far as GitHub shows it). Safe to call more than once.
 - ``expect_deletes(versions) -> None``: told what the plan deletes, before applying it
   (OCI: re-reads only kept and new tags before each delete).
 
