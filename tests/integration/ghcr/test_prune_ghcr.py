@@ -554,3 +554,33 @@ def test_github_format_writes_outputs_and_a_summary(
     assert "kept=1\n" in text
     assert "json<<ghadelimiter_" in text or "json={" in text
     assert "| `ghcr.io/octo/app` | 1 | 2 | 2 |" in summary.read_text()
+
+
+def test_untagged_keep_keeps_the_tagged_platform_images_of_the_lists_it_keeps(
+    cli: Cli, ghcr: GhcrEmulator, token: str
+) -> None:
+    """``docker manifest create app:latest app:v1.N.0-amd64 app:v1.N.0-arm64`` for three
+    releases: ``latest`` moved on, so the two older lists are untagged. ``--untagged keep``
+    keeps them, so it must keep the tagged platform images they list."""
+    lists = []
+    for n in range(3):
+        platforms = []
+        for arch in ("amd64", "arm64"):
+            built = images.image(f"linux/{arch}", label=f"v1.{n}.0")
+            ghcr.push_built(OWNER, "app", built, tags=[f"v1.{n}.0-{arch}"], created=days(n))
+            platforms.append(built)
+        manifest_list = images.index(platforms, docker=True)
+        ghcr.push_built(OWNER, "app", manifest_list, tags=["latest"], created=days(n + 0.5))
+        lists.append(manifest_list)
+    args = ("--image", f"ghcr.io/{OWNER}/app", "--keep-prerelease", "2", "--min-age", "0")
+    result = cli(*args, "--untagged", "keep", "--yes", "--format", "json")
+    assert result.code == 0, result.err
+    assert result.json()["images"][0]["delete"] == []
+    for manifest_list in lists:  # every list still pulls in full, by digest
+        assert len(resolve_all(ghcr, token, "app", manifest_list.digest)) == 3
+    # with --untagged delete the old lists go, and so do the platform images they list
+    result = cli(*args, "--yes", "--format", "json")
+    assert result.code == 0, result.err
+    assert sorted(tag_map(ghcr)) == ["latest", "v1.2.0-amd64", "v1.2.0-arm64"]
+    assert len(resolve_all(ghcr, token, "app", "latest")) == 3
+    assert len(digests(ghcr)) == 3
