@@ -8,14 +8,20 @@ for manifests.
   also works for private user packages), an organisation (``/orgs/...``) or another user
   (``/users/...``).
 - Listing asks for pages of 100; once page 1 tells the last page (``Link: rel="last"``)
-  the other pages are fetched in parallel (bounded).
+  the other pages are fetched in parallel (bounded). A listing of several pages is
+  confirmed by a second, conditional one (offset paging shifts under concurrent deletes
+  and pushes; see :mod:`tagkeeper.registries.ghcr_versions`).
 - Manifests are read from the registry, after ghcr.io's token exchange, only when the
   planner asks (each digest at most once per run, optionally from an on-disk cache that
   is verified against the digest). ghcr.io has no referrers API: referrers are found
   through the ``sha256-<hex>`` tag schema index when the package has one.
 - Deletes are paced by :class:`tagkeeper.registries.pacing.DeletePacer`, honour ``retry-after``
-  and the primary limit headers, and turn GitHub's refusals into per-version results
-  that say what to do.
+  and the primary limit headers, and turn GitHub's refusals of one version into
+  per-version results that say what to do. Right before each ``DELETE`` the versions
+  pushed since the listing are looked up: one that lists the version stops its delete.
+  A missing permission raises :class:`~tagkeeper.errors.AuthError` (the run stops);
+  :meth:`GhcrBackend.check_delete` finds it before anything is deleted where GitHub
+  shows it (a classic PAT's scopes, a fine-grained PAT).
 
 The backend receives its ``httpx.Client``; it never builds one. Tokens are
 :class:`~tagkeeper.secret.Secret` values and never appear in messages.
