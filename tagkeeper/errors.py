@@ -28,6 +28,9 @@ class ExitCode(IntEnum):
     RATE_LIMITED = 10  # stopped on the primary rate limit: rerun after the reset
     ABORTED = 11  # the user declined the confirmation
     LEDGER = 12  # the deploy ledger cannot be opened, read or written
+    VERIFY = 13  # verification failed: nothing was switched (the old version serves)
+    ROLLED_BACK = 14  # released, then rolled back automatically
+    LOCKED = 15  # another deploy of this environment is running (its lock is held)
 
 
 class TagkeeperError(Exception):
@@ -111,3 +114,26 @@ class LedgerError(TagkeeperError):
     """The deploy ledger cannot be created, opened, read or written."""
 
     exit_code = ExitCode.LEDGER
+
+
+class VerificationFailed(TagkeeperError):
+    """A check before or during a switch failed; nothing was switched.
+
+    The old version kept (or got back) every request: a pre-check failed, a new container
+    failed its checks and the old one was restored, or a proxy change could not be
+    tested, reloaded or confirmed and the previous proxy file was restored.
+    """
+
+    exit_code = ExitCode.VERIFY
+
+
+class RolledBack(TagkeeperError):
+    """The new version was released, then rolled back automatically (a threshold crossed)."""
+
+    exit_code = ExitCode.ROLLED_BACK
+
+
+class DeployLocked(TagkeeperError):
+    """Another deploy of this environment holds its lock; nothing was done."""
+
+    exit_code = ExitCode.LOCKED
