@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from pathlib import Path
 
+    from tagkeeper.deploy.spec import DeploySpec
+
 # key -> (expected python type(s), what is allowed, for the error message)
 _INT = (int,)
 _STR = (str,)
@@ -68,6 +70,10 @@ SCHEMA: dict[str, tuple[tuple[type, ...], str]] = {
     "api-url": (_STR, "an https:// URL (http:// only for localhost)"),
     "registry-url": (_STR, "an https:// URL (http:// only for localhost)"),
     "ledger": (_STR, "a path to the deploy ledger database"),
+    "deploy": (
+        (dict,),
+        "a table of environments, each a table of deploy settings ([deploy.prod])",
+    ),
 }
 
 _CHOICES = {
@@ -100,6 +106,11 @@ class Config:
             raise KeyError(key)  # a typo in the code, not in the user's file
         return self.values.get(key, default)
 
+    def deploy_spec(self, environment: str) -> DeploySpec | None:
+        """The ``[deploy.ENVIRONMENT]`` service description, ``None`` when there is none."""
+        specs: Mapping[str, DeploySpec] = self.values.get("deploy", {})
+        return specs.get(environment)
+
     def images(self) -> list[str]:
         image = self.values.get("image")
         if image is None:
@@ -108,7 +119,7 @@ class Config:
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in a duration such as ``90s``, ``30m``, ``1h``, ``2d``, ``1w`` or ``0``.
+    """Seconds in a duration such as ``500ms``, ``90s``, ``30m``, ``1h``, ``2d``, ``1w`` or ``0``.
 
     At most 100 years (:data:`MAX_DURATION_SECONDS`); anything longer is a
     :class:`UsageError`, as is anything that is not a whole number and a unit.
@@ -116,21 +127,23 @@ def parse_duration(text: str) -> float:
     text = text.strip()
     if text == "0":
         return 0.0
-    number, unit = text[:-1], text[-1:]
+    millis = text.endswith("ms")
+    number, unit = (text[:-2], "s") if millis else (text[:-1], text[-1:])
     shown = text if len(text) <= 40 else text[:37] + "..."
     if unit not in DURATION_UNITS or not number.isascii() or not number.isdigit():
         raise UsageError(
             f"{shown!r} is not a duration",
-            hint="use a whole number and a unit: 90s, 30m, 1h, 2d, 1w (or 0)",
+            hint="use a whole number and a unit: 500ms, 90s, 30m, 1h, 2d, 1w (or 0)",
         )
     digits = number.lstrip("0") or "0"
+    scale = DURATION_UNITS[unit] / (1000 if millis else 1)
     # compare lengths first: int() of thousands of digits is refused (and slow)
-    if len(digits) > 15 or int(digits) * DURATION_UNITS[unit] > MAX_DURATION_SECONDS:
+    if len(digits) > 15 or int(digits) * scale > MAX_DURATION_SECONDS:
         raise UsageError(
             f"duration {shown!r} is longer than 100 years",
             hint="use a duration such as 1h, 2d or 4w (at most 100 years)",
         )
-    return float(int(digits) * DURATION_UNITS[unit])
+    return int(digits) * DURATION_UNITS[unit] / (1000 if millis else 1)
 
 
 # -- value checks: each raises UsageError saying why a (well-typed) value is refused --
@@ -229,6 +242,13 @@ def validate(data: Mapping[str, Any], source: Path, table: str = "") -> dict[str
                 hint=f"allowed keys are: {known}",
             )
         allowed = SCHEMA[key][1]
+        if key == "deploy" and isinstance(value, dict):
+            # lazy: only files that describe a deploy pay for the deploy spec's module
+            from tagkeeper.deploy.spec import from_tables
+
+            prefix = f"{table}.deploy" if table else "deploy"
+            out[key] = from_tables(value, source=source, prefix=prefix)
+            continue
         if not _well_typed(key, value):
             raise ConfigError(
                 f"{where}: key {key!r} has value {_shown(value)}; it must be {allowed}"

@@ -180,6 +180,7 @@ GOOD: list[tuple[str, Any]] = [
     ("api-url", "https://ghe.example.com/api/v3"),
     ("registry-url", "http://127.0.0.1:5000"),
     ("ledger", "deploys.db"),
+    ("deploy", {}),  # tables of environments: tests/unit/test_deploy_spec.py
 ]
 
 
@@ -239,6 +240,7 @@ BAD: list[tuple[str, Any, str]] = [
     ("api-url", "http://api.example.com", "plain http:// on a non-loopback host"),
     ("registry-url", "ftp://ghcr.io", "not an http(s) URL"),
     ("ledger", "", "an empty path"),
+    ("deploy", "recreate", "a table of environments"),
 ]
 
 
@@ -280,13 +282,16 @@ def test_long_values_are_shortened_in_messages(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [("0", 0.0), ("90s", 90.0), ("30m", 1800.0), (" 1h ", 3600.0), ("2d", 172800.0),
-     ("1w", 604800.0), ("007m", 420.0), ("0d", 0.0)],
+     ("1w", 604800.0), ("007m", 420.0), ("0d", 0.0), ("500ms", 0.5), ("0s", 0.0),
+     ("2500ms", 2.5)],
 )  # fmt: skip
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "h", "1", "1.5h", "-1h", "1y", "\uff11h", "1 h", "1hh"])
+@pytest.mark.parametrize(
+    "text", ["", "h", "1", "1.5h", "-1h", "1y", "\uff11h", "1 h", "1hh", "ms", "1.5ms", "1mms"]
+)
 def test_non_durations_are_usage_errors(text: str) -> None:
     with pytest.raises(UsageError, match="is not a duration"):
         parse_duration(text)

@@ -1,0 +1,752 @@
+"""The service of one environment, described once: ``[deploy.ENV]`` as a typed :class:`DeploySpec`.
+
+The table lives in ``tagkeeper.toml`` (``[deploy.prod]``) or ``pyproject.toml``
+(``[tool.tagkeeper.deploy.prod]``). Every key of every strategy is known here, so the spec
+is one type whatever the strategy: a key this module does not know, a value of the wrong
+type or a refused value is a :class:`~tagkeeper.errors.ConfigError` (exit 9) that names
+the file, the table, the key, the value and what is allowed. Nothing is dropped silently.
+
+Value forms: durations are strings in the syntax of :func:`tagkeeper.config.parse_duration`
+(``"15s"``, ``"2m"``, ``"500ms"``); commands are lists of arguments, never run through a
+shell; ``health`` is a path or a list of paths; relative paths are relative to the folder
+of the configuration file.
+
+A library user can build a :class:`DeploySpec` directly; its cross-field rules (a
+candidate port that differs from the port, a ``port-env`` with host networking...) are
+checked on construction and raise :class:`~tagkeeper.errors.UsageError`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import math
+import re
+from dataclasses import dataclass, field, fields, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tagkeeper.config import ENV_NAME_RE, parse_duration
+from tagkeeper.errors import ConfigError, UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+
+class Strategy(StrEnum):
+    SCRIPT = "script"  # run the team's own deploy command (what deploy did before)
+    RECREATE = "recreate"  # candidate pre-check, then stop the old container, start the new
+    BLUEGREEN = "bluegreen"  # two slots behind a proxy, switched at once
+    CANARY = "canary"  # two slots behind a proxy, weights moved through steps
+
+
+class Network(StrEnum):
+    HOST = "host"
+    BRIDGE = "bridge"
+
+
+CONTAINER_STRATEGIES = frozenset({Strategy.RECREATE, Strategy.BLUEGREEN, Strategy.CANARY})
+PROXY_STRATEGIES = frozenset({Strategy.BLUEGREEN, Strategy.CANARY})
+
+# Docker's own container-name grammar, kept short enough for the suffixes tagkeeper adds
+# (-candidate, -previous, -outgoing, -<slot>).
+CONTAINER_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}")
+VARIABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+SLOT_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,15}")
+UPSTREAM_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+RESTART_RE = re.compile(r"no|always|unless-stopped|on-failure(?::[1-9][0-9]{0,3})?")
+MEMORY_RE = re.compile(r"([0-9]{1,12})\s*([bkmg]?)(?:i?b)?", re.IGNORECASE)
+VOLUME_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+VOLUME_MODES = frozenset(
+    {"ro", "rw", "z", "Z", "shared", "slave", "private", "rshared", "rslave", "rprivate",
+     "nocopy", "consistent", "cached", "delegated"}
+)  # fmt: skip
+RESERVED_LABEL_PREFIX = "org.tagkeeper."
+MIN_MEMORY = 6 * 1024 * 1024  # the engine refuses less than 6 MB
+MEMORY_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+QUERY_NAMES = ("requests", "errors", "p95")
+QUERY_PLACEHOLDERS = frozenset({"instance", "slot", "window"})
+
+# -- defaults, each with its reason -------------------------------------------------------
+
+DEFAULT_HEALTH = ("/actuator/health",)  # Spring Boot's actuator, what the services run
+DEFAULT_HEALTH_TIMEOUT = 120.0  # the release note allows a Spring app 60-120 s to come up
+DEFAULT_INTERVAL = 2.0  # often enough to notice readiness, rare enough to cost nothing
+DEFAULT_SUCCESSES = 3  # one healthy answer can be luck during start-up; three in a row is not
+DEFAULT_STOP_TIMEOUT = 35.0  # Spring drains for up to 30 s; Docker's 10 s kills it mid-drain
+DEFAULT_RESTART = "unless-stopped"  # back after a reboot, but never one stopped on purpose
+DEFAULT_BIND = "127.0.0.1"  # publish on loopback only unless the user opens it up
+CANDIDATE_PORT_OFFSET = 10000  # 8520 -> 18520, as the release note's candidate does
+DEFAULT_SLOTS = ("blue", "green")
+DEFAULT_STEPS = (5, 10, 50, 100)  # 95/5 -> 90/10 -> 50/50 -> 100/0, the note's canary
+DEFAULT_STEP_TIME = 120.0  # long enough for min-requests at modest traffic
+DEFAULT_WATCH = 600.0  # the note watches 10-30 minutes after a release
+DEFAULT_WATCH_INTERVAL = 30.0  # two crossings in a row then take a minute
+DEFAULT_MAX_ERROR_RATE = 0.01  # 1% of 5xx answers
+DEFAULT_MAX_P95 = 0.8  # 800 ms
+DEFAULT_MIN_REQUESTS = 50  # fewer answers than this decide nothing
+NGINX_TEST = ("nginx", "-t")
+NGINX_RELOAD = ("nginx", "-s", "reload")
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSource:
+    """Where canary steps and the watch read numbers: ``access-log:PATH`` or ``prometheus:URL``."""
+
+    kind: str  # "access-log" or "prometheus"
+    target: str  # the log file path, or the Prometheus base URL
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.target}"
+
+
+@dataclass(frozen=True, slots=True)
+class DeploySpec:
+    """One environment's service. Durations are seconds; ``source`` is the file it came from."""
+
+    environment: str
+    strategy: Strategy = Strategy.RECREATE
+    image: str | None = None  # the repository, without tag or digest
+    container: str | None = None
+    port: int | None = None
+    network: Network = Network.BRIDGE  # Docker's own default, what `docker run -p` uses
+    bind: str | None = None  # bridge only; DEFAULT_BIND when not given
+    port_env: str | None = None
+    env_file: Path | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    volumes: tuple[str, ...] = ()
+    restart: str = DEFAULT_RESTART
+    memory: int | None = None  # bytes
+    cpus: float | None = None
+    user: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    command: tuple[str, ...] | None = None
+    health: tuple[str, ...] = DEFAULT_HEALTH
+    health_timeout: float = DEFAULT_HEALTH_TIMEOUT
+    interval: float = DEFAULT_INTERVAL
+    successes: int = DEFAULT_SUCCESSES
+    smoke: Path | None = None
+    candidate_port: int | None = None  # None: port + CANDIDATE_PORT_OFFSET
+    stop_timeout: float = DEFAULT_STOP_TIMEOUT
+    # blue/green and canary
+    slots: tuple[str, ...] = DEFAULT_SLOTS
+    ports: tuple[int, ...] | None = None  # None: port, port + 1, ...
+    proxy: str | None = None  # "nginx" or "traefik"
+    proxy_config: Path | None = None
+    upstream: str | None = None  # None: the container name
+    proxy_url: str | None = None
+    proxy_test: tuple[str, ...] | None = None  # None: the proxy's default
+    proxy_reload: tuple[str, ...] | None = None
+    steps: tuple[int, ...] = DEFAULT_STEPS
+    step_time: float = DEFAULT_STEP_TIME
+    watch: float = DEFAULT_WATCH
+    watch_interval: float = DEFAULT_WATCH_INTERVAL
+    max_error_rate: float = DEFAULT_MAX_ERROR_RATE
+    max_p95: float | None = DEFAULT_MAX_P95
+    max_p95_ratio: float | None = None
+    min_requests: int = DEFAULT_MIN_REQUESTS
+    metrics: MetricsSource | None = None
+    metrics_queries: Mapping[str, str] = field(default_factory=dict)
+    keep_previous: str = "running"  # an instant switch back until the next deploy
+    inconclusive: str | None = None  # None: "fail" for prod rules, "pass" for dev
+    source: Path | None = None
+
+    def __post_init__(self) -> None:
+        _check_spec(self)
+
+    # -- derived values ---------------------------------------------------------------
+
+    @property
+    def repository(self) -> str:
+        if self.image is None:
+            raise UsageError(f"[deploy.{self.environment}] names no image")
+        return self.image
+
+    @property
+    def container_name(self) -> str:
+        if self.container is None:
+            raise UsageError(f"[deploy.{self.environment}] names no container")
+        return self.container
+
+    @property
+    def service_port(self) -> int:
+        if self.port is None:
+            raise UsageError(f"[deploy.{self.environment}] names no port")
+        return self.port
+
+    @property
+    def spare_port(self) -> int:
+        """The candidate's port: ``candidate-port``, else ``port`` + 10000."""
+        if self.candidate_port is not None:
+            return self.candidate_port
+        return self.service_port + CANDIDATE_PORT_OFFSET
+
+    @property
+    def bind_address(self) -> str:
+        return self.bind or DEFAULT_BIND
+
+    @property
+    def slot_ports(self) -> tuple[int, ...]:
+        if self.ports is not None:
+            return self.ports
+        return tuple(self.service_port + i for i in range(len(self.slots)))
+
+    @property
+    def upstream_name(self) -> str:
+        return self.upstream or self.container_name
+
+    @property
+    def proxy_test_command(self) -> tuple[str, ...] | None:
+        if self.proxy_test is not None:
+            return self.proxy_test
+        return NGINX_TEST if self.proxy == "nginx" else None
+
+    @property
+    def proxy_reload_command(self) -> tuple[str, ...] | None:
+        if self.proxy_reload is not None:
+            return self.proxy_reload
+        return NGINX_RELOAD if self.proxy == "nginx" else None
+
+    def fails_inconclusive(self) -> bool:
+        """Whether a canary step with too few requests fails (it never passes silently)."""
+        if self.inconclusive is not None:
+            return self.inconclusive == "fail"
+        from tagkeeper.gate.rules import is_strict
+
+        return is_strict(self.environment)
+
+    def with_overrides(self, **changes: Any) -> DeploySpec:
+        """A copy with some fields replaced (command-line flags), checked again."""
+        return replace(self, **changes)
+
+
+def _check_spec(spec: DeploySpec) -> None:
+    """Cross-field rules; :class:`UsageError` saying which key to set or change."""
+    if not ENV_NAME_RE.fullmatch(spec.environment):
+        raise UsageError(f"{spec.environment!r} is not an environment name")
+    if spec.strategy not in CONTAINER_STRATEGIES:
+        return
+    for key, value in (("image", spec.image), ("container", spec.container)):
+        if value is None:
+            raise UsageError(f"strategy {spec.strategy} needs {key!r}", hint=_KEY_HINTS[key])
+    if spec.strategy is Strategy.RECREATE:
+        if spec.port is None:
+            raise UsageError("strategy recreate needs 'port'", hint=_KEY_HINTS["port"])
+        if spec.spare_port == spec.port:
+            raise UsageError("'candidate-port' must differ from 'port'")
+        if spec.spare_port > 65535:
+            raise UsageError(
+                f"the candidate port {spec.spare_port} (port + {CANDIDATE_PORT_OFFSET}) "
+                "is not a TCP port",
+                hint="set 'candidate-port' to a free port",
+            )
+    if spec.network is Network.HOST and spec.port_env is None:
+        raise UsageError(
+            "with network = \"host\" the app must be told which port to listen on ('port-env'), "
+            "or the new container could not listen beside the old one",
+            hint="set 'port-env' to the variable your app reads, e.g. \"SERVER_PORT\"",
+        )
+    if spec.network is Network.HOST and spec.bind is not None:
+        raise UsageError(
+            "'bind' applies to network = \"bridge\" only (host networking "
+            "binds where the app listens)"
+        )
+    if spec.strategy in PROXY_STRATEGIES:
+        _check_proxy_spec(spec)
+
+
+def _check_proxy_spec(spec: DeploySpec) -> None:
+    for key, value in (
+        ("proxy", spec.proxy),
+        ("proxy-config", spec.proxy_config),
+        ("proxy-url", spec.proxy_url),
+    ):
+        if value is None:
+            raise UsageError(f"strategy {spec.strategy} needs {key!r}", hint=_KEY_HINTS[key])
+    if spec.ports is None and spec.port is None:
+        raise UsageError(f"strategy {spec.strategy} needs 'port' or 'ports'")
+    ports = spec.slot_ports
+    if len(ports) != len(spec.slots):
+        raise UsageError(f"'ports' needs one port per slot ({len(spec.slots)})")
+    if len(set(ports)) != len(ports) or max(ports) > 65535:
+        raise UsageError(f"the slots' ports {list(ports)} must be distinct TCP ports")
+    if spec.strategy is Strategy.CANARY and spec.metrics is None:
+        raise UsageError(
+            "strategy canary judges each step on metrics: set 'metrics'",
+            hint=_KEY_HINTS["metrics"],
+        )
+
+
+_KEY_HINTS = {
+    "image": 'e.g. image = "ghcr.io/acme/app" (the repository, without a tag)',
+    "container": 'e.g. container = "app" (the name of the container that serves)',
+    "port": "e.g. port = 8520 (the port the service answers on)",
+    "proxy": 'proxy = "nginx" or "traefik"',
+    "proxy-config": 'the file tagkeeper owns, e.g. "/etc/nginx/tagkeeper/app.conf"',
+    "proxy-url": 'where the service is reached through the proxy, e.g. "http://127.0.0.1:80"',
+    "metrics": '"access-log:/var/log/nginx/app.json" or "prometheus:http://127.0.0.1:9090"',
+}
+
+
+# -- reading one table --------------------------------------------------------------------
+
+
+class _Refused(Exception):
+    """A well-typed value that is refused, and why."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _port(value: Any) -> int:
+    if not _is_int(value) or not 1 <= value <= 65535:
+        raise _Refused("not a port")
+    return int(value)
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _Refused("not a string")
+    if not value.strip() or any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise _Refused("empty, or holds control characters")
+    return value
+
+
+def _matching(pattern: re.Pattern[str]) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        if not isinstance(value, str) or not pattern.fullmatch(value):
+            raise _Refused("not allowed here")
+        return value
+
+    return parse
+
+
+def _choice(*choices: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        if value not in choices:
+            raise _Refused("not one of the choices")
+        return str(value)
+
+    return parse
+
+
+def _duration(*, positive: bool = False) -> Callable[[Any], float]:
+    def parse(value: Any) -> float:
+        if not isinstance(value, str):
+            raise _Refused("not a string")
+        try:
+            seconds = parse_duration(value)
+        except UsageError as exc:
+            raise _Refused(exc.message) from None
+        if positive and seconds <= 0:
+            raise _Refused("must be longer than 0")
+        return seconds
+
+    return parse
+
+
+def _count(low: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        if not _is_int(value) or value < low or value > 1_000_000:
+            raise _Refused(f"not an integer from {low}")
+        return int(value)
+
+    return parse
+
+
+def _arguments(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise _Refused("not a non-empty list of strings")
+    if not value[0].strip():
+        raise _Refused("the program is empty")
+    return tuple(value)
+
+
+def _string_table(*, keys: re.Pattern[str] | None, ints: bool) -> Callable[[Any], dict[str, str]]:
+    def parse(value: Any) -> dict[str, str]:
+        if not isinstance(value, dict):
+            raise _Refused("not a table")
+        out: dict[str, str] = {}
+        for key, item in value.items():
+            if keys is not None and not keys.fullmatch(key):
+                raise _Refused(f"{key!r} is not a valid name")
+            if key.startswith(RESERVED_LABEL_PREFIX):
+                raise _Refused(f"{key!r}: labels under {RESERVED_LABEL_PREFIX} are tagkeeper's")
+            if isinstance(item, str) or (ints and _is_int(item)):
+                out[key] = str(item)
+            else:
+                raise _Refused(f"the value of {key!r} is not a string")
+        return out
+
+    return parse
+
+
+def _paths(value: Any) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        raise _Refused("not a path or a non-empty list of paths")
+    for item in items:
+        if (
+            not isinstance(item, str)
+            or not item.startswith("/")
+            or any(ch.isspace() or ord(ch) < 32 for ch in item)
+        ):
+            raise _Refused(f"{item!r} is not a path starting with '/'")
+    return tuple(items)
+
+
+def _memory(value: Any) -> int:
+    if not isinstance(value, str):
+        raise _Refused("not a string")
+    match = MEMORY_RE.fullmatch(value.strip())
+    if match is None:
+        raise _Refused("not a size")
+    size = int(match[1]) * MEMORY_UNITS[match[2].lower()]
+    if size < MIN_MEMORY:
+        raise _Refused("less than the engine's minimum of 6m")
+    return size
+
+
+def _cpus(value: Any) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise _Refused("not a number")
+    if not math.isfinite(value) or not 0 < value <= 1024:
+        raise _Refused("not a number of CPUs above 0")
+    return float(value)
+
+
+def _address(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _Refused("not a string")
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise _Refused("not an IP address") from None
+    return value
+
+
+def _url(value: Any) -> str:
+    text = _text(value)
+    if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s]*)?", text):
+        raise _Refused("not an http:// or https:// URL")
+    return text.rstrip("/")
+
+
+def _percent(value: Any) -> float:
+    if not isinstance(value, str) or not re.fullmatch(r"\d{1,3}(\.\d{1,4})?%", value):
+        raise _Refused("not a percentage")
+    rate = float(value[:-1]) / 100
+    if rate > 1:
+        raise _Refused("more than 100%")
+    return rate
+
+
+def _ratio(value: Any) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise _Refused("not a number")
+    if not math.isfinite(value) or value < 1:
+        raise _Refused("must be at least 1")
+    return float(value)
+
+
+def _slots(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or len(value) != 2:
+        raise _Refused("not a list of two slot names")
+    for item in value:
+        if not isinstance(item, str) or not SLOT_RE.fullmatch(item):
+            raise _Refused(f"{item!r} is not a slot name")
+    if value[0] == value[1]:
+        raise _Refused("the slots have the same name")
+    return tuple(value)
+
+
+def _ports(value: Any) -> tuple[int, ...]:
+    if not isinstance(value, list) or not value:
+        raise _Refused("not a list of ports")
+    return tuple(_port(item) for item in value)
+
+
+def _steps(value: Any) -> tuple[int, ...]:
+    if not isinstance(value, list) or not value:
+        raise _Refused("not a list of percentages")
+    if not all(_is_int(v) and 1 <= v <= 100 for v in value):
+        raise _Refused("each step is a whole percentage from 1 to 100")
+    if any(b <= a for a, b in itertools.pairwise(value)) or value[-1] != 100:
+        raise _Refused("the steps must grow and end at 100")
+    return tuple(value)
+
+
+def _metrics(value: Any) -> MetricsSource:
+    text = _text(value)
+    kind, sep, target = text.partition(":")
+    if not sep or kind not in ("access-log", "prometheus") or not target:
+        raise _Refused("neither access-log:PATH nor prometheus:URL")
+    if kind == "prometheus":
+        target = _url(target)
+    return MetricsSource(kind, target)
+
+
+def _queries(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise _Refused("not a table")
+    out: dict[str, str] = {}
+    for key, item in value.items():
+        if key not in QUERY_NAMES:
+            raise _Refused(f"{key!r} is not one of {', '.join(QUERY_NAMES)}")
+        text = _text(item)
+        unknown = set(re.findall(r"\{(\w*)\}", text)) - QUERY_PLACEHOLDERS
+        if unknown:
+            raise _Refused(f"unknown placeholder {{{sorted(unknown)[0]}}}")
+        out[key] = text
+    return out
+
+
+def _volume(base: Path | None) -> Callable[[Any], tuple[str, ...]]:
+    def parse(value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise _Refused("not a list of SOURCE:TARGET[:MODE] strings")
+        return tuple(_one_volume(item, base) for item in value)
+
+    return parse
+
+
+def _one_volume(text: str, base: Path | None) -> str:
+    parts = text.split(":")
+    if len(parts) not in (2, 3):
+        raise _Refused(f"{text!r} is not SOURCE:TARGET[:MODE]")
+    source, target = parts[0], parts[1]
+    if not target.startswith("/"):
+        raise _Refused(f"{text!r}: the target must be an absolute path in the container")
+    if source.startswith((".", "~")) or "/" in source:
+        path = _expand(source)
+        if not path.is_absolute():
+            path = (base or Path.cwd()) / path
+        source = str(path)
+    elif not VOLUME_NAME_RE.fullmatch(source):
+        raise _Refused(f"{text!r}: the source is neither a path nor a volume name")
+    if len(parts) == 3 and not set(parts[2].split(",")) <= VOLUME_MODES:
+        raise _Refused(f"{text!r}: unknown mode {parts[2]!r}")
+    return ":".join([source, target, *parts[2:]])
+
+
+def _expand(text: str) -> Path:
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # ~user of a user that does not exist
+        raise _Refused(f"{text!r}: no such home folder") from None
+
+
+def _file(base: Path | None) -> Callable[[Any], Path]:
+    def parse(value: Any) -> Path:
+        path = _expand(_text(value))
+        return path if path.is_absolute() else (base or Path.cwd()) / path
+
+    return parse
+
+
+def _keys(base: Path | None) -> dict[str, tuple[str, Callable[[Any], Any], str]]:
+    """key -> (field name, parser, what is allowed)."""
+    duration = 'a duration such as "15s", "2m" or "500ms"'
+    path = "a file path (relative to the configuration file's folder)"
+    return {
+        "strategy": (
+            "strategy",
+            _choice(*Strategy),
+            '"script", "recreate", "bluegreen" or "canary"',
+        ),
+        "image": (
+            "image",
+            _text,
+            'an image repository without tag or digest, e.g. "ghcr.io/acme/app"',
+        ),
+        "container": (
+            "container",
+            _matching(CONTAINER_RE),
+            "a container name of letters, digits, '_', '.' and '-' (at most 63 characters)",
+        ),
+        "port": ("port", _port, "a TCP port from 1 to 65535"),
+        "network": ("network", _choice(*Network), '"host" or "bridge"'),
+        "bind": ("bind", _address, 'an IP address to publish the port on, e.g. "0.0.0.0"'),
+        "port-env": (
+            "port_env",
+            _matching(VARIABLE_RE),
+            'an environment variable name, e.g. "SERVER_PORT"',
+        ),
+        "env-file": ("env_file", _file(base), path),
+        "env": (
+            "env",
+            _string_table(keys=VARIABLE_RE, ints=True),
+            "a table of variable names to strings",
+        ),
+        "volumes": ("volumes", _volume(base), 'a list of "SOURCE:TARGET[:MODE]" strings'),
+        "restart": (
+            "restart",
+            _matching(RESTART_RE),
+            '"no", "always", "unless-stopped" or "on-failure[:N]"',
+        ),
+        "memory": ("memory", _memory, 'a size such as "512m" or "2g" (at least 6m)'),
+        "cpus": ("cpus", _cpus, "a number of CPUs above 0, e.g. 1.5"),
+        "user": ("user", _text, "a user name or uid[:gid]"),
+        "labels": (
+            "labels",
+            _string_table(keys=None, ints=False),
+            f"a table of strings (keys under {RESERVED_LABEL_PREFIX} are tagkeeper's)",
+        ),
+        "command": (
+            "command",
+            _arguments,
+            'a list of arguments, e.g. ["java", "-jar", "app.jar"] (never run through a shell)',
+        ),
+        "health": ("health", _paths, 'a path or a list of paths, e.g. "/actuator/health"'),
+        "health-timeout": ("health_timeout", _duration(positive=True), duration),
+        "interval": ("interval", _duration(positive=True), duration),
+        "successes": ("successes", _count(1), "an integer of at least 1"),
+        "smoke": ("smoke", _file(base), path + " of [[check]] tables"),
+        "candidate-port": ("candidate_port", _port, "a TCP port from 1 to 65535"),
+        "stop-timeout": ("stop_timeout", _duration(), duration),
+        "slots": ("slots", _slots, 'a list of two slot names, e.g. ["blue", "green"]'),
+        "ports": ("ports", _ports, "a list of TCP ports, one per slot"),
+        "proxy": ("proxy", _choice("nginx", "traefik"), '"nginx" or "traefik"'),
+        "proxy-config": ("proxy_config", _file(base), path),
+        "upstream": (
+            "upstream",
+            _matching(UPSTREAM_RE),
+            "an nginx upstream or Traefik service name",
+        ),
+        "proxy-url": ("proxy_url", _url, "an http:// or https:// URL"),
+        "proxy-test": ("proxy_test", _arguments, 'a list of arguments, e.g. ["nginx", "-t"]'),
+        "proxy-reload": (
+            "proxy_reload",
+            _arguments,
+            'a list of arguments, e.g. ["nginx", "-s", "reload"]',
+        ),
+        "steps": (
+            "steps",
+            _steps,
+            "a growing list of percentages ending at 100, e.g. [5, 10, 50, 100]",
+        ),
+        "step-time": ("step_time", _duration(positive=True), duration),
+        "watch": ("watch", _duration(), duration + ' ("0s" turns it off)'),
+        "watch-interval": ("watch_interval", _duration(positive=True), duration),
+        "max-error-rate": ("max_error_rate", _percent, 'a percentage such as "1%"'),
+        "max-p95": ("max_p95", _duration(positive=True), 'a duration such as "800ms"'),
+        "max-p95-ratio": (
+            "max_p95_ratio",
+            _ratio,
+            "a number of at least 1 (the new slot's p95 over the old one's)",
+        ),
+        "min-requests": ("min_requests", _count(1), "an integer of at least 1"),
+        "metrics": ("metrics", _metrics, '"access-log:PATH" or "prometheus:URL"'),
+        "metrics-queries": (
+            "metrics_queries",
+            _queries,
+            "a table with requests, errors and "
+            "p95 PromQL templates using {instance}, {slot} and {window}",
+        ),
+        "keep-previous": ("keep_previous", _choice("running", "stopped"), '"running" or "stopped"'),
+        "inconclusive": ("inconclusive", _choice("fail", "pass"), '"fail" or "pass"'),
+    }
+
+
+KEYS = tuple(_keys(None))
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def from_table(
+    environment: str, table: Mapping[str, Any], *, source: Path | None, where: str
+) -> DeploySpec:
+    """The :class:`DeploySpec` of ``[deploy.ENVIRONMENT]``; :class:`ConfigError` if invalid.
+
+    ``where`` names the file and table in messages, e.g. ``tagkeeper.toml [deploy.prod]``.
+    """
+    if not ENV_NAME_RE.fullmatch(environment) or environment != environment.strip():
+        raise ConfigError(
+            f"{where}: {environment!r} is not an environment name",
+            hint="use letters, digits, spaces, '.', '_', '-' and '/', starting with a "
+            "letter or digit",
+        )
+    keys = _keys(source.parent if source is not None else None)
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in keys:
+            raise ConfigError(
+                f"{where}: unknown key {key!r}",
+                hint=f"allowed keys are: {', '.join(sorted(keys))}",
+            )
+        name, parse, allowed = keys[key]
+        try:
+            values[name] = parse(value)
+        except _Refused as exc:
+            raise ConfigError(
+                f"{where}: key {key!r} has value {_shown(value)} ({exc}); it must be {allowed}"
+            ) from None
+    if "image" in values:
+        _check_repository(values["image"], where)
+    if "strategy" in values:
+        values["strategy"] = Strategy(values["strategy"])
+    if "network" in values:
+        values["network"] = Network(values["network"])
+    try:
+        return DeploySpec(environment=environment, source=source, **values)
+    except UsageError as exc:
+        raise ConfigError(f"{where}: {exc.message}", hint=exc.hint) from None
+
+
+def _check_repository(image: str, where: str) -> None:
+    from tagkeeper.refs import parse_reference
+
+    try:
+        ref = parse_reference(image)
+    except UsageError as exc:
+        raise ConfigError(
+            f"{where}: key 'image' has value {_shown(image)} ({exc.message}); it must be a "
+            'repository such as "ghcr.io/acme/app"'
+        ) from None
+    if ref.tag is not None or ref.digest is not None:
+        raise ConfigError(
+            f"{where}: key 'image' has value {_shown(image)}, which names a tag or digest; "
+            "it must be a repository",
+            hint=f'configure the repository only: image = "{ref.repository}"; the '
+            "deploy names the version",
+        )
+
+
+def from_tables(
+    tables: Mapping[str, Any], *, source: Path | None, prefix: str
+) -> dict[str, DeploySpec]:
+    """Every ``[deploy.ENV]`` table of a ``deploy`` table; ``prefix`` is ``deploy`` or
+    ``tool.tagkeeper.deploy``."""
+    where_file = str(source) if source is not None else "configuration"
+    out: dict[str, DeploySpec] = {}
+    for env, table in tables.items():
+        where = f"{where_file} [{prefix}.{_table_key(env)}]"
+        if not isinstance(table, dict):
+            raise ConfigError(
+                f"{where}: must be a table of settings",
+                hint=f"write it as [{prefix}.{_table_key(env)}] with keys below it",
+            )
+        out[env] = from_table(env, table, source=source, where=where)
+    return out
+
+
+def _table_key(name: str) -> str:
+    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else f'"{name}"'
+
+
+FIELD_NAMES = frozenset(f.name for f in fields(DeploySpec))
+
+__all__ = [
+    "KEYS",
+    "DeploySpec",
+    "MetricsSource",
+    "Network",
+    "Strategy",
+    "from_table",
+    "from_tables",
+]
