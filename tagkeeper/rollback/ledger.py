@@ -26,6 +26,7 @@ The schema is versioned with ``PRAGMA user_version`` and upgraded by the ordered
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import socket
 import sqlite3
@@ -33,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tagkeeper.errors import LedgerError, UsageError
 from tagkeeper.gate.rules import validate_env_name
@@ -70,13 +71,32 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE deploys ADD COLUMN detail TEXT;
     """,
+    # 3: how the deploy engine ran it: strategy, container, slot, why it ended (a short
+    # code such as "pre-check"), the numbers that decided (JSON), and a step log
+    """
+    ALTER TABLE deploys ADD COLUMN strategy TEXT;
+    ALTER TABLE deploys ADD COLUMN container TEXT;
+    ALTER TABLE deploys ADD COLUMN slot TEXT;
+    ALTER TABLE deploys ADD COLUMN reason TEXT;
+    ALTER TABLE deploys ADD COLUMN numbers TEXT;
+    CREATE TABLE deploy_steps (
+        id        INTEGER PRIMARY KEY AUTOINCREMENT,
+        deploy_id INTEGER NOT NULL REFERENCES deploys (id),
+        phase     TEXT NOT NULL,
+        status    TEXT NOT NULL,
+        at        TEXT NOT NULL,
+        detail    TEXT
+    );
+    CREATE INDEX deploy_steps_by_deploy ON deploy_steps (deploy_id, id);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _COLUMNS = (
     "id, environment, repository, tag, digest, status, rollback, started_at, ended_at, "
-    "user, ci_run_url, host, detail"
+    "user, ci_run_url, host, detail, strategy, container, slot, reason, numbers"
 )
+_STEP_COLUMNS = "id, deploy_id, phase, status, at, detail"
 
 Clock = Callable[[], datetime]
 
@@ -142,10 +162,23 @@ def _ts(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _numbers(value: object) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    try:
+        data = json.loads(str(value))
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def _row(row: sqlite3.Row | tuple[object, ...]) -> DeployRecord:
-    (rid, env, repo, tag, digest, status, rollback, started, ended, user, ci, host, detail) = tuple(
-        row
-    )
+    (rid, env, repo, tag, digest, status, rollback, started, ended, user, ci, host, detail,
+     strategy, container, slot, reason, numbers) = tuple(row)  # fmt: skip
     return DeployRecord(
         environment=str(env),
         repository=str(repo),
@@ -161,10 +194,49 @@ def _row(row: sqlite3.Row | tuple[object, ...]) -> DeployRecord:
         host=None if host is None else str(host),
         detail=None if detail is None else str(detail),
         source="ledger",
+        strategy=_text(strategy),
+        container=_text(container),
+        slot=_text(slot),
+        reason=_text(reason),
+        numbers=_numbers(numbers),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DeployStep:
+    """One step of a deploy, as the deploy engine recorded it."""
+
+    id: int
+    deploy_id: int
+    phase: str  # "pull", "pre-check", "stop-old", ...
+    status: str  # "start", "done", "failed", "info"
+    at: datetime
+    detail: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "phase": self.phase,
+            "status": self.status,
+            "at": self.at.isoformat(),
+            "detail": self.detail,
+        }
+
+
+def _step(row: sqlite3.Row | tuple[object, ...]) -> DeployStep:
+    sid, deploy_id, phase, status, at, detail = tuple(row)
+    return DeployStep(
+        id=int(str(sid)),
+        deploy_id=int(str(deploy_id)),
+        phase=str(phase),
+        status=str(status),
+        at=datetime.fromisoformat(str(at)),
+        detail=_text(detail),
     )
 
 
 FINISHED = frozenset({DeployStatus.SUCCEEDED, DeployStatus.FAILED})
+# how a started deploy can end (rolled_back: released, then rolled back automatically)
+ENDINGS = frozenset({DeployStatus.SUCCEEDED, DeployStatus.FAILED, DeployStatus.ROLLED_BACK})
 
 
 class Ledger:
@@ -310,6 +382,9 @@ class Ledger:
         actor: Actor,
         rollback: bool,
         detail: str | None,
+        strategy: str | None = None,
+        container: str | None = None,
+        slot: str | None = None,
     ) -> DeployRecord:
         if not environment or not repository or not tag:
             raise UsageError("a deploy record needs an environment, a repository and a tag")
@@ -318,8 +393,8 @@ class Ledger:
         ended = None if status is DeployStatus.STARTED else now
         rid = self._write(
             "INSERT INTO deploys (environment, repository, tag, digest, status, rollback, "
-            "started_at, ended_at, user, ci_run_url, host, detail) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "started_at, ended_at, user, ci_run_url, host, detail, strategy, container, slot) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 environment,
                 repository,
@@ -333,6 +408,9 @@ class Ledger:
                 actor.ci_run_url,
                 actor.host,
                 detail,
+                strategy,
+                container,
+                slot,
             ),
         )
         return self._require(rid)
@@ -346,8 +424,14 @@ class Ledger:
         digest: str | None,
         actor: Actor,
         rollback: bool = False,
+        strategy: str | None = None,
+        container: str | None = None,
+        slot: str | None = None,
     ) -> DeployRecord:
-        """Record a deploy that is about to run (status ``started``)."""
+        """Record a deploy that is about to run (status ``started``).
+
+        ``strategy``, ``container`` and ``slot`` say how the deploy engine runs it.
+        """
         return self._insert(
             environment=environment,
             repository=repository,
@@ -357,20 +441,105 @@ class Ledger:
             actor=actor,
             rollback=rollback,
             detail=None,
+            strategy=strategy,
+            container=container,
+            slot=slot,
         )
 
     def finish(
-        self, record_id: int, status: DeployStatus, *, detail: str | None = None
+        self,
+        record_id: int,
+        status: DeployStatus,
+        *,
+        detail: str | None = None,
+        reason: str | None = None,
+        numbers: Mapping[str, Any] | None = None,
     ) -> DeployRecord:
-        """Mark a ``started`` deploy ``succeeded`` or ``failed``; a finished one is left alone."""
-        if status not in FINISHED:
-            raise UsageError(f"a deploy finishes as succeeded or failed, not {status}")
+        """End a ``started`` deploy: ``succeeded``, ``failed``, or ``rolled_back`` (released,
+        then rolled back automatically). A deploy that already ended is left alone.
+
+        ``reason`` is a short code of why it failed or was rolled back (``pre-check``);
+        ``numbers`` are merged into the ones already recorded.
+        """
+        if status not in ENDINGS:
+            raise UsageError(
+                f"a deploy finishes as succeeded, failed or rolled_back, not {status}"
+            )
+        if numbers:
+            self.set_numbers(record_id, numbers)
         self._write(
-            "UPDATE deploys SET status = ?, ended_at = ?, detail = COALESCE(?, detail) "
-            "WHERE id = ? AND status = 'started'",
-            (str(status), _ts(self._clock()), detail, record_id),
+            "UPDATE deploys SET status = ?, ended_at = ?, detail = COALESCE(?, detail), "
+            "reason = COALESCE(?, reason) WHERE id = ? AND status = 'started'",
+            (str(status), _ts(self._clock()), detail, reason, record_id),
         )
         return self._require(record_id)
+
+    # -- the deploy engine's record: steps, numbers, the slot -------------------------
+
+    def add_step(
+        self, deploy_id: int, phase: str, status: str, detail: str | None = None
+    ) -> DeployStep:
+        """Append one step (phase, status, time, detail) to a deploy's step log."""
+        at = _ts(self._clock())
+        sid = self._write(
+            "INSERT INTO deploy_steps (deploy_id, phase, status, at, detail) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (deploy_id, phase, status, at, detail),
+        )
+        return DeployStep(sid, deploy_id, phase, status, datetime.fromisoformat(at), detail)
+
+    def steps(self, deploy_id: int) -> list[DeployStep]:
+        """A deploy's steps, in the order they happened."""
+        try:
+            rows = self._conn.execute(
+                f"SELECT {_STEP_COLUMNS} FROM deploy_steps "  # noqa: S608 - fixed columns
+                "WHERE deploy_id = ? ORDER BY id",
+                (deploy_id,),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise self._fail("cannot be read", exc) from None
+        return [_step(row) for row in rows]
+
+    def set_numbers(self, deploy_id: int, numbers: Mapping[str, Any]) -> DeployRecord:
+        """Merge ``numbers`` (JSON values) into the numbers recorded for a deploy."""
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._conn.execute(
+                    "SELECT numbers FROM deploys WHERE id = ?", (deploy_id,)
+                ).fetchone()
+                merged = {**(_numbers(row[0]) or {} if row else {}), **dict(numbers)}
+                self._conn.execute(
+                    "UPDATE deploys SET numbers = ? WHERE id = ?",
+                    (json.dumps(merged, sort_keys=True), deploy_id),
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise self._fail("cannot be written", exc) from None
+        return self._require(deploy_id)
+
+    def set_slot(self, deploy_id: int, slot: str) -> DeployRecord:
+        """Record the slot a deploy went to (blue/green, canary)."""
+        self._write("UPDATE deploys SET slot = ? WHERE id = ?", (slot, deploy_id))
+        return self._require(deploy_id)
+
+    def unfinished(
+        self, *, environment: str, container: str | None = None
+    ) -> list[DeployRecord]:
+        """Deploys of ``environment`` (and ``container``) still ``started``, newest first."""
+        sql = f"SELECT {_COLUMNS} FROM deploys WHERE environment = ? AND status = 'started'"  # noqa: S608
+        params: list[object] = [environment]
+        if container is not None:
+            sql += " AND container = ?"
+            params.append(container)
+        try:
+            rows = self._conn.execute(sql + " ORDER BY id DESC", params).fetchall()
+        except sqlite3.Error as exc:
+            raise self._fail("cannot be read", exc) from None
+        return [_row(row) for row in rows]
 
     def mark_rolled_back(self, record_id: int, *, detail: str | None = None) -> DeployRecord:
         """Mark a succeeded deploy as replaced by a rollback."""

@@ -35,7 +35,7 @@ from tagkeeper.refs import parse_reference, require_valid_tag
 from tagkeeper.semver import SemVer, parse_tag
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
     from datetime import datetime
 
     from tagkeeper.inventory import Version
@@ -74,6 +74,12 @@ class DeployRecord:
     host: str | None = None
     detail: str | None = None
     source: str = "ledger"
+    # how a deploy engine ran it (the ledger only; None for scripts and other sources)
+    strategy: str | None = None
+    container: str | None = None
+    slot: str | None = None
+    reason: str | None = None  # why it failed or was rolled back, e.g. "pre-check"
+    numbers: Mapping[str, Any] | None = None  # what decided, e.g. {"gap_seconds": 1.2}
 
     @property
     def reference(self) -> str:
@@ -95,6 +101,11 @@ class DeployRecord:
             "host": self.host,
             "detail": self.detail,
             "source": self.source,
+            "strategy": self.strategy,
+            "container": self.container,
+            "slot": self.slot,
+            "reason": self.reason,
+            "numbers": dict(self.numbers) if self.numbers is not None else None,
         }
 
 
