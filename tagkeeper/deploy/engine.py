@@ -1,0 +1,323 @@
+"""The deploy engine: the named phases every container strategy goes through.
+
+:class:`Engine` takes its collaborators as arguments (the spec, a container runtime, an
+``httpx.Client``, the ledger, the lock) and never prints: progress goes to ``on_event``,
+the outcome comes back as a :class:`DeployResult`. One deploy:
+
+1. ``check``: the reference against the environment's tag rules (``latest`` and other
+   moving tags are refused for prod, exit 3) and against the configured repository; the
+   env-file and the smoke checks' ``${VAR}`` are read. Nothing has changed yet.
+2. ``lock``: the environment's lock (exit 15 while another deploy holds it); a lock left
+   by a deploy that died is taken over, and said so.
+3. ``repair``: the strategy puts right what a killed deploy left.
+4. ``pull`` (the strategy's ``prepare``), then the deploy is recorded ``started`` with
+   its digest, strategy and container.
+5. the strategy's ``run``; every step is reported and recorded in the ledger.
+6. the deploy is recorded ``succeeded`` or ``failed`` (with a reason such as
+   ``pre-check``) and the numbers that decided (``gap_seconds``...). A rollback that
+   succeeded marks the deploy it replaced ``rolled_back``.
+
+A deploy interrupted by Ctrl-C or SIGTERM (turned into ``KeyboardInterrupt`` by the CLI)
+lets the strategy restore what serves and is recorded ``failed`` (``interrupted``); one
+killed outright stays ``started`` until the next deploy repairs it.
+
+A library user deploys in a few lines::
+
+    spec = config.deploy_spec("prod")
+    request = plan_request(spec, "ghcr.io/acme/app:v1.4.0")
+    with Ledger(path) as ledger, build_client() as client:
+        result = Engine(spec, runtime=DockerRuntime.connect(), ledger=ledger, client=client,
+                        actor=Actor.from_environ(os.environ)).deploy(request)
+    print(result.status, result.numbers.get("gap_seconds"))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tagkeeper.deploy.checks import Masker, load_smoke, render
+from tagkeeper.deploy.containers import read_env_file
+from tagkeeper.deploy.context import (
+    LOG_LINES,
+    Context,
+    DeployRequest,
+    OnEvent,
+    secret_values,
+)
+from tagkeeper.errors import ExitCode, LedgerError, PolicyViolation, TagkeeperError, UsageError
+from tagkeeper.gate.rules import policy_for
+from tagkeeper.refs import ImageRef, parse_reference
+from tagkeeper.rollback.resolve import DeployStatus
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+    import httpx
+
+    from tagkeeper.deploy.checks import SmokeCheck
+    from tagkeeper.deploy.containers import ContainerRuntime
+    from tagkeeper.deploy.context import DeployStrategy, Outcome, Prepared
+    from tagkeeper.deploy.lock import DeployLock
+    from tagkeeper.deploy.spec import DeploySpec
+    from tagkeeper.deploy.verify import VerifyReport
+    from tagkeeper.rollback.ledger import Actor, DeployStep, Ledger
+    from tagkeeper.rollback.resolve import RollbackTarget
+
+
+def plan_request(spec: DeploySpec, image: str, *, allow_prerelease: bool = False) -> DeployRequest:
+    """``image`` (``repo:tag[@digest]``) checked for ``spec``'s environment; pure.
+
+    Mutable tags are refused for prod (:class:`PolicyViolation`, exit 3); the reference
+    must name a tag (deploys are recorded by tag) and the configured repository.
+    """
+    verdict = policy_for(spec.environment, allow_prerelease=allow_prerelease).judge_text(image)
+    if not verdict.ok:
+        raise PolicyViolation(
+            f"refusing to deploy {image} to {spec.environment}: {verdict.message}",
+            hint="nothing was run or recorded",
+        )
+    ref = parse_reference(image)
+    if ref.tag is None:
+        raise UsageError(
+            f"{image} has no tag; tagkeeper records deploys by tag",
+            hint=f"write it as {ref.repository}:<tag>@{ref.digest}",
+        )
+    if spec.image is not None and ref.repository != spec.image:
+        raise UsageError(
+            f"{image} is not an image of {spec.image}, which [deploy.{spec.environment}] deploys",
+            hint=f"deploy {spec.image}:<tag>, or change 'image' in the configuration",
+        )
+    return DeployRequest(ImageRef(ref.host, ref.path, ref.tag), ref.digest)
+
+
+def rollback_request(spec: DeploySpec, target: RollbackTarget) -> DeployRequest:
+    """The request that deploys a rollback target, by digest when one is known."""
+    request = plan_request(spec, target.reference(), allow_prerelease=True)
+    return DeployRequest(request.image, target.digest, rollback=True, replaces=target.current)
+
+
+@dataclass(frozen=True, slots=True)
+class DeployResult:
+    """How a deploy ended, with what decided it."""
+
+    environment: str
+    strategy: str
+    container: str | None
+    image: str
+    digest: str | None
+    status: DeployStatus
+    message: str
+    reason: str | None = None
+    rollback: bool = False
+    deploy_id: int | None = None
+    numbers: Mapping[str, Any] = field(default_factory=dict)
+    reports: Mapping[str, VerifyReport] = field(default_factory=dict)
+    steps: tuple[DeployStep, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def exit_code(self) -> int:
+        if self.status is DeployStatus.SUCCEEDED:
+            return int(ExitCode.OK)
+        if self.status is DeployStatus.ROLLED_BACK:
+            return int(ExitCode.ROLLED_BACK)
+        return int(ExitCode.VERIFY)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "environment": self.environment,
+            "strategy": self.strategy,
+            "container": self.container,
+            "image": self.image,
+            "digest": self.digest,
+            "rollback": self.rollback,
+            "status": str(self.status),
+            "reason": self.reason,
+            "message": self.message,
+            "deploy_id": self.deploy_id,
+            "gap_seconds": self.numbers.get("gap_seconds"),
+            "numbers": dict(self.numbers),
+            "checks": {name: report.as_dict() for name, report in self.reports.items()},
+            "steps": [step.as_dict() for step in self.steps],
+            "notes": list(self.notes),
+            "exit_code": self.exit_code,
+        }
+
+
+class Engine:
+    """Runs deploys of one environment's service (see the module docs)."""
+
+    def __init__(
+        self,
+        spec: DeploySpec,
+        *,
+        runtime: ContainerRuntime,
+        ledger: Ledger,
+        client: httpx.Client,
+        actor: Actor,
+        lock: DeployLock | None = None,
+        on_event: OnEvent | None = None,
+        environ: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        strategy: DeployStrategy | None = None,
+        smoke: Sequence[SmokeCheck] | None = None,
+        collaborators: Mapping[str, Any] | None = None,
+        log_lines: int = LOG_LINES,
+    ) -> None:
+        self.spec = spec
+        self.runtime = runtime
+        self.ledger = ledger
+        self.client = client
+        self.actor = actor
+        self.lock = lock
+        self.on_event = on_event
+        self.environ = dict(os.environ if environ is None else environ)
+        self.clock = clock
+        self.sleep = sleep
+        self._strategy = strategy
+        self._smoke = smoke
+        self.collaborators = dict(collaborators or {})
+        self.log_lines = log_lines
+
+    @property
+    def strategy(self) -> DeployStrategy:
+        if self._strategy is None:
+            from tagkeeper.deploy.strategies import strategy_for
+
+            self._strategy = strategy_for(self.spec)
+        return self._strategy
+
+    def context(self, request: DeployRequest) -> Context:
+        """The strategy's context for ``request``: env-file and smoke checks read, masked.
+
+        Raises before anything changes when the env-file or a ``${VAR}`` is missing.
+        """
+        spec = self.spec
+        env: dict[str, str] = {}
+        if spec.env_file is not None:
+            env.update(read_env_file(spec.env_file, self.environ))
+        env.update(spec.env)
+        smoke = self._smoke
+        if smoke is None:
+            smoke = load_smoke(spec.smoke) if spec.smoke is not None else ()
+        rendered = render(smoke, self.environ)
+        masker: Masker = rendered.masker
+        masker.add(*secret_values(env))
+        return Context(
+            spec=spec,
+            request=request,
+            runtime=self.runtime,
+            client=self.client,
+            ledger=self.ledger,
+            env=env,
+            smoke=rendered.requests,
+            masker=masker,
+            on_event=self.on_event,
+            clock=self.clock,
+            sleep=self.sleep,
+            collaborators=self.collaborators,
+            log_lines=self.log_lines,
+        )
+
+    def deploy(self, request: DeployRequest) -> DeployResult:
+        """Deploy ``request`` (see :func:`plan_request`); see the module docs."""
+        strategy = self.strategy
+        ctx = self.context(request)
+        notes: list[str] = []
+        if self.lock is not None:
+            self.lock.acquire()
+        try:
+            if self.lock is not None:
+                taken = self.lock.taken_over
+                if taken is not None:
+                    text = f"took over the lock of a deploy that is gone: {taken.describe()}"
+                    notes.append(text)
+                    ctx.event("lock", "warning", text)
+                ctx.event("lock", "done", f"holding the lock of {self.lock.what}")
+            notes += strategy.repair(ctx)
+            prepared = strategy.prepare(ctx)
+            notes += prepared.notes
+            record = self.ledger.start(
+                environment=self.spec.environment,
+                repository=request.image.repository,
+                tag=request.image.tag or "",
+                digest=prepared.digest,
+                actor=self.actor,
+                rollback=request.rollback,
+                strategy=strategy.name,
+                container=self.spec.container,
+            )
+            if record.id is None:
+                raise LedgerError(f"the ledger {self.ledger.path} gave the deploy no id")
+            deploy_id = record.id
+            ctx.recorded(record)
+            ctx.step("record", "done", f"deploy #{deploy_id}: {request.image}@{prepared.digest}")
+            outcome = self._run(ctx, strategy, prepared, deploy_id)
+            if outcome.slot is not None:
+                self.ledger.set_slot(deploy_id, outcome.slot)
+            self.ledger.finish(
+                deploy_id,
+                outcome.status,
+                detail=outcome.message,
+                reason=outcome.reason,
+                numbers=outcome.numbers,
+            )
+            ctx.step("finish", str(outcome.status), outcome.message)
+            if request.rollback and outcome.status is DeployStatus.SUCCEEDED:
+                notes += self._mark_replaced(request)
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+        return DeployResult(
+            environment=self.spec.environment,
+            strategy=strategy.name,
+            container=self.spec.container,
+            image=str(request.image),
+            digest=prepared.digest,
+            status=outcome.status,
+            message=ctx.masker.scrub(outcome.message),
+            reason=outcome.reason,
+            rollback=request.rollback,
+            deploy_id=deploy_id,
+            numbers=dict(outcome.numbers),
+            reports=dict(outcome.reports),
+            steps=tuple(self.ledger.steps(deploy_id)),
+            notes=tuple(notes),
+        )
+
+    def _run(
+        self, ctx: Context, strategy: DeployStrategy, prepared: Prepared, deploy_id: int
+    ) -> Outcome:
+        try:
+            return strategy.run(ctx, prepared)
+        except BaseException as exc:
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            reason = "interrupted" if interrupted else "error"
+            detail = (
+                "interrupted; what served before was restored"
+                if interrupted
+                else f"stopped by an error: {getattr(exc, 'message', type(exc).__name__)}"
+            )
+            if isinstance(exc, (Exception, KeyboardInterrupt)):
+                with contextlib.suppress(TagkeeperError):  # the first error is the one to show
+                    self.ledger.finish(deploy_id, DeployStatus.FAILED, detail=detail, reason=reason)
+            raise
+
+    def _mark_replaced(self, request: DeployRequest) -> list[str]:
+        if request.replaces is None:
+            return []
+        for record in self.ledger.history(
+            environment=self.spec.environment, repository=request.image.repository
+        ):
+            replaced = record.tag == request.replaces and record.status is DeployStatus.SUCCEEDED
+            if replaced and record.id is not None:
+                self.ledger.mark_rolled_back(
+                    record.id, detail=f"rolled back to {request.image.tag}"
+                )
+                return [f"deploy #{record.id} ({record.tag}) is marked rolled_back"]
+        return []
