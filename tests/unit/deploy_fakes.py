@@ -170,8 +170,8 @@ class FakeRuntime:
         self._op(f"create {options.name}")
         if options.name in self.containers:
             raise RegistryError(f"the name {options.name} is in use (409 Conflict)")
-        ref = parse_reference(options.image)
-        digest = ref.digest
+        by_id = [d for d, image in self.local.items() if image.image_id == options.image]
+        digest = by_id[0] if by_id else parse_reference(options.image).digest
         if digest is None or digest not in self.local:
             raise RegistryError(f"no such image {options.image}: pull it first")
         cid = f"{next(self._ids):064x}"
