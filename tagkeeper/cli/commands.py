@@ -28,6 +28,8 @@ COMMANDS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "previous": ("tagkeeper.cli.rollback_cmd", "previous", {}),
     "deploy": ("tagkeeper.cli.rollback_cmd", "deploy", _WRAPPER),
     "rollback": ("tagkeeper.cli.rollback_cmd", "rollback", _WRAPPER),
+    "verify": ("tagkeeper.cli.deploy_cmd", "verify", {}),
+    "status": ("tagkeeper.cli.deploy_cmd", "status", {}),
 }
 
 

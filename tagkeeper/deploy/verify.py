@@ -198,7 +198,9 @@ def verify(
             name=f"health {p.name}",
             kind="health",
             ok=reason is None,
-            why=run.masker.scrub(p.why),
+            # a path whose last answer was fine failed because of the container or the
+            # count of rounds: say that, not the last answer
+            why=run.masker.scrub(p.why if reason is None or not p.ok else reason),
             seconds=p.passed_at if p.passed_at is not None and reason is None else run.elapsed(),
             attempts=p.attempts,
         )
@@ -277,14 +279,14 @@ def _poll_health(
             if healthy_after is None:
                 healthy_after = now
                 if progress is not None:
-                    progress(f"healthy after {_secs(now)}")
+                    progress(f"health: healthy after {_secs(now)}")
             if streak >= policy.successes:
                 for path in paths:
                     path.passed_at = now
                 return healthy_after, None
         else:
             if streak and progress is not None:
-                progress(f"unhealthy again after {streak} healthy round(s)")
+                progress(f"health: unhealthy again after {streak} healthy round(s)")
             streak = 0
         if run.clock() >= deadline:
             gone = alive() if alive is not None else None
@@ -314,4 +316,6 @@ def _smoke(run: _Run, request: Request) -> CheckResult:
 
 
 def _secs(value: float) -> str:
-    return f"{value:.0f}s" if value >= 10 or value == int(value) else f"{value:.1f}s"
+    if value >= 10 or value == int(value):
+        return f"{value:.0f}s"
+    return f"{value:.1f}s" if value >= 1 else f"{value:.2f}s"

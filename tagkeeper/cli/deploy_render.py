@@ -1,0 +1,177 @@
+"""How ``verify``, ``deploy``, ``rollback`` and ``status`` show what happened.
+
+Text for people (stderr for progress and failures, stdout for the result), Markdown for
+the Actions step summary. Everything shown here was already masked and made printable by
+the library; lines read from a container's log are indented with ``| `` so none of them
+can start a workflow command (``::error::``) in an Actions log.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tagkeeper.cli import common
+from tagkeeper.cli.gha import md_escape
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from tagkeeper.deploy.context import Event
+    from tagkeeper.deploy.engine import DeployResult
+    from tagkeeper.deploy.status import StatusReport
+    from tagkeeper.deploy.verify import VerifyReport
+
+
+def show_event(event: Event) -> None:
+    """One progress line on stderr."""
+    mark = {"failed": "FAILED ", "warning": "warning: "}.get(event.status, "")
+    if event.status == "start":
+        common.info(f"  {event.phase}: {event.message}")
+    elif event.status in ("done", "info") and not event.message:
+        return
+    else:
+        common.info(f"  {event.phase}: {mark}{event.message}")
+
+
+def progress(message: str) -> None:
+    """Progress of a check (already masked and printable), on stderr."""
+    common.info(f"  {message}")
+
+
+def check_lines(report: VerifyReport) -> list[str]:
+    lines = []
+    for check in report.checks:
+        mark = "ok  " if check.ok else "FAIL"
+        lines.append(f"{mark}  {check.name}  {check.seconds:.2f}s  {check.why}")
+    return lines
+
+
+def log_tail(report: VerifyReport) -> list[str]:
+    if not report.log_tail:
+        return []
+    head = f"last {len(report.log_tail)} lines of the log of {report.container or 'the container'}:"
+    return [head, *(f"  | {line}" for line in report.log_tail)]
+
+
+def show_failure(report: VerifyReport) -> None:
+    for line in log_tail(report):
+        common.info(line)
+
+
+def verify_summary(report: VerifyReport, subject: str) -> str:
+    """Markdown for the step summary: a table of checks with timings, then the log tail."""
+    verdict = "passed" if report.ok else "failed"
+    rows = [
+        f"### tagkeeper verify: `{md_escape(subject)}` {verdict}",
+        "",
+        "| check | result | seconds | detail |",
+        "|---|---|---:|---|",
+    ]
+    for check in report.checks:
+        result = "ok" if check.ok else "**failed**"
+        rows.append(
+            f"| {md_escape(check.name)} | {result} | {check.seconds:.2f} | {md_escape(check.why)} |"
+        )
+    rows.append("")
+    rows.append(f"{md_escape(report.reason)} (in {report.seconds:.2f} s)")
+    rows.append("")
+    rows += _log_block(report)
+    return "\n".join(rows)
+
+
+def _log_block(report: VerifyReport) -> list[str]:
+    if not report.log_tail:
+        return []
+    # no line of the log can close the block: backticks are replaced
+    lines = [line.replace("`", "'") for line in report.log_tail]
+    return [
+        f"<details><summary>log of {md_escape(report.container or 'the container')}</summary>",
+        "",
+        "```",
+        *lines,
+        "```",
+        "",
+        "</details>",
+    ]
+
+
+def result_lines(result: DeployResult) -> list[str]:
+    kind = "rollback" if result.rollback else "deploy"
+    head = f"{kind} #{result.deploy_id} of {result.image} to {result.environment}: {result.status}"
+    lines = [head + (f" ({result.reason})" if result.reason else ""), f"  {result.message}"]
+    gap = result.numbers.get("gap_seconds")
+    if gap is not None:
+        lines.append(f"  unavailable for {gap:.2f}s (stop of the old -> first healthy answer)")
+    lines += [f"  note: {note}" for note in result.notes]
+    return lines
+
+
+def deploy_summary(result: DeployResult) -> str:
+    kind = "rollback" if result.rollback else "deploy"
+    rows = [
+        f"### tagkeeper {kind}: `{md_escape(result.image)}` to {md_escape(result.environment)}: "
+        f"{result.status}",
+        "",
+        md_escape(result.message),
+        "",
+        "| step | status | detail |",
+        "|---|---|---|",
+    ]
+    for step in result.steps:
+        rows.append(
+            f"| {md_escape(step.phase)} | {md_escape(step.status)} | "
+            f"{md_escape((step.detail or '')[:200])} |"
+        )
+    for name, report in result.reports.items():
+        if not report.ok:
+            rows += ["", f"#### {md_escape(name)} checks", ""]
+            rows += verify_summary(report, report.container or name).splitlines()[2:]
+    return "\n".join(rows)
+
+
+def status_lines(report: StatusReport) -> list[str]:
+    lines = [
+        f"{report.environment}: {report.container or '-'} ({report.strategy}) "
+        f"{report.image or ''}".rstrip()
+    ]
+    if not report.containers:
+        lines.append("  no container")
+    for view in report.containers:
+        state = view.state
+        since = state.started_at.strftime("%Y-%m-%d %H:%M:%SZ") if state.started_at else "-"
+        digest = (state.digest or "?")[:19]
+        health = f"  {view.health}" if view.health else ""
+        lines.append(
+            f"  {view.role:<9} {state.name:<24} {state.status:<8} {state.image}  {digest}  "
+            f"since {since}{health}"
+        )
+    if report.lock is None:
+        lines.append("lock: free")
+    else:
+        alive = "" if report.lock_running else " (gone)"
+        lines.append(f"lock: held by {report.lock.describe()}{alive}")
+    lines.append("last deploys:")
+    if not report.deploys:
+        lines.append("  none recorded")
+    for record in report.deploys:
+        gap = (record.numbers or {}).get("gap_seconds")
+        extra = f" ({record.reason})" if record.reason else ""
+        extra += f" gap {gap:.2f}s" if isinstance(gap, (int, float)) else ""
+        kind = " rollback" if record.rollback else ""
+        lines.append(
+            f"  #{record.id} {record.started_at.strftime('%Y-%m-%d %H:%M:%SZ')} {record.tag} "
+            f"{record.status}{kind}{extra}"
+        )
+    if report.drift:
+        lines.append("drift:")
+        lines += [f"  - [{d.code}] {d.message}" for d in report.drift]
+    else:
+        lines.append("drift: none")
+    return lines
+
+
+def print_lines(lines: Sequence[str]) -> None:
+    import typer
+
+    for line in lines:
+        typer.echo(line)
