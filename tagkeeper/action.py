@@ -32,6 +32,7 @@ COMMANDS = (
     "record",
     "deploy",
     "rollback",
+    "verify",
 )
 _ALL = frozenset(COMMANDS)
 _HISTORY = frozenset({"record", "deploy", "rollback"})
@@ -56,9 +57,11 @@ _VALUE_FLAGS: tuple[tuple[str, str, frozenset[str]], ...] = (
 # How the image input reaches the command: repeated --image, one --image, or (check)
 # references after '--'.
 _IMAGE_AS_FLAGS = frozenset({"tags", "prune"})
-_IMAGE_AS_FLAG = _IMAGE_AS_FLAGS | frozenset({"previous", "doctor", "history"}) | _HISTORY
-_IMAGE_REQUIRED = frozenset({"prune", "previous", "doctor"}) | _HISTORY
-_GITHUB_FORMAT = frozenset({"tags", "check", "prune", "previous", "doctor"})
+_IMAGE_AS_FLAG = (
+    _IMAGE_AS_FLAGS | frozenset({"previous", "doctor", "history", "verify"}) | _HISTORY
+)
+_IMAGE_REQUIRED = frozenset({"prune", "previous", "doctor", "verify"}) | _HISTORY
+_GITHUB_FORMAT = frozenset({"tags", "check", "prune", "previous", "doctor", "verify"})
 _DRY_RUN = frozenset({"prune", "rollback"})
 _RUNS_A_COMMAND = frozenset({"deploy", "rollback"})
 _REQUIRED = {"record": ("TK_STATUS", "status")}

@@ -170,3 +170,35 @@ def test_an_environment_name_reaches_the_cli_untrimmed(value: str) -> None:
         {"TK_COMMAND": "check", "TK_ENV": value, "TK_IMAGE": "a/b:v1.0.0"}
     )
     assert invocation.argv[invocation.argv.index("--env") + 1] == value
+
+
+def test_verify_runs_one_image_with_github_output() -> None:
+    inv = build_invocation(
+        {
+            "TK_COMMAND": "verify",
+            "TK_IMAGE": "ghcr.io/acme/app:v1.2.3\n",
+            "TK_ARGS": "--network bridge --port 8520 --smoke .github/smoke.toml",
+        }
+    )
+    assert inv.argv == [
+        "verify", "--image", "ghcr.io/acme/app:v1.2.3", "--format", "github",
+        "--network", "bridge", "--port", "8520", "--smoke", ".github/smoke.toml",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("images", "words"),
+    [
+        ("", "input 'image' is required for the 'verify' command"),
+        ("ghcr.io/a/b:v1\nghcr.io/a/b:v1.0", "the 'verify' command takes one image"),
+    ],
+)
+def test_verify_needs_exactly_one_image(images: str, words: str) -> None:
+    with pytest.raises(UsageError, match=words):
+        build_invocation({"TK_COMMAND": "verify", "TK_IMAGE": images})
+
+
+def test_verify_takes_no_environment_input() -> None:
+    # --env is a container variable for verify; the environment input never becomes one
+    with pytest.raises(UsageError, match="input 'env' does not apply to the 'verify'"):
+        build_invocation({"TK_COMMAND": "verify", "TK_IMAGE": "a/b:v1", "TK_ENV": "prod"})
