@@ -22,14 +22,23 @@ if TYPE_CHECKING:
     from tagkeeper.deploy.verify import VerifyReport
 
 
-def show_event(event: Event) -> None:
-    """One progress line on stderr."""
-    mark = {"failed": "FAILED ", "warning": "warning: "}.get(event.status, "")
-    if event.status == "start":
-        common.info(f"  {event.phase}: {event.message}")
-    elif event.status in ("done", "info") and not event.message:
-        return
-    else:
+class EventPrinter:
+    """Progress lines on stderr: a phase as it starts, and how it ended when that says more."""
+
+    def __init__(self) -> None:
+        self._started: dict[str, str] = {}
+
+    def __call__(self, event: Event) -> None:
+        if event.status == "start":
+            self._started[event.phase] = event.message
+            common.info(f"  {event.phase}: {event.message}")
+            return
+        if event.status == "done" and event.message in ("", self._started.get(event.phase)):
+            common.info(f"  {event.phase}: done")
+            return
+        mark = {"failed": "FAILED: ", "warning": "warning: ", "done": "done: "}.get(
+            event.status, ""
+        )
         common.info(f"  {event.phase}: {mark}{event.message}")
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tagkeeper.cli import common, gha
+from tagkeeper.cli import common, deploy_engine, gha
 from tagkeeper.errors import UsageError
 
 if TYPE_CHECKING:
@@ -654,10 +654,15 @@ def _with_digest(plan: DeployPlan, *, no_resolve: bool, required: bool) -> Deplo
     return resolve_digest(plan, None if no_resolve else _registry_resolver(), required=required)
 
 
-def _run(ctx: typer.Context, plan: DeployPlan, recording: _Recording) -> None:
+def _run(
+    ctx: typer.Context, plan: DeployPlan, recording: _Recording, lock_wait: str | None = None
+) -> None:
     from tagkeeper.deploy.script import execute
 
-    with _open_ledger(ctx, recording.ledger_path) as ledger:
+    with (
+        _open_ledger(ctx, recording.ledger_path) as ledger,
+        deploy_engine.script_lock(ctx, plan.environment, ledger, lock_wait),
+    ):
         recorders = recording.recorders(ctx, ledger, plan)
         kind = "rolling back" if plan.rollback else "deploying"
         common.info(f"tagkeeper: {kind} {plan.image} to {plan.environment}: {plan.describe()}")
@@ -688,26 +693,46 @@ def deploy(  # noqa: PLR0917
     token: common.TokenOpt = None,
     api_url: common.ApiUrlOpt = None,
     ledger_path: LedgerOpt = None,
+    strategy: deploy_engine.StrategyOpt = None,
+    lock_wait: deploy_engine.LockWaitOpt = None,
+    timeout: deploy_engine.TimeoutOpt = None,
+    interval: deploy_engine.IntervalOpt = None,
+    watch: deploy_engine.WatchOpt = None,
+    fmt: common.FormatOpt = common.Format.text,
 ) -> None:
-    """Check, pin and record a deploy around COMMAND; exit with COMMAND's exit code.
+    """Deploy IMAGE: with [deploy.ENV]'s strategy (recreate: pre-check a candidate, then
+    replace the container), or around COMMAND (script), exiting with COMMAND's code.
 
-    IMAGE is the reference exactly as given; IMAGE_DIGEST the digest resolved (or given),
-    IMAGE_TAG the tag.
+    For a script, IMAGE is the reference exactly as given; IMAGE_DIGEST the digest resolved
+    (or given), IMAGE_TAG the tag.
     """
     from tagkeeper.deploy.script import plan_deploy
 
     if not image:
         raise UsageError("--image is required", hint="e.g. --image ghcr.io/o/app:v1.2.3")
     _check_digest_flags(no_resolve_digest, require_digest)
+    environment = _env_name(ctx, env)
+    flags = deploy_engine.EngineFlags(
+        strategy, lock_wait, timeout, interval, watch, str(fmt), ledger_path, github, repo,
+        token, api_url, ref,
+    )  # fmt: skip
+    spec = deploy_engine.engine_spec(ctx, environment, flags)
+    if spec is not None:
+        deploy_engine.check_engine_args(command, no_resolve_digest, require_digest, spec)
+        deploy_engine.run_deploy(
+            ctx, spec, image, flags, allow_prerelease=_allow_pre(ctx, allow_prerelease)
+        )
+        return
+    deploy_engine.check_script_flags(flags)
     plan = plan_deploy(
-        _env_name(ctx, env),
+        environment,
         image,
         command or [],
         allow_prerelease=_allow_pre(ctx, allow_prerelease),
     )
     plan = _with_digest(plan, no_resolve=no_resolve_digest, required=require_digest)
     _warn(plan)
-    _run(ctx, plan, _Recording(ledger_path, github, ref, repo, token, api_url))
+    _run(ctx, plan, _Recording(ledger_path, github, ref, repo, token, api_url), lock_wait)
 
 
 def rollback(  # noqa: PLR0917
@@ -734,22 +759,41 @@ def rollback(  # noqa: PLR0917
     token: common.TokenOpt = None,
     api_url: common.ApiUrlOpt = None,
     ledger_path: LedgerOpt = None,
+    strategy: deploy_engine.StrategyOpt = None,
+    lock_wait: deploy_engine.LockWaitOpt = None,
+    timeout: deploy_engine.TimeoutOpt = None,
+    interval: deploy_engine.IntervalOpt = None,
+    fmt: common.FormatOpt = common.Format.text,
 ) -> None:
-    """Deploy what 'previous' answers with COMMAND, recorded as a rollback.
+    """Deploy what 'previous' answers, recorded as a rollback: through [deploy.ENV]'s
+    strategy (recreate: restart CONTAINER-previous when it holds the target, else deploy
+    the target by digest with a pre-check), or with COMMAND (script).
 
-    IMAGE is pinned: repo:tag@sha256:... with the digest the ledger recorded for that
-    deploy, else the one the registry resolves now (IMAGE_DIGEST and IMAGE_TAG too).
+    For a script, IMAGE is pinned: repo:tag@sha256:... with the digest the ledger recorded
+    for that deploy, else the one the registry resolves now (IMAGE_DIGEST and IMAGE_TAG
+    too).
     """
     from tagkeeper.deploy.script import plan_deploy
     from tagkeeper.rollback.resolve import check_current
 
+    environment = _env_name(ctx, env)
+    flags = deploy_engine.EngineFlags(
+        strategy, lock_wait, timeout, interval, None, str(fmt), ledger_path, github, repo,
+        token, api_url, ref,
+    )  # fmt: skip
+    spec = deploy_engine.engine_spec(ctx, environment, flags)
+    if not image and spec is not None and spec.image is not None:
+        image = spec.image
     if not image:
         raise UsageError("--image is required", hint="e.g. --image ghcr.io/o/app")
     repository = _repository(image, current_hint=True)
     check_current(current)
-    environment = _env_name(ctx, env)
     allow = _allow_pre(ctx, allow_prerelease)
     _check_digest_flags(no_resolve_digest, require_digest)
+    if spec is not None:
+        deploy_engine.check_engine_args(command, no_resolve_digest, require_digest, spec)
+    else:
+        deploy_engine.check_script_flags(flags)
     if not dry_run and source in (Source.auto, Source.ledger):
         with _open_ledger(ctx, ledger_path):
             pass  # rollback writes the ledger: fail on an unusable one before anything else
@@ -767,6 +811,9 @@ def rollback(  # noqa: PLR0917
     )
     for note in target.notes:
         common.info(f"note: {note}")
+    if spec is not None:
+        deploy_engine.run_rollback(ctx, spec, target, flags, dry_run=dry_run)
+        return
     plan = plan_deploy(
         environment,
         target.reference(),
@@ -782,4 +829,4 @@ def rollback(  # noqa: PLR0917
     if dry_run:
         typer.echo(plan.describe())
         return
-    _run(ctx, plan, _Recording(ledger_path, github, ref, repo, token, api_url))
+    _run(ctx, plan, _Recording(ledger_path, github, ref, repo, token, api_url), lock_wait)

@@ -238,7 +238,7 @@ class Engine:
                     text = f"took over the lock of a deploy that is gone: {taken.describe()}"
                     notes.append(text)
                     ctx.event("lock", "warning", text)
-                ctx.event("lock", "done", f"holding the lock of {self.lock.what}")
+                ctx.event("lock", "info", f"holding the lock of {self.lock.what}")
             notes += strategy.repair(ctx)
             prepared = strategy.prepare(ctx)
             notes += prepared.notes

@@ -1,0 +1,384 @@
+"""``deploy`` and ``rollback`` through the deploy engine (strategies other than ``script``).
+
+The commands (:mod:`tagkeeper.cli.rollback_cmd`) call :func:`engine_spec` first: when the
+environment's ``[deploy.ENV]`` (or ``--strategy``) names a container strategy, they hand
+over to :func:`run_deploy` / :func:`run_rollback`, which build the adapters (the Docker
+engine, an HTTP client, the ledger, the lock), run :class:`~tagkeeper.deploy.engine.Engine`
+and render its result. Otherwise the command runs the team's script as before, holding
+the environment's lock when a ``[deploy.ENV]`` table exists (:func:`script_lock`).
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from tagkeeper.cli import common, gha
+from tagkeeper.errors import UsageError, VerificationFailed
+
+
+class Strategy(StrEnum):  # the choices of --strategy (the spec's own enum loads later)
+    script = "script"
+    recreate = "recreate"
+    bluegreen = "bluegreen"
+    canary = "canary"
+
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from tagkeeper.deploy.engine import DeployResult, Engine
+    from tagkeeper.deploy.lock import DeployLock
+    from tagkeeper.deploy.spec import DeploySpec
+    from tagkeeper.rollback.github import GitHubDeployments
+    from tagkeeper.rollback.ledger import Ledger
+    from tagkeeper.rollback.resolve import RollbackTarget
+
+
+StrategyOpt = Annotated[
+    Strategy | None,
+    typer.Option(
+        "--strategy",
+        show_default=False,
+        help="script (run COMMAND), recreate, bluegreen or canary (default: [deploy.ENV] "
+        "'strategy', else script).",
+    ),
+]
+LockWaitOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--lock-wait",
+        metavar="DURATION",
+        show_default=False,
+        help="Wait this long for another deploy of the environment to finish (default: "
+        "exit 15 at once).",
+    ),
+]
+TimeoutOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--timeout",
+        metavar="DURATION",
+        show_default=False,
+        help="Health timeout of each check (default: [deploy.ENV] health-timeout).",
+    ),
+]
+IntervalOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--interval",
+        metavar="DURATION",
+        show_default=False,
+        help="Between health polls (default: [deploy.ENV] interval).",
+    ),
+]
+WatchOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--watch",
+        metavar="DURATION",
+        show_default=False,
+        help="bluegreen/canary: watch this long after the release ('0s': off).",
+    ),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineFlags:
+    """The command-line flags that concern the engine."""
+
+    strategy: Strategy | None = None
+    lock_wait: str | None = None
+    timeout: str | None = None
+    interval: str | None = None
+    watch: str | None = None
+    fmt: str = "text"
+    ledger_path: Path | None = None
+    github: bool = False
+    repo: str | None = None
+    token: str | None = None
+    api_url: str | None = None
+    ref: str | None = None
+
+
+def _seconds(flag: str, value: str | None) -> float | None:
+    from tagkeeper.config import parse_duration
+
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except UsageError as exc:
+        raise UsageError(f"{flag} {exc.message}", hint=exc.hint) from None
+
+
+def engine_spec(ctx: typer.Context, environment: str, flags: EngineFlags) -> DeploySpec | None:
+    """The spec to deploy with when a container strategy applies, else ``None`` (script).
+
+    ``--strategy`` overrides the table's; a container strategy without a table is bad input.
+    Duration flags override the table's values (in the configuration's syntax).
+    """
+    from tagkeeper.deploy.spec import CONTAINER_STRATEGIES
+    from tagkeeper.deploy.spec import Strategy as SpecStrategy
+
+    config = common.state(ctx).config()
+    spec = config.deploy_spec(environment)
+    chosen = SpecStrategy(str(flags.strategy)) if flags.strategy else None
+    if spec is None:
+        if chosen is not None and chosen in CONTAINER_STRATEGIES:
+            raise UsageError(
+                f"--strategy {chosen} needs a [deploy.{environment}] table describing the "
+                "service (image, container, port...)",
+                hint=f"add it to {config.source or 'tagkeeper.toml'}, or pass --config FILE",
+            )
+        return None
+    if chosen is not None:
+        spec = spec.with_overrides(strategy=chosen)
+    if spec.strategy not in CONTAINER_STRATEGIES:
+        return None
+    changes: dict[str, float] = {}
+    for flag, field_name, value in (
+        ("--timeout", "health_timeout", flags.timeout),
+        ("--interval", "interval", flags.interval),
+        ("--watch", "watch", flags.watch),
+    ):
+        seconds = _seconds(flag, value)
+        if seconds is not None:
+            if seconds <= 0 and field_name != "watch":
+                raise UsageError(f"{flag} must be longer than 0")
+            changes[field_name] = seconds
+    return spec.with_overrides(**changes) if changes else spec
+
+
+def check_engine_args(
+    command: list[str] | None, no_resolve_digest: bool, require_digest: bool, spec: DeploySpec
+) -> None:
+    """Flags of the script path that a container strategy cannot honour are bad input."""
+    if command:
+        raise UsageError(
+            f"strategy {spec.strategy} runs the containers itself; it takes no COMMAND",
+            hint="drop the command after '--', or pass --strategy script to run it",
+        )
+    if no_resolve_digest:
+        raise UsageError(
+            f"strategy {spec.strategy} pulls the image: it must be in a registry",
+            hint="push it first, or use --strategy script for an image only on this host",
+        )
+    del require_digest  # the pull always tells the digest
+
+
+def check_script_flags(flags: EngineFlags) -> None:
+    """Flags that only the engine's strategies use are bad input for a script deploy."""
+    for flag, value in (("--timeout", flags.timeout), ("--interval", flags.interval),
+                        ("--watch", flags.watch)):  # fmt: skip
+        if value is not None:
+            raise UsageError(
+                f"{flag} applies to the recreate, bluegreen and canary strategies",
+                hint="describe the service in [deploy.ENV] to use one",
+            )
+    if flags.fmt != "text":
+        raise UsageError("--format json|github applies to deploys through the engine")
+
+
+def _command_line() -> str:
+    """This command line with secret values hidden (it is written to the lock file)."""
+    from tagkeeper.action import shown
+
+    return "tagkeeper " + shown(sys.argv[1:])
+
+
+def _lock(
+    ledger_path: Path, spec_env: str, container: str, wait: float, user: str | None
+) -> DeployLock:
+    from tagkeeper.deploy.lock import DeployLock, Holder, lock_path
+
+    return DeployLock(
+        lock_path(ledger_path, spec_env, container),
+        Holder.current([_command_line()], user),
+        what=f"{spec_env} (container {container})",
+        wait=wait,
+    )
+
+
+@contextmanager
+def script_lock(
+    ctx: typer.Context, environment: str, ledger: Ledger, lock_wait: str | None
+) -> Iterator[None]:
+    """Hold the environment's lock around a script deploy when ``[deploy.ENV]`` exists."""
+    from tagkeeper.rollback.ledger import Actor
+
+    spec = common.state(ctx).config().deploy_spec(environment)
+    if spec is None:
+        yield
+        return
+    user = Actor.from_environ(_environ()).user
+    wait = _seconds("--lock-wait", lock_wait) or 0.0
+    with _lock(ledger.path, environment, spec.container or "script", wait, user) as lock:
+        if lock.taken_over is not None:
+            common.info(
+                f"warning: took over the lock of a deploy that is gone: "
+                f"{lock.taken_over.describe()}"
+            )
+        yield
+
+
+def _environ() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)
+
+
+@contextmanager
+def _engine(ctx: typer.Context, spec: DeploySpec, flags: EngineFlags) -> Iterator[Engine]:
+    from tagkeeper.cli import deploy_cmd, deploy_render
+    from tagkeeper.deploy.engine import Engine
+    from tagkeeper.rollback.ledger import Actor, Ledger, resolve_path
+
+    environ = _environ()
+    actor = Actor.from_environ(environ)
+    path = resolve_path(flags.ledger_path, environ, common.state(ctx).config().get("ledger"))
+    wait = _seconds("--lock-wait", flags.lock_wait) or 0.0
+    runtime = deploy_cmd._runtime()
+    try:
+        with Ledger(path, create=True) as ledger, deploy_cmd._http_client() as client:
+            yield Engine(
+                spec,
+                runtime=runtime,
+                ledger=ledger,
+                client=client,
+                actor=actor,
+                lock=_lock(path, spec.environment, spec.container_name, wait, actor.user),
+                on_event=deploy_render.EventPrinter(),
+                environ=environ,
+            )
+    finally:
+        close = getattr(runtime, "close", None)
+        if close is not None:
+            close()
+
+
+def run_deploy(ctx: typer.Context, spec: DeploySpec, image: str, flags: EngineFlags,
+               *, allow_prerelease: bool) -> None:  # fmt: skip
+    """``deploy`` with a container strategy: check, lock, repair, pull, switch, record."""
+    from tagkeeper.cli import deploy_cmd
+    from tagkeeper.deploy.engine import plan_request
+
+    request = plan_request(spec, image, allow_prerelease=allow_prerelease)
+    if flags.fmt == "github":
+        gha.preflight()
+    recorder = _github_recorder(ctx, flags)
+    common.info(
+        f"tagkeeper: deploying {request.reference} to {spec.environment} "
+        f"({spec.strategy}, container {spec.container_name})"
+    )
+    with deploy_cmd.interrupts(), _engine(ctx, spec, flags) as engine:
+        result = engine.deploy(request)
+    _finish(result, flags, recorder)
+
+
+def run_rollback(ctx: typer.Context, spec: DeploySpec, target: RollbackTarget,
+                 flags: EngineFlags, *, dry_run: bool) -> None:  # fmt: skip
+    """``rollback`` with a container strategy: deploy the target through the same steps."""
+    from tagkeeper.cli import deploy_cmd
+    from tagkeeper.deploy.engine import rollback_request
+
+    request = rollback_request(spec, target)
+    if dry_run:
+        typer.echo(
+            f"would roll {spec.environment} back to {request.reference} with {spec.strategy} "
+            f"(container {spec.container_name}): restart {spec.container_name}-previous if it "
+            "holds that digest, else pull it and pre-check a candidate"
+        )
+        return
+    if flags.fmt == "github":
+        gha.preflight()
+    recorder = _github_recorder(ctx, flags)
+    common.info(
+        f"tagkeeper: rolling {spec.environment} back to {request.reference} "
+        f"({spec.strategy}, container {spec.container_name})"
+    )
+    with deploy_cmd.interrupts(), _engine(ctx, spec, flags) as engine:
+        result = engine.deploy(request)
+    _finish(result, flags, recorder)
+
+
+@dataclass
+class _GitHub:
+    deployments: GitHubDeployments
+    ref: str | None
+    ci_run_url: str | None
+
+
+def _github_recorder(ctx: typer.Context, flags: EngineFlags) -> _GitHub | None:
+    """GitHub Deployments, built (and its token checked) before anything changes."""
+    if not flags.github:
+        return None
+    from tagkeeper.cli.rollback_cmd import _github
+    from tagkeeper.rollback.ledger import Actor
+
+    environ = _environ()
+    return _GitHub(
+        _github(ctx, flags.repo, flags.token, flags.api_url),
+        flags.ref or environ.get("GITHUB_SHA"),
+        Actor.from_environ(environ).ci_run_url,
+    )
+
+
+def _record_github(result: DeployResult, github: _GitHub) -> None:
+    from tagkeeper.refs import parse_reference
+
+    ref = parse_reference(result.image)
+    github.deployments.record(
+        environment=result.environment,
+        repository=ref.repository,
+        tag=ref.tag or "",
+        status=result.status,
+        ref=github.ref or ref.tag or "",
+        digest=result.digest,
+        rollback=result.rollback,
+        ci_run_url=github.ci_run_url,
+    )
+
+
+def _finish(result: DeployResult, flags: EngineFlags, github: _GitHub | None) -> None:
+    import json
+
+    from tagkeeper.cli import deploy_render
+    from tagkeeper.errors import TagkeeperError
+
+    if github is not None:
+        try:
+            _record_github(result, github)
+        except TagkeeperError as exc:
+            common.error(f"warning: the deploy could not be recorded in GitHub: {exc.message}")
+    for line in deploy_render.result_lines(result):
+        common.info(line)
+    for report in result.reports.values():
+        if not report.ok:
+            deploy_render.show_failure(report)
+    if flags.fmt == "json":
+        common.emit_json(result.as_dict())
+    elif flags.fmt == "github":
+        gap = result.numbers.get("gap_seconds")
+        gha.write_outputs(
+            {
+                "status": str(result.status),
+                "reason": result.reason or "",
+                "digest": result.digest or "",
+                "gap-seconds": "" if gap is None else str(gap),
+                "json": json.dumps(result.as_dict()),
+            }
+        )
+        gha.append_summary(deploy_render.deploy_summary(result))
+    if result.exit_code != 0:
+        raise VerificationFailed(
+            f"{'rollback' if result.rollback else 'deploy'} of {result.image} to "
+            f"{result.environment} failed ({result.reason}): {result.message}",
+            hint="nothing was switched: what served before still serves",
+        )
