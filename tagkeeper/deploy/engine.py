@@ -9,7 +9,8 @@ the outcome comes back as a :class:`DeployResult`. One deploy:
    env-file and the smoke checks' ``${VAR}`` are read. Nothing has changed yet.
 2. ``lock``: the environment's lock (exit 15 while another deploy holds it); a lock left
    by a deploy that died is taken over, and said so.
-3. ``repair``: the strategy puts right what a killed deploy left.
+3. ``repair``: the strategy puts right what a killed deploy left; throw-away containers
+   of ``verify --image`` runs that were killed are removed.
 4. ``pull`` (the strategy's ``prepare``), then the deploy is recorded ``started`` with
    its digest, strategy and container.
 5. the strategy's ``run``; every step is reported and recorded in the ledger.
@@ -48,6 +49,7 @@ from tagkeeper.deploy.context import (
     OnEvent,
     secret_values,
 )
+from tagkeeper.deploy.throwaway import reap
 from tagkeeper.errors import ExitCode, LedgerError, PolicyViolation, TagkeeperError, UsageError
 from tagkeeper.gate.rules import policy_for
 from tagkeeper.refs import ImageRef, parse_reference
@@ -239,6 +241,10 @@ class Engine:
                     notes.append(text)
                     ctx.event("lock", "warning", text)
                 ctx.event("lock", "info", f"holding the lock of {self.lock.what}")
+            for name in reap(self.runtime):
+                text = f"removed {name}, left by a verify run that was killed"
+                notes.append(text)
+                ctx.event("repair", "info", text)
             notes += strategy.repair(ctx)
             prepared = strategy.prepare(ctx)
             notes += prepared.notes

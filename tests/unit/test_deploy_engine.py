@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tagkeeper.deploy.checks import parse_check
-from tagkeeper.deploy.containers import PulledImage
+from tagkeeper.deploy.containers import PulledImage, RunOptions, owner_label
 from tagkeeper.deploy.engine import plan_request
 from tagkeeper.deploy.lock import DeployLock, Holder, lock_path
 from tagkeeper.errors import DeployLocked, ExitCode, PolicyViolation, UsageError
@@ -287,3 +287,15 @@ def test_a_failed_restart_of_the_previous_container_swaps_back(world: World) -> 
     assert set(world.runtime.containers) == {"app", "app-previous"}
     assert world.runtime.containers["app-previous"].status == "exited"
     assert world.runtime.conflicts == []
+
+
+def test_a_deploy_removes_throw_away_containers_of_verify_runs_that_were_killed(
+    world: World,
+) -> None:
+    world.publish("v1.0.0")
+    image = world.runtime.pull(f"{REPO}:v1.0.0")
+    labels = {"org.tagkeeper.role": "verify", "org.tagkeeper.owner": owner_label(2**22 + 7)}
+    world.runtime.create(RunOptions("tagkeeper-verify-left", image.image_id, 1, labels=labels))
+    result = world.deploy("v1.0.0")
+    assert "tagkeeper-verify-left" not in world.runtime.containers
+    assert "removed tagkeeper-verify-left, left by a verify run that was killed" in result.notes
