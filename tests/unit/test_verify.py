@@ -421,3 +421,40 @@ def test_healthy_means_2xx_and_status_up_when_there_is_one(status: int, reported
     body = json.dumps({} if reported is None else {"status": reported}).encode()
     ok, _ = judge_health(status, body)
     assert ok == (200 <= status <= 299 and reported in (None, "UP"))
+
+
+@given(
+    answers=st.lists(st.booleans(), min_size=1, max_size=30),
+    successes=st.integers(1, 5),
+)
+def test_verify_passes_exactly_when_enough_healthy_answers_come_in_a_row(
+    answers: list[bool], successes: int
+) -> None:
+    asked: list[int] = []
+
+    def scripted(_: httpx.Request, __: float) -> httpx.Response:
+        index = len(asked)
+        asked.append(index)
+        healthy = index < len(answers) and answers[index]
+        return httpx.Response(200 if healthy else 503, json={"status": "UP" if healthy else "DOWN"})
+
+    clock = Clock()
+    service = Service(scripted, clock, cost=0.0)
+    policy = HealthPolicy(interval=1.0, successes=successes, timeout=len(answers) - 0.5)
+    with service.client() as client:
+        report = verify("http://127.0.0.1:1", policy, client=client, clock=clock, sleep=clock.sleep)
+    run = best = 0
+    for healthy in [*answers, False]:
+        run = run + 1 if healthy else 0
+        best = max(best, run)
+    assert report.ok == (best >= successes)
+    if report.ok:
+        # it stopped asking as soon as the run was long enough
+        first = next(
+            i
+            for i in range(len(answers))
+            if all(answers[max(0, i - successes + 1) : i + 1]) and i + 1 >= successes
+        )
+        assert len(asked) == first + 1
+    else:
+        assert report.seconds >= policy.timeout
