@@ -156,7 +156,9 @@ class ContainerState:
 class ContainerRuntime(Protocol):
     """The engine operations deploys need. ``name`` is a container name (or id)."""
 
-    def pull(self, reference: str) -> PulledImage: ...
+    def pull(self, reference: str) -> PulledImage:
+        """Pull ``reference``, by digest when it names one (the tag is then not moved)."""
+        ...
 
     def local_image(self, reference: str) -> PulledImage | None:
         """The image ``reference`` names on the engine now, ``None`` when absent."""
@@ -287,8 +289,9 @@ def _state(data: Mapping[str, Any]) -> ContainerState:
 
 
 def _restart_policy(text: str) -> dict[str, Any]:
+    # "no" by name: an empty name is "leave it as it is" to the engine's update
     name, _, count = text.partition(":")
-    policy: dict[str, Any] = {"Name": "" if name == "no" else name}
+    policy: dict[str, Any] = {"Name": name}
     if count:
         policy["MaximumRetryCount"] = int(count)
     return policy
