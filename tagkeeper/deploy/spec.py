@@ -27,7 +27,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tagkeeper.config import ENV_NAME_RE, parse_duration
+from tagkeeper.config import parse_duration
 from tagkeeper.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
@@ -223,8 +223,9 @@ class DeploySpec:
 
 def _check_spec(spec: DeploySpec) -> None:
     """Cross-field rules; :class:`UsageError` saying which key to set or change."""
-    if not ENV_NAME_RE.fullmatch(spec.environment):
-        raise UsageError(f"{spec.environment!r} is not an environment name")
+    from tagkeeper.gate.rules import validate_env_name
+
+    validate_env_name(spec.environment)
     if spec.strategy not in CONTAINER_STRATEGIES:
         return
     for key, value in (("image", spec.image), ("container", spec.container)):
@@ -665,12 +666,12 @@ def from_table(
 
     ``where`` names the file and table in messages, e.g. ``tagkeeper.toml [deploy.prod]``.
     """
-    if not ENV_NAME_RE.fullmatch(environment) or environment != environment.strip():
-        raise ConfigError(
-            f"{where}: {environment!r} is not an environment name",
-            hint="use letters, digits, spaces, '.', '_', '-' and '/', starting with a "
-            "letter or digit",
-        )
+    from tagkeeper.gate.rules import validate_env_name
+
+    try:
+        validate_env_name(environment)
+    except UsageError as exc:
+        raise ConfigError(f"{where}: {exc.message}", hint=exc.hint) from None
     keys = _keys(source.parent if source is not None else None)
     values: dict[str, Any] = {}
     for key, value in table.items():
