@@ -244,7 +244,7 @@ def validate(data: Mapping[str, Any], source: Path, table: str = "") -> dict[str
         allowed = SCHEMA[key][1]
         if key == "deploy" and isinstance(value, dict):
             # lazy: only files that describe a deploy pay for the deploy spec's module
-            from tagkeeper.deploy.spec import from_tables
+            from tagkeeper.deploy.spec_toml import from_tables
 
             prefix = f"{table}.deploy" if table else "deploy"
             out[key] = from_tables(value, source=source, prefix=prefix)

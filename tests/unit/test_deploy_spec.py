@@ -10,14 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tagkeeper.config import load_file, validate
-from tagkeeper.deploy.spec import (
-    KEYS,
-    DeploySpec,
-    MetricsSource,
-    Network,
-    Strategy,
-    from_table,
-)
+from tagkeeper.deploy.spec import DeploySpec, MetricsSource, Network, Strategy
+from tagkeeper.deploy.spec_toml import KEYS, from_table
 from tagkeeper.errors import ConfigError, ExitCode, UsageError
 
 SOURCE = Path("/srv/app/tagkeeper.toml")
