@@ -5,6 +5,8 @@ Each example is run as written, with three changes a runner without the network 
 ``actions/checkout`` becomes a copy of this checkout; the ``docker/*`` actions become local
 stand-ins that record the inputs they were given (what the example would build and push);
 and the tagkeeper steps that talk to GitHub get the emulator's ``api-url``/``registry-url``.
+The release example's build really builds the deploy tests' app under the computed tag,
+so that its ``verify`` step (host networking here: this engine has no bridge) runs it.
 """
 
 from __future__ import annotations
@@ -65,9 +67,14 @@ inputs:
 
 
 def runnable(
-    name: str, stubs: Path, extra_with: Mapping[str, Mapping[str, str]] | None = None
+    name: str,
+    stubs: Path,
+    extra_with: Mapping[str, Mapping[str, str]] | None = None,
+    replace: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> str:
-    """The example ``name`` as act can run it here (see the module docstring)."""
+    """The example ``name`` as act can run it here (see the module docstring).
+
+    ``replace`` swaps a step, by name, for another (a build that must really build)."""
     data: dict[Any, Any] = yaml.safe_load((EXAMPLES / name).read_text(encoding="utf-8"))
     data["on"] = data.pop(True)  # YAML 1.1 reads the key 'on' as true
     for job in data["jobs"].values():
@@ -75,6 +82,9 @@ def runnable(
         steps = []
         for original in job["steps"]:
             step = dict(original)
+            if step.get("name") in (replace or {}):
+                steps.append(dict((replace or {})[step["name"]]))
+                continue
             uses = step.get("uses", "")
             if uses.startswith("actions/checkout@"):
                 steps.append({"name": "Bring in the checkout under test", "run": COPY})
@@ -103,18 +113,22 @@ def run_example(
     extra_with: Mapping[str, Mapping[str, str]] | None = None,
     secrets: Mapping[str, str] | None = None,
     env: Mapping[str, str] | None = None,
+    replace: Mapping[str, Mapping[str, Any]] | None = None,
+    remote: str = REMOTE,
+    succeed: bool = True,
 ) -> ActResult:
     stubs = tmp_path / "stubs"
     stubs.mkdir()
     result = act(
-        runnable(name, stubs, extra_with),
+        runnable(name, stubs, extra_with, replace),
         event=event,
         payload=payload,
-        remote=REMOTE,
+        remote=remote,
         env={"TK_STUBS": str(stubs), **(env or {})},
         secrets={"GITHUB_TOKEN": "ghs_" + "E" * 36, **(secrets or {})},
     )
-    assert result.returncode == 0, result.log[-6000:]
+    if succeed:
+        assert result.returncode == 0, result.log[-6000:]
     return result
 
 
@@ -146,17 +160,114 @@ def test_dev_build_pushes_dev_sha_with_labels_and_annotations(
     assert "ghcr.io/Acme-Corp/App is written ghcr.io/acme-corp/app" in result.log
 
 
-def test_release_gates_and_pushes_the_exact_version(act: ActRunner, tmp_path: Path) -> None:
+# The release example's build step, really building the test app (the image the verify
+# step runs) under the tags it computed; BAD_ENV bakes a failure mode into it.
+BUILD_SCRIPT = """"$TK_PYTHON" - <<'PY'
+import os, sys
+sys.path.insert(0, os.environ["TK_SRC"])
+import docker
+from tests.deploykit.app import build_app
+from tests.integration.deploy.engine_host import derived
+client = docker.from_env()
+image = build_app(client, version="1.4.0")
+bad = dict(item.split("=", 1) for item in os.environ.get("BAD_ENV", "").split())
+if bad:
+    image = derived(client, image, bad)
+for ref in os.environ["TAGS"].split():
+    repo, _, tag = ref.rpartition(":")
+    client.api.tag(image, repo, tag)
+PY
+"""
+BUILD_APP = {
+    "name": "Build the test app into the runner's engine",
+    "env": {"TAGS": "${{ steps.tags.outputs.tags }}"},
+    "run": BUILD_SCRIPT,
+}
+
+
+@pytest.fixture
+def release_repo() -> Iterator[str]:
+    """A repository name of this test's own; the image built under it is removed after."""
+    import uuid
+
+    import docker
+    import docker.errors
+
+    name = f"App-{uuid.uuid4().hex[:8]}"
+    yield name
+    client = docker.from_env()
+    try:
+        image = client.api.inspect_image(f"ghcr.io/acme-corp/{name.lower()}:v1.4.0")
+        client.api.remove_image(image["Id"], force=True)
+    except docker.errors.ImageNotFound:
+        pass
+    finally:
+        client.close()
+
+
+def _verify_here(port: int) -> dict[str, dict[str, str]]:
+    # host networking (this engine has no bridge) on a free port; the example's smoke file
+    return {
+        "verify": {
+            "args": f"--network host --port {port} --port-env SERVER_PORT --interval 500ms "
+            "--timeout 30s --smoke examples/smoke.toml"
+        }
+    }
+
+
+def test_release_gates_verifies_and_pushes_the_exact_version(
+    act: ActRunner, tmp_path: Path, release_repo: str
+) -> None:
+    import sys
+
+    from tests.services import free_port
+
     result = run_example(
-        act, tmp_path, "release.yml", event="push", payload={"ref": "refs/tags/v1.4.0"}
-    )
+        act, tmp_path, "release.yml", event="push", payload={"ref": "refs/tags/v1.4.0"},
+        remote=f"https://github.com/Acme-Corp/{release_repo}.git",
+        replace={"Build into the runner's engine": BUILD_APP},
+        extra_with=_verify_here(free_port()), env={"TK_PYTHON": sys.executable},
+    )  # fmt: skip
+    image = f"ghcr.io/acme-corp/{release_repo.lower()}"
+    assert f"verify {image}:v1.4.0: passed: healthy, 4 smoke checks passed" in result.log
     built = "build-push-action/"
-    assert result.read(built + "tags") == f"{IMAGE}:v1.4.0"
+    assert result.read(built + "push") == "true"  # the push step ran after the verify step
+    assert result.read(built + "tags") == f"{image}:v1.4.0"
     labels = labels_of(result.read(built + "labels"))
     assert labels[P + "version"] == "1.4.0"
     assert labels[P + "revision"] == head_sha(tmp_path / "repo")
     assert f"manifest:{P}version=1.4.0" in result.read(built + "annotations").split("\n")
     assert "ok (exact release 1.4.0; acceptable for prod)" in result.log
+
+
+def test_release_stops_before_the_push_when_the_image_fails_verify(
+    act: ActRunner, tmp_path: Path, release_repo: str
+) -> None:
+    import sys
+
+    import docker
+
+    from tests.services import free_port
+
+    result = run_example(
+        act, tmp_path, "release.yml", event="push", payload={"ref": "refs/tags/v1.4.0"},
+        remote=f"https://github.com/Acme-Corp/{release_repo}.git",
+        replace={"Build into the runner's engine": BUILD_APP},
+        extra_with=_verify_here(free_port()),
+        env={"TK_PYTHON": sys.executable, "BAD_ENV": "FAIL_PATHS=/api/public/testimonials"},
+        succeed=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "smoke check 'testimonials' failed: answered 500, expected 2xx" in result.log
+    assert "  | " in result.log  # the container's log tail
+    assert not (result.outdir / "build-push-action" / "push").exists()  # never pushed
+    image = f"ghcr.io/acme-corp/{release_repo.lower()}:v1.4.0"
+    client = docker.from_env()
+    try:  # the throw-away container is gone
+        left = client.api.containers(all=True, filters={"label": "org.tagkeeper.role=verify"})
+        assert [c for c in left if c.get("Labels", {}).get("org.tagkeeper.image") == image] == []
+    finally:
+        client.close()
 
 
 @pytest.fixture

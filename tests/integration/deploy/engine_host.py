@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def _derived(client: Any, base: str, env: Mapping[str, str]) -> str:
+def derived(client: Any, base: str, env: Mapping[str, str]) -> str:
     """An image ``FROM base`` with ``env`` baked in; its id."""
     lines = [f"FROM {base}", *(f"ENV {k}={v}" for k, v in env.items())]
     lines.append(f"LABEL org.tagkeeper.test=engine-{uuid.uuid4().hex[:8]}")
@@ -127,7 +127,7 @@ class DeployHost:
         base = self.images.get(version or tag.lstrip("v")).id
         image = base
         if env:
-            image = _derived(self.client, base, env)
+            image = derived(self.client, base, env)
             self.built.append(image)
         pushed = publish(self.client, image, self.ref(tag))
         self.published[tag] = pushed.digest
