@@ -266,8 +266,7 @@ def verify(  # noqa: PLR0917 - Typer passes options as arguments
 
     Exits 13 when a check fails, after saying which and why (with the container's log).
     """  # fmt: skip
-    from tagkeeper.deploy.checks import load_smoke, render
-    from tagkeeper.deploy.context import secret_values
+    from tagkeeper.deploy.checks import load_smoke, render, secret_values
     from tagkeeper.deploy.verify import HealthPolicy
 
     if (url is None) == (image is None):

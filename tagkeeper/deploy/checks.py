@@ -39,6 +39,7 @@ _SMOKE_KEYS = frozenset(
 )  # fmt: skip
 EXCERPT_CHARS = 160
 MASK = "***"
+SECRET_NAME_WORDS = ("PASSWORD", "PASSWD", "SECRET", "TOKEN", "KEY", "CREDENTIAL")
 
 
 class Masker:
@@ -60,6 +61,15 @@ class Masker:
 
     def __bool__(self) -> bool:
         return bool(self._secrets)
+
+
+def secret_values(env: Mapping[str, str]) -> list[str]:
+    """Values of variables whose names say they are secrets (masked in logs)."""
+    return [
+        value
+        for name, value in env.items()
+        if len(value) >= 6 and any(word in name.upper() for word in SECRET_NAME_WORDS)
+    ]
 
 
 def printable(text: str) -> str:

@@ -46,7 +46,6 @@ if TYPE_CHECKING:
     from tagkeeper.rollback.resolve import DeployRecord, DeployStatus
 
 LOG_LINES = 30  # the container log lines shown when a check fails
-SECRET_NAME_WORDS = ("PASSWORD", "PASSWD", "SECRET", "TOKEN", "KEY", "CREDENTIAL")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,15 +113,6 @@ class DeployStrategy(Protocol):
     def prepare(self, ctx: Context) -> Prepared: ...
 
     def run(self, ctx: Context, prepared: Prepared) -> Outcome: ...
-
-
-def secret_values(env: Mapping[str, str]) -> list[str]:
-    """Values of variables whose names say they are secrets (masked in logs)."""
-    return [
-        value
-        for name, value in env.items()
-        if len(value) >= 6 and any(word in name.upper() for word in SECRET_NAME_WORDS)
-    ]
 
 
 @dataclass

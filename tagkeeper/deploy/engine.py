@@ -40,15 +40,9 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tagkeeper.deploy.checks import Masker, load_smoke, render
+from tagkeeper.deploy.checks import Masker, load_smoke, render, secret_values
 from tagkeeper.deploy.containers import read_env_file
-from tagkeeper.deploy.context import (
-    LOG_LINES,
-    Context,
-    DeployRequest,
-    OnEvent,
-    secret_values,
-)
+from tagkeeper.deploy.context import LOG_LINES, Context, DeployRequest, OnEvent
 from tagkeeper.deploy.throwaway import reap
 from tagkeeper.errors import ExitCode, LedgerError, PolicyViolation, TagkeeperError, UsageError
 from tagkeeper.gate.rules import policy_for
