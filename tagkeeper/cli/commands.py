@@ -26,9 +26,9 @@ COMMANDS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "record": ("tagkeeper.cli.rollback_cmd", "record", {}),
     "history": ("tagkeeper.cli.rollback_cmd", "history", {}),
     "previous": ("tagkeeper.cli.rollback_cmd", "previous", {}),
-    "deploy": ("tagkeeper.cli.rollback_cmd", "deploy", _WRAPPER),
-    "rollback": ("tagkeeper.cli.rollback_cmd", "rollback", _WRAPPER),
-    "verify": ("tagkeeper.cli.deploy_cmd", "verify", {}),
+    "deploy": ("tagkeeper.cli.deploy_cmd", "deploy", _WRAPPER),
+    "rollback": ("tagkeeper.cli.deploy_cmd", "rollback", _WRAPPER),
+    "verify": ("tagkeeper.cli.verify_cmd", "verify", {}),
     "status": ("tagkeeper.cli.deploy_cmd", "status", {}),
 }
 

@@ -1,49 +1,29 @@
-"""``tagkeeper verify | status`` (and the engine strategies of ``deploy``/``rollback``).
+"""``tagkeeper deploy | rollback | status``: deploys on a host, and what runs there.
 
-The commands parse, build the adapters (the Docker engine, an HTTP client, the ledger,
-the lock), call :mod:`tagkeeper.deploy` and render what it reports. SIGTERM is turned
-into ``KeyboardInterrupt`` while they run, so a throw-away container is removed and a
-switch in progress is undone whether the run is stopped with Ctrl-C or ``kill``.
+``deploy`` and ``rollback`` run through the deploy engine when the environment's
+``[deploy.ENV]`` (or ``--strategy``) names a container strategy
+(:mod:`tagkeeper.cli.deploy_engine`), else they check, pin and record a deploy around the
+team's own command (:mod:`tagkeeper.deploy.script`), as they always did. ``status`` reads
+what runs, the ledger and the lock, and lists the drift between them.
 
-Heavy modules (docker, httpx, sqlite3) are imported inside the commands.
+Heavy modules (docker, httpx, sqlite3, PyGithub) are imported inside the commands.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tagkeeper.cli import common, gha
-from tagkeeper.errors import UsageError, VerificationFailed
+from tagkeeper.cli import common, deploy_engine, rollback_cmd
+from tagkeeper.errors import UsageError
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-    import httpx
-
-    from tagkeeper.deploy.checks import Masker, Request
-    from tagkeeper.deploy.containers import ContainerRuntime
-    from tagkeeper.deploy.spec import DeploySpec
-    from tagkeeper.deploy.verify import HealthPolicy, VerifyReport
-
-
-class Network(StrEnum):
-    host = "host"
-    bridge = "bridge"
-
-
-class Pull(StrEnum):
-    missing = "missing"
-    always = "always"
-    never = "never"
+    from tagkeeper.deploy.script import DeployPlan, Recorder
+    from tagkeeper.rollback.ledger import Ledger
 
 
 class TextJson(StrEnum):
@@ -51,378 +31,224 @@ class TextJson(StrEnum):
     json = "json"
 
 
-# -- adapters (tests replace these) ---------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class _Recording:
+    """Where ``deploy`` and ``rollback`` record: the ledger, and GitHub when asked."""
 
+    ledger_path: Path | None
+    github: bool
+    ref: str | None
+    repo: str | None
+    token: str | None
+    api_url: str | None
 
-def _runtime() -> ContainerRuntime:
-    from tagkeeper.deploy.containers import DockerRuntime
+    def recorders(self, ctx: typer.Context, ledger: Ledger, plan: DeployPlan) -> list[Recorder]:
+        from tagkeeper.deploy.script import GitHubRecorder, LedgerRecorder
+        from tagkeeper.rollback.ledger import Actor
 
-    return DockerRuntime.connect()
-
-
-def _http_client() -> httpx.Client:
-    import httpx
-
-    # checks go to the service directly: no proxy from the environment, no redirects
-    return httpx.Client(trust_env=False, follow_redirects=False)
-
-
-def _environ() -> dict[str, str]:
-    return dict(os.environ)
-
-
-@contextmanager
-def interrupts() -> Iterator[None]:
-    """SIGTERM raises ``KeyboardInterrupt`` (as Ctrl-C does) while the block runs."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _seconds(flag: str, value: str | None, default: float) -> float:
-    from tagkeeper.config import parse_duration
-
-    if value is None:
-        return default
-    try:
-        return parse_duration(value)
-    except UsageError as exc:
-        raise UsageError(f"{flag} {exc.message}", hint=exc.hint) from None
-
-
-def _spec_for(ctx: typer.Context, env: str) -> DeploySpec:
-    spec = common.state(ctx).config().deploy_spec(env)
-    if spec is None:
-        source = common.state(ctx).config().source
-        raise UsageError(
-            f"no [deploy.{env}] table in {source or 'the configuration (none found)'}",
-            hint="describe the service there (image, container, port...), or pass --config",
-        )
-    return spec
-
-
-def _variables(values: list[str] | None, environ: dict[str, str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in values or []:
-        name, sep, value = item.partition("=")
-        from tagkeeper.deploy.spec import VARIABLE_RE
-
-        if not VARIABLE_RE.fullmatch(name):
-            raise UsageError(
-                f"--env {name!r}: not a variable name", hint="write --env NAME=VALUE or --env NAME"
+        environ = deploy_engine.environ()
+        actor = Actor.from_environ(environ)
+        recorders: list[Recorder] = [LedgerRecorder(ledger, actor)]
+        if self.github:
+            recorders.append(
+                GitHubRecorder(
+                    rollback_cmd._github(ctx, self.repo, self.token, self.api_url),
+                    ref=self.ref or environ.get("GITHUB_SHA") or plan.tag,
+                    ci_run_url=actor.ci_run_url,
+                )
             )
-        if sep:
-            out[name] = value
-        elif name in environ:
-            out[name] = environ[name]
-    return out
+        return recorders
 
 
-# -- verify --------------------------------------------------------------------------------
+def _check_digest_flags(no_resolve: bool, required: bool) -> None:
+    if no_resolve and required:
+        raise UsageError("--no-resolve-digest and --require-digest cannot be used together")
 
 
-def verify(  # noqa: PLR0917 - Typer passes options as arguments
+def _with_digest(plan: DeployPlan, *, no_resolve: bool, required: bool) -> DeployPlan:
+    """``plan`` with its digest resolved from the registry (unless it has one or told not to)."""
+    from tagkeeper.deploy.script import resolve_digest
+
+    resolver = None if no_resolve else rollback_cmd._registry_resolver()
+    return resolve_digest(plan, resolver, required=required)
+
+
+def _run(
+    ctx: typer.Context, plan: DeployPlan, recording: _Recording, lock_wait: str | None = None
+) -> None:
+    from tagkeeper.deploy.script import execute
+
+    with (
+        rollback_cmd._open_ledger(ctx, recording.ledger_path) as ledger,
+        deploy_engine.script_lock(ctx, plan.environment, ledger, lock_wait),
+    ):
+        recorders = recording.recorders(ctx, ledger, plan)
+        kind = "rolling back" if plan.rollback else "deploying"
+        common.info(f"tagkeeper: {kind} {plan.image} to {plan.environment}: {plan.describe()}")
+        outcome = execute(plan, recorders)
+    for problem in outcome.problems:
+        common.error(f"warning: the end of the deploy could not be recorded: {problem}")
+    if outcome.exit_code != 0:
+        common.error(f"the deploy command exited with {outcome.exit_code}; recorded as failed")
+        raise typer.Exit(outcome.exit_code)
+
+
+def _warn(plan: DeployPlan) -> None:
+    for note in plan.notes:
+        common.info(f"warning: {note}")
+
+
+def deploy(  # noqa: PLR0917
     ctx: typer.Context,
-    url: Annotated[
-        str | None,
-        typer.Option(
-            "--url",
-            metavar="URL",
-            show_default=False,
-            help="Check a service that already runs, e.g. http://127.0.0.1:8520.",
-        ),
-    ] = None,
-    image: Annotated[
-        str | None,
-        typer.Option(
-            "--image",
-            "-i",
-            metavar="REF",
-            show_default=False,
-            help="Check this image in a throw-away container, always removed.",
-        ),
-    ] = None,
-    health: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--health",
-            metavar="PATH",
-            show_default=False,
-            help="Health path (repeatable; default /actuator/health): 2xx, and status UP "
-            "when the body says a status.",
-        ),
-    ] = None,
-    interval: Annotated[
-        str | None,
-        typer.Option(
-            "--interval",
-            metavar="DURATION",
-            show_default=False,
-            help="Between health polls (default 2s).",
-        ),
-    ] = None,
-    successes: Annotated[
-        int | None,
-        typer.Option(
-            "--successes",
-            min=1,
-            show_default=False,
-            help="Healthy answers in a row needed (default 3).",
-        ),
-    ] = None,
-    timeout: Annotated[
-        str | None,
-        typer.Option(
-            "--timeout",
-            metavar="DURATION",
-            show_default=False,
-            help="Give up on health after this long (default 120s).",
-        ),
-    ] = None,
-    smoke: Annotated[
-        Path | None,
-        typer.Option(
-            "--smoke",
-            metavar="FILE",
-            dir_okay=False,
-            show_default=False,
-            help="TOML file of [[check]] tables, run once health passes.",
-        ),
-    ] = None,
-    port: Annotated[
-        int | None,
-        typer.Option(
-            "--port",
-            min=1,
-            max=65535,
-            show_default=False,
-            help="--image: the port the app listens on (default 8520).",
-        ),
-    ] = None,
-    port_env: Annotated[
-        str | None,
-        typer.Option(
-            "--port-env",
-            metavar="NAME",
-            show_default=False,
-            help="--image: the variable that tells the app its port (SERVER_PORT).",
-        ),
-    ] = None,
-    network: Annotated[
-        Network | None,
-        typer.Option(
-            "--network",
-            show_default=False,
-            help="--image: host, or bridge publishing 127.0.0.1:PORT (default).",
-        ),
-    ] = None,
-    env_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--env-file",
-            metavar="FILE",
-            dir_okay=False,
-            show_default=False,
-            help="--image: a Docker env file (KEY=VALUE lines).",
-        ),
-    ] = None,
-    env_vars: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--env",
-            "-e",
-            metavar="NAME=VALUE",
-            show_default=False,
-            help="--image: a variable for the container (NAME alone: from here). Repeatable.",
-        ),
-    ] = None,
-    pull: Annotated[
-        Pull, typer.Option("--pull", help="--image: pull when missing (default), always, never.")
-    ] = Pull.missing,
-    deploy_env: Annotated[
-        str | None,
-        typer.Option(
-            "--deploy-env",
-            metavar="ENV",
-            show_default=False,
-            help="Take the defaults (health, smoke, port, env...) from [deploy.ENV].",
-        ),
-    ] = None,
-    log_lines: Annotated[
-        int, typer.Option("--log-lines", min=0, help="Log lines shown when a check fails.")
-    ] = 30,
+    command: rollback_cmd.CommandArg = None,
+    env: rollback_cmd.EnvOpt = None,
+    image: rollback_cmd.ReferenceOpt = "",
+    no_resolve_digest: rollback_cmd.NoResolveOpt = False,
+    require_digest: rollback_cmd.RequireDigestOpt = False,
+    allow_prerelease: rollback_cmd.AllowPreOpt = None,
+    github: rollback_cmd.GitHubOpt = False,
+    ref: rollback_cmd.GitRefOpt = None,
+    repo: rollback_cmd.RepoOpt = None,
+    token: common.TokenOpt = None,
+    api_url: common.ApiUrlOpt = None,
+    ledger_path: rollback_cmd.LedgerOpt = None,
+    strategy: deploy_engine.StrategyOpt = None,
+    lock_wait: deploy_engine.LockWaitOpt = None,
+    timeout: deploy_engine.TimeoutOpt = None,
+    interval: deploy_engine.IntervalOpt = None,
+    watch: deploy_engine.WatchOpt = None,
     fmt: common.FormatOpt = common.Format.text,
 ) -> None:
-    """Check a running service (--url) or an image (--image): health, then smoke checks.
+    """Deploy IMAGE: with [deploy.ENV]'s strategy (recreate: pre-check a candidate, then
+    replace the container), or around COMMAND (script), exiting with COMMAND's code.
 
-    Exits 13 when a check fails, after saying which and why (with the container's log).
-    """  # fmt: skip
-    from tagkeeper.deploy.checks import load_smoke, render, secret_values
-    from tagkeeper.deploy.verify import HealthPolicy
+    For a script, IMAGE is the reference exactly as given; IMAGE_DIGEST the digest resolved
+    (or given), IMAGE_TAG the tag.
+    """
+    from tagkeeper.deploy.script import plan_deploy
 
-    if (url is None) == (image is None):
-        raise UsageError("give either --url or --image", hint="e.g. --url http://127.0.0.1:8520")
-    spec = _spec_for(ctx, deploy_env) if deploy_env is not None else None
-    if fmt is common.Format.github:
-        gha.preflight()
-    environ = _environ()
-    policy = HealthPolicy(
-        paths=tuple(health) if health else (spec.health if spec else ("/actuator/health",)),
-        interval=_seconds("--interval", interval, spec.interval if spec else 2.0),
-        successes=successes or (spec.successes if spec else 3),
-        timeout=_seconds("--timeout", timeout, spec.health_timeout if spec else 120.0),
-    )
-    if policy.interval <= 0 or policy.timeout <= 0:
-        raise UsageError("--interval and --timeout must be longer than 0")
-    _check_paths(policy.paths)
-    smoke_file = smoke or (spec.smoke if spec else None)
-    rendered = render(load_smoke(smoke_file) if smoke_file else (), environ)
-    masker = rendered.masker
-    reaped: list[str] = []
-    with _http_client() as client, interrupts():
-        if url is not None:
-            _check_url(url)
-            subject = url
-            report = _verify_url(url, policy, rendered.requests, client, masker)
-        elif image is not None:
-            subject = image
-            container_env = _container_env(spec, env_file, env_vars, environ)
-            masker.add(*secret_values(container_env))
-            report, reaped = _verify_image(
-                image, spec, policy=policy, requests=rendered.requests, client=client,
-                masker=masker, port=port, port_env=port_env, network=network,
-                env=container_env, pull=pull, log_lines=log_lines,
-            )  # fmt: skip
-    _show_verify(report, subject, reaped, fmt)
-    if not report.ok:
-        raise VerificationFailed(
-            f"verification of {subject} failed: {report.reason}",
-            hint="nothing was switched; fix the image or the checks",
-        )
-
-
-def _check_paths(paths: tuple[str, ...]) -> None:
-    for path in paths:
-        if not path.startswith("/") or any(ch.isspace() for ch in path):
-            raise UsageError(f"--health {path!r}: not a path starting with '/'")
-
-
-def _check_url(url: str) -> None:
-    import re
-
-    if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s]*)?", url):
-        raise UsageError(f"--url {url!r}: not an http:// or https:// URL")
-
-
-def _verify_url(
-    url: str,
-    policy: HealthPolicy,
-    requests: Sequence[Request],
-    client: httpx.Client,
-    masker: Masker,
-) -> VerifyReport:
-    from tagkeeper.cli.deploy_render import progress
-    from tagkeeper.deploy.verify import verify
-
-    return verify(url, policy, requests, client=client, masker=masker, progress=progress)
-
-
-def _container_env(
-    spec: DeploySpec | None,
-    env_file: Path | None,
-    env_vars: list[str] | None,
-    environ: dict[str, str],
-) -> dict[str, str]:
-    from tagkeeper.deploy.containers import read_env_file
-
-    env: dict[str, str] = {}
-    file = env_file or (spec.env_file if spec else None)
-    if file is not None:
-        env.update(read_env_file(file, environ))
+    if not image:
+        raise UsageError("--image is required", hint="e.g. --image ghcr.io/o/app:v1.2.3")
+    _check_digest_flags(no_resolve_digest, require_digest)
+    environment = rollback_cmd._env_name(ctx, env)
+    flags = deploy_engine.EngineFlags(
+        strategy, lock_wait, timeout, interval, watch, str(fmt), ledger_path, github, repo,
+        token, api_url, ref,
+    )  # fmt: skip
+    spec = deploy_engine.engine_spec(ctx, environment, flags)
     if spec is not None:
-        env.update(spec.env)
-    env.update(_variables(env_vars, environ))
-    return env
-
-
-def _verify_image(
-    image: str,
-    spec: DeploySpec | None,
-    *,
-    policy: HealthPolicy,
-    requests: Sequence[Request],
-    client: httpx.Client,
-    masker: Masker,
-    port: int | None,
-    port_env: str | None,
-    network: Network | None,
-    env: dict[str, str],
-    pull: Pull,
-    log_lines: int,
-) -> tuple[VerifyReport, list[str]]:
-    from tagkeeper.cli.deploy_render import progress
-    from tagkeeper.deploy.throwaway import Throwaway, verify_image
-    from tagkeeper.refs import parse_reference
-
-    parse_reference(image)  # bad input before the engine is asked
-    options = Throwaway(
-        port=port or (spec.port if spec and spec.port else 8520),
-        network=str(network or (spec.network if spec else "bridge")),
-        port_env=port_env or (spec.port_env if spec else None),
-        env=env,
-        volumes=spec.volumes if spec else (),
-        command=spec.command if spec else None,
-        user=spec.user if spec else None,
-        pull=str(pull),
-    )
-    runtime = _runtime()
-    try:
-        report, reaped = verify_image(
-            runtime, image, options, policy=policy, smoke=requests, client=client,
-            masker=masker, progress=progress, log_lines=log_lines,
-        )  # fmt: skip
-    finally:
-        close = getattr(runtime, "close", None)
-        if close is not None:
-            close()
-    for name in reaped:
-        common.info(f"removed {name}, left by a verify run that was killed")
-    return report, reaped
-
-
-def _show_verify(report: VerifyReport, subject: str, reaped: list[str], fmt: common.Format) -> None:
-    from tagkeeper.cli import deploy_render
-
-    if fmt is common.Format.json:
-        common.emit_json({"subject": subject, **report.as_dict(), "reaped": reaped})
-    else:
-        deploy_render.print_lines(deploy_render.check_lines(report))
-        verdict = "passed" if report.ok else "FAILED"
-        common.info(f"verify {subject}: {verdict}: {report.reason}")
-    if not report.ok:
-        deploy_render.show_failure(report)
-    if fmt is common.Format.github:
-        import json
-
-        gha.write_outputs(
-            {
-                "ok": "true" if report.ok else "false",
-                "reason": report.reason,
-                "json": json.dumps({"subject": subject, **report.as_dict()}),
-            }
+        deploy_engine.check_engine_args(command, no_resolve_digest, require_digest, spec)
+        deploy_engine.run_deploy(
+            ctx, spec, image, flags, allow_prerelease=rollback_cmd._allow_pre(ctx, allow_prerelease)
         )
-        gha.append_summary(deploy_render.verify_summary(report, subject))
-        if not report.ok:
-            typer.echo(gha.annotation("error", report.reason, title="tagkeeper verify"), err=True)
+        return
+    deploy_engine.check_script_flags(flags)
+    plan = plan_deploy(
+        environment,
+        image,
+        command or [],
+        allow_prerelease=rollback_cmd._allow_pre(ctx, allow_prerelease),
+    )
+    plan = _with_digest(plan, no_resolve=no_resolve_digest, required=require_digest)
+    _warn(plan)
+    _run(ctx, plan, _Recording(ledger_path, github, ref, repo, token, api_url), lock_wait)
+
+
+def rollback(  # noqa: PLR0917
+    ctx: typer.Context,
+    command: rollback_cmd.CommandArg = None,
+    env: rollback_cmd.EnvOpt = None,
+    image: rollback_cmd.RepositoryOpt = "",
+    current: rollback_cmd.CurrentOpt = None,
+    source: rollback_cmd.SourceOpt = rollback_cmd.Source.auto,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print what would run (on stdout) and change nothing (the registry may "
+            "still be asked for the digest).",
+        ),
+    ] = False,
+    no_resolve_digest: rollback_cmd.NoResolveOpt = False,
+    require_digest: rollback_cmd.RequireDigestOpt = False,
+    allow_prerelease: rollback_cmd.AllowPreOpt = None,
+    github: rollback_cmd.GitHubOpt = False,
+    ref: rollback_cmd.GitRefOpt = None,
+    repo: rollback_cmd.RepoOpt = None,
+    token: common.TokenOpt = None,
+    api_url: common.ApiUrlOpt = None,
+    ledger_path: rollback_cmd.LedgerOpt = None,
+    strategy: deploy_engine.StrategyOpt = None,
+    lock_wait: deploy_engine.LockWaitOpt = None,
+    timeout: deploy_engine.TimeoutOpt = None,
+    interval: deploy_engine.IntervalOpt = None,
+    fmt: common.FormatOpt = common.Format.text,
+) -> None:
+    """Deploy what 'previous' answers, recorded as a rollback: through [deploy.ENV]'s
+    strategy (recreate: restart CONTAINER-previous when it holds the target, else deploy
+    the target by digest with a pre-check), or with COMMAND (script).
+
+    For a script, IMAGE is pinned: repo:tag@sha256:... with the digest the ledger recorded
+    for that deploy, else the one the registry resolves now (IMAGE_DIGEST and IMAGE_TAG
+    too).
+    """
+    from tagkeeper.deploy.script import plan_deploy
+    from tagkeeper.rollback.resolve import check_current
+
+    environment = rollback_cmd._env_name(ctx, env)
+    flags = deploy_engine.EngineFlags(
+        strategy, lock_wait, timeout, interval, None, str(fmt), ledger_path, github, repo,
+        token, api_url, ref,
+    )  # fmt: skip
+    spec = deploy_engine.engine_spec(ctx, environment, flags)
+    if not image and spec is not None and spec.image is not None:
+        image = spec.image
+    if not image:
+        raise UsageError("--image is required", hint="e.g. --image ghcr.io/o/app")
+    repository = rollback_cmd._repository(image, current_hint=True)
+    check_current(current)
+    allow = rollback_cmd._allow_pre(ctx, allow_prerelease)
+    _check_digest_flags(no_resolve_digest, require_digest)
+    if spec is not None:
+        deploy_engine.check_engine_args(command, no_resolve_digest, require_digest, spec)
+    else:
+        deploy_engine.check_script_flags(flags)
+    if not dry_run and source in (rollback_cmd.Source.auto, rollback_cmd.Source.ledger):
+        with rollback_cmd._open_ledger(ctx, ledger_path):
+            pass  # rollback writes the ledger: fail on an unusable one before anything else
+    target = rollback_cmd.resolve_previous(
+        ctx,
+        repository=repository,
+        environment=environment,
+        current=current,
+        source=source,
+        allow_prerelease=allow,
+        ledger_path=ledger_path,
+        repo=repo,
+        token=token,
+        api_url=api_url,
+    )
+    for note in target.notes:
+        common.info(f"note: {note}")
+    if spec is not None:
+        deploy_engine.run_rollback(ctx, spec, target, flags, dry_run=dry_run)
+        return
+    plan = plan_deploy(
+        environment,
+        target.reference(),
+        command or [],
+        digest=target.digest,
+        allow_prerelease=allow,
+        rollback=True,
+        replaces=target.current,
+        pin=True,
+    )
+    plan = _with_digest(plan, no_resolve=no_resolve_digest, required=require_digest)
+    _warn(plan)
+    if dry_run:
+        typer.echo(plan.describe())
+        return
+    _run(ctx, plan, _Recording(ledger_path, github, ref, repo, token, api_url), lock_wait)
 
 
 # -- status --------------------------------------------------------------------------------
@@ -461,26 +287,27 @@ def status(
     from tagkeeper.rollback.ledger import Ledger, resolve_path
 
     name = env or common.state(ctx).config().get("env", "prod")
-    spec = _spec_for(ctx, name)
+    spec = deploy_engine.spec_for(ctx, name)
     if spec.strategy not in CONTAINER_STRATEGIES:
         raise UsageError(
             f"[deploy.{name}] uses strategy {spec.strategy}: tagkeeper does not run its containers",
             hint="tagkeeper history --env ENV shows its deploys",
         )
-    path = resolve_path(ledger_path, _environ(), common.state(ctx).config().get("ledger"))
+    configured = common.state(ctx).config().get("ledger")
+    path = resolve_path(ledger_path, deploy_engine.environ(), configured)
     records = []
     if path.exists():
         with Ledger(path, create=False) as ledger:
             records = ledger.history(environment=name, repository=spec.image)
     holder = read_holder(lock_path(path, name, spec.container_name))
-    runtime = _runtime()
+    docker = deploy_engine.runtime()
     try:
-        with _http_client() as client:
+        with deploy_engine.http_client() as client:
             report = read_status(
-                spec, runtime=runtime, records=records, lock=holder, client=client, limit=limit
+                spec, runtime=docker, records=records, lock=holder, client=client, limit=limit
             )
     finally:
-        close = getattr(runtime, "close", None)
+        close = getattr(docker, "close", None)
         if close is not None:
             close()
     if fmt is TextJson.json:

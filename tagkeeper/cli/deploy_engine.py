@@ -1,11 +1,12 @@
-"""``deploy`` and ``rollback`` through the deploy engine (strategies other than ``script``).
+"""The deploy commands' adapters, and ``deploy``/``rollback`` through the deploy engine.
 
-The commands (:mod:`tagkeeper.cli.rollback_cmd`) call :func:`engine_spec` first: when the
-environment's ``[deploy.ENV]`` (or ``--strategy``) names a container strategy, they hand
-over to :func:`run_deploy` / :func:`run_rollback`, which build the adapters (the Docker
-engine, an HTTP client, the ledger, the lock), run :class:`~tagkeeper.deploy.engine.Engine`
-and render its result. Otherwise the command runs the team's script as before, holding
-the environment's lock when a ``[deploy.ENV]`` table exists (:func:`script_lock`).
+The adapters (:func:`runtime`, :func:`http_client`, :func:`environ`; tests replace them)
+are built here for ``verify``, ``status``, ``deploy`` and ``rollback``. Those two call
+:func:`engine_spec` first: when the environment's ``[deploy.ENV]`` (or ``--strategy``)
+names a container strategy, they hand over to :func:`run_deploy` / :func:`run_rollback`,
+which run :class:`~tagkeeper.deploy.engine.Engine` with the ledger and the lock and render
+its result. Otherwise they run the team's script as before, holding the environment's
+lock when a ``[deploy.ENV]`` table exists (:func:`script_lock`).
 """
 
 from __future__ import annotations
@@ -33,12 +34,71 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
+    import httpx
+
+    from tagkeeper.deploy.containers import ContainerRuntime
     from tagkeeper.deploy.engine import DeployResult, Engine
     from tagkeeper.deploy.lock import DeployLock
     from tagkeeper.deploy.spec import DeploySpec
     from tagkeeper.rollback.github import GitHubDeployments
     from tagkeeper.rollback.ledger import Ledger
     from tagkeeper.rollback.resolve import RollbackTarget
+
+
+# -- adapters (tests replace these) ---------------------------------------------------------
+
+
+def runtime() -> ContainerRuntime:
+    """The Docker engine (``$DOCKER_HOST`` or the default socket)."""
+    from tagkeeper.deploy.containers import DockerRuntime
+
+    return DockerRuntime.connect()
+
+
+def http_client() -> httpx.Client:
+    """The client the checks use: to the service directly, no proxy from the environment,
+    no redirects followed."""
+    import httpx
+
+    return httpx.Client(trust_env=False, follow_redirects=False)
+
+
+def environ() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)
+
+
+@contextmanager
+def interrupts() -> Iterator[None]:
+    """SIGTERM raises ``KeyboardInterrupt`` (as Ctrl-C does) while the block runs."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def spec_for(ctx: typer.Context, env: str) -> DeploySpec:
+    """The environment's ``[deploy.ENV]``; :class:`UsageError` when there is none."""
+    spec = common.state(ctx).config().deploy_spec(env)
+    if spec is None:
+        source = common.state(ctx).config().source
+        raise UsageError(
+            f"no [deploy.{env}] table in {source or 'the configuration (none found)'}",
+            hint="describe the service there (image, container, port...), or pass --config",
+        )
+    return spec
 
 
 StrategyOpt = Annotated[
@@ -217,7 +277,7 @@ def script_lock(
     if spec is None:
         yield
         return
-    user = Actor.from_environ(_environ()).user
+    user = Actor.from_environ(environ()).user
     wait = _seconds("--lock-wait", lock_wait) or 0.0
     with _lock(ledger.path, environment, spec.container or "script", wait, user) as lock:
         if lock.taken_over is not None:
@@ -228,37 +288,31 @@ def script_lock(
         yield
 
 
-def _environ() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
-
-
 @contextmanager
 def _engine(ctx: typer.Context, spec: DeploySpec, flags: EngineFlags) -> Iterator[Engine]:
-    from tagkeeper.cli import deploy_cmd, deploy_render
+    from tagkeeper.cli import deploy_render
     from tagkeeper.deploy.engine import Engine
     from tagkeeper.rollback.ledger import Actor, Ledger, resolve_path
 
-    environ = _environ()
-    actor = Actor.from_environ(environ)
-    path = resolve_path(flags.ledger_path, environ, common.state(ctx).config().get("ledger"))
+    variables = environ()
+    actor = Actor.from_environ(variables)
+    path = resolve_path(flags.ledger_path, variables, common.state(ctx).config().get("ledger"))
     wait = _seconds("--lock-wait", flags.lock_wait) or 0.0
-    runtime = deploy_cmd._runtime()
+    docker = runtime()
     try:
-        with Ledger(path, create=True) as ledger, deploy_cmd._http_client() as client:
+        with Ledger(path, create=True) as ledger, http_client() as client:
             yield Engine(
                 spec,
-                runtime=runtime,
+                runtime=docker,
                 ledger=ledger,
                 client=client,
                 actor=actor,
                 lock=_lock(path, spec.environment, spec.container_name, wait, actor.user),
                 on_event=deploy_render.EventPrinter(),
-                environ=environ,
+                environ=variables,
             )
     finally:
-        close = getattr(runtime, "close", None)
+        close = getattr(docker, "close", None)
         if close is not None:
             close()
 
@@ -266,7 +320,6 @@ def _engine(ctx: typer.Context, spec: DeploySpec, flags: EngineFlags) -> Iterato
 def run_deploy(ctx: typer.Context, spec: DeploySpec, image: str, flags: EngineFlags,
                *, allow_prerelease: bool) -> None:  # fmt: skip
     """``deploy`` with a container strategy: check, lock, repair, pull, switch, record."""
-    from tagkeeper.cli import deploy_cmd
     from tagkeeper.deploy.engine import plan_request
 
     request = plan_request(spec, image, allow_prerelease=allow_prerelease)
@@ -277,7 +330,7 @@ def run_deploy(ctx: typer.Context, spec: DeploySpec, image: str, flags: EngineFl
         f"tagkeeper: deploying {request.reference} to {spec.environment} "
         f"({spec.strategy}, container {spec.container_name})"
     )
-    with deploy_cmd.interrupts(), _engine(ctx, spec, flags) as engine:
+    with interrupts(), _engine(ctx, spec, flags) as engine:
         result = engine.deploy(request)
     _finish(result, flags, recorder)
 
@@ -285,7 +338,6 @@ def run_deploy(ctx: typer.Context, spec: DeploySpec, image: str, flags: EngineFl
 def run_rollback(ctx: typer.Context, spec: DeploySpec, target: RollbackTarget,
                  flags: EngineFlags, *, dry_run: bool) -> None:  # fmt: skip
     """``rollback`` with a container strategy: deploy the target through the same steps."""
-    from tagkeeper.cli import deploy_cmd
     from tagkeeper.deploy.engine import rollback_request
 
     request = rollback_request(spec, target)
@@ -303,7 +355,7 @@ def run_rollback(ctx: typer.Context, spec: DeploySpec, target: RollbackTarget,
         f"tagkeeper: rolling {spec.environment} back to {request.reference} "
         f"({spec.strategy}, container {spec.container_name})"
     )
-    with deploy_cmd.interrupts(), _engine(ctx, spec, flags) as engine:
+    with interrupts(), _engine(ctx, spec, flags) as engine:
         result = engine.deploy(request)
     _finish(result, flags, recorder)
 
@@ -322,11 +374,11 @@ def _github_recorder(ctx: typer.Context, flags: EngineFlags) -> _GitHub | None:
     from tagkeeper.cli.rollback_cmd import _github
     from tagkeeper.rollback.ledger import Actor
 
-    environ = _environ()
+    variables = environ()
     return _GitHub(
         _github(ctx, flags.repo, flags.token, flags.api_url),
-        flags.ref or environ.get("GITHUB_SHA"),
-        Actor.from_environ(environ).ci_run_url,
+        flags.ref or variables.get("GITHUB_SHA"),
+        Actor.from_environ(variables).ci_run_url,
     )
 
 

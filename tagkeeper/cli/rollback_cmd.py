@@ -1,7 +1,9 @@
-"""``tagkeeper record | history | previous | deploy | rollback``: the deploy ledger and rollbacks.
+"""``tagkeeper record | history | previous``: the deploy ledger and rollback targets.
 
-Heavy modules (sqlite3 through the ledger, PyGithub, httpx, docker) are imported inside
-the commands that use them.
+The options, adapters and the resolution of ``previous`` here are shared with
+``deploy`` and ``rollback`` (:mod:`tagkeeper.cli.deploy_cmd`). Heavy modules (sqlite3
+through the ledger, PyGithub, httpx, docker) are imported inside the commands that use
+them.
 
 Only the commands that write (``record``, ``deploy``, ``rollback``) create the ledger;
 ``history`` and ``previous`` read it when it exists and never create it.
@@ -12,18 +14,17 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tagkeeper.cli import common, deploy_engine, gha
+from tagkeeper.cli import common, gha
 from tagkeeper.errors import UsageError
 
 if TYPE_CHECKING:
-    from tagkeeper.deploy.script import DeployPlan, DigestResolver, Recorder
+    from tagkeeper.deploy.script import DigestResolver
     from tagkeeper.inventory import Version
     from tagkeeper.rollback.github import GitHubDeployments
     from tagkeeper.rollback.ledger import Ledger
@@ -611,222 +612,3 @@ def _pin(target: RollbackTarget) -> RollbackTarget:
         f"note: no digest was recorded for {target.reference()}; the registry says {found} now"
     )
     return replace(target, digest=found)
-
-
-@dataclass(frozen=True, slots=True)
-class _Recording:
-    """Where ``deploy`` and ``rollback`` record: the ledger, and GitHub when asked."""
-
-    ledger_path: Path | None
-    github: bool
-    ref: str | None
-    repo: str | None
-    token: str | None
-    api_url: str | None
-
-    def recorders(self, ctx: typer.Context, ledger: Ledger, plan: DeployPlan) -> list[Recorder]:
-        from tagkeeper.deploy.script import GitHubRecorder, LedgerRecorder
-        from tagkeeper.rollback.ledger import Actor
-
-        environ = _environ()
-        actor = Actor.from_environ(environ)
-        recorders: list[Recorder] = [LedgerRecorder(ledger, actor)]
-        if self.github:
-            recorders.append(
-                GitHubRecorder(
-                    _github(ctx, self.repo, self.token, self.api_url),
-                    ref=self.ref or environ.get("GITHUB_SHA") or plan.tag,
-                    ci_run_url=actor.ci_run_url,
-                )
-            )
-        return recorders
-
-
-def _check_digest_flags(no_resolve: bool, required: bool) -> None:
-    if no_resolve and required:
-        raise UsageError("--no-resolve-digest and --require-digest cannot be used together")
-
-
-def _with_digest(plan: DeployPlan, *, no_resolve: bool, required: bool) -> DeployPlan:
-    """``plan`` with its digest resolved from the registry (unless it has one or told not to)."""
-    from tagkeeper.deploy.script import resolve_digest
-
-    return resolve_digest(plan, None if no_resolve else _registry_resolver(), required=required)
-
-
-def _run(
-    ctx: typer.Context, plan: DeployPlan, recording: _Recording, lock_wait: str | None = None
-) -> None:
-    from tagkeeper.deploy.script import execute
-
-    with (
-        _open_ledger(ctx, recording.ledger_path) as ledger,
-        deploy_engine.script_lock(ctx, plan.environment, ledger, lock_wait),
-    ):
-        recorders = recording.recorders(ctx, ledger, plan)
-        kind = "rolling back" if plan.rollback else "deploying"
-        common.info(f"tagkeeper: {kind} {plan.image} to {plan.environment}: {plan.describe()}")
-        outcome = execute(plan, recorders)
-    for problem in outcome.problems:
-        common.error(f"warning: the end of the deploy could not be recorded: {problem}")
-    if outcome.exit_code != 0:
-        common.error(f"the deploy command exited with {outcome.exit_code}; recorded as failed")
-        raise typer.Exit(outcome.exit_code)
-
-
-def _warn(plan: DeployPlan) -> None:
-    for note in plan.notes:
-        common.info(f"warning: {note}")
-
-
-def deploy(  # noqa: PLR0917
-    ctx: typer.Context,
-    command: CommandArg = None,
-    env: EnvOpt = None,
-    image: ReferenceOpt = "",
-    no_resolve_digest: NoResolveOpt = False,
-    require_digest: RequireDigestOpt = False,
-    allow_prerelease: AllowPreOpt = None,
-    github: GitHubOpt = False,
-    ref: GitRefOpt = None,
-    repo: RepoOpt = None,
-    token: common.TokenOpt = None,
-    api_url: common.ApiUrlOpt = None,
-    ledger_path: LedgerOpt = None,
-    strategy: deploy_engine.StrategyOpt = None,
-    lock_wait: deploy_engine.LockWaitOpt = None,
-    timeout: deploy_engine.TimeoutOpt = None,
-    interval: deploy_engine.IntervalOpt = None,
-    watch: deploy_engine.WatchOpt = None,
-    fmt: common.FormatOpt = common.Format.text,
-) -> None:
-    """Deploy IMAGE: with [deploy.ENV]'s strategy (recreate: pre-check a candidate, then
-    replace the container), or around COMMAND (script), exiting with COMMAND's code.
-
-    For a script, IMAGE is the reference exactly as given; IMAGE_DIGEST the digest resolved
-    (or given), IMAGE_TAG the tag.
-    """
-    from tagkeeper.deploy.script import plan_deploy
-
-    if not image:
-        raise UsageError("--image is required", hint="e.g. --image ghcr.io/o/app:v1.2.3")
-    _check_digest_flags(no_resolve_digest, require_digest)
-    environment = _env_name(ctx, env)
-    flags = deploy_engine.EngineFlags(
-        strategy, lock_wait, timeout, interval, watch, str(fmt), ledger_path, github, repo,
-        token, api_url, ref,
-    )  # fmt: skip
-    spec = deploy_engine.engine_spec(ctx, environment, flags)
-    if spec is not None:
-        deploy_engine.check_engine_args(command, no_resolve_digest, require_digest, spec)
-        deploy_engine.run_deploy(
-            ctx, spec, image, flags, allow_prerelease=_allow_pre(ctx, allow_prerelease)
-        )
-        return
-    deploy_engine.check_script_flags(flags)
-    plan = plan_deploy(
-        environment,
-        image,
-        command or [],
-        allow_prerelease=_allow_pre(ctx, allow_prerelease),
-    )
-    plan = _with_digest(plan, no_resolve=no_resolve_digest, required=require_digest)
-    _warn(plan)
-    _run(ctx, plan, _Recording(ledger_path, github, ref, repo, token, api_url), lock_wait)
-
-
-def rollback(  # noqa: PLR0917
-    ctx: typer.Context,
-    command: CommandArg = None,
-    env: EnvOpt = None,
-    image: RepositoryOpt = "",
-    current: CurrentOpt = None,
-    source: SourceOpt = Source.auto,
-    dry_run: Annotated[
-        bool,
-        typer.Option(
-            "--dry-run",
-            help="Print what would run (on stdout) and change nothing (the registry may "
-            "still be asked for the digest).",
-        ),
-    ] = False,
-    no_resolve_digest: NoResolveOpt = False,
-    require_digest: RequireDigestOpt = False,
-    allow_prerelease: AllowPreOpt = None,
-    github: GitHubOpt = False,
-    ref: GitRefOpt = None,
-    repo: RepoOpt = None,
-    token: common.TokenOpt = None,
-    api_url: common.ApiUrlOpt = None,
-    ledger_path: LedgerOpt = None,
-    strategy: deploy_engine.StrategyOpt = None,
-    lock_wait: deploy_engine.LockWaitOpt = None,
-    timeout: deploy_engine.TimeoutOpt = None,
-    interval: deploy_engine.IntervalOpt = None,
-    fmt: common.FormatOpt = common.Format.text,
-) -> None:
-    """Deploy what 'previous' answers, recorded as a rollback: through [deploy.ENV]'s
-    strategy (recreate: restart CONTAINER-previous when it holds the target, else deploy
-    the target by digest with a pre-check), or with COMMAND (script).
-
-    For a script, IMAGE is pinned: repo:tag@sha256:... with the digest the ledger recorded
-    for that deploy, else the one the registry resolves now (IMAGE_DIGEST and IMAGE_TAG
-    too).
-    """
-    from tagkeeper.deploy.script import plan_deploy
-    from tagkeeper.rollback.resolve import check_current
-
-    environment = _env_name(ctx, env)
-    flags = deploy_engine.EngineFlags(
-        strategy, lock_wait, timeout, interval, None, str(fmt), ledger_path, github, repo,
-        token, api_url, ref,
-    )  # fmt: skip
-    spec = deploy_engine.engine_spec(ctx, environment, flags)
-    if not image and spec is not None and spec.image is not None:
-        image = spec.image
-    if not image:
-        raise UsageError("--image is required", hint="e.g. --image ghcr.io/o/app")
-    repository = _repository(image, current_hint=True)
-    check_current(current)
-    allow = _allow_pre(ctx, allow_prerelease)
-    _check_digest_flags(no_resolve_digest, require_digest)
-    if spec is not None:
-        deploy_engine.check_engine_args(command, no_resolve_digest, require_digest, spec)
-    else:
-        deploy_engine.check_script_flags(flags)
-    if not dry_run and source in (Source.auto, Source.ledger):
-        with _open_ledger(ctx, ledger_path):
-            pass  # rollback writes the ledger: fail on an unusable one before anything else
-    target = resolve_previous(
-        ctx,
-        repository=repository,
-        environment=environment,
-        current=current,
-        source=source,
-        allow_prerelease=allow,
-        ledger_path=ledger_path,
-        repo=repo,
-        token=token,
-        api_url=api_url,
-    )
-    for note in target.notes:
-        common.info(f"note: {note}")
-    if spec is not None:
-        deploy_engine.run_rollback(ctx, spec, target, flags, dry_run=dry_run)
-        return
-    plan = plan_deploy(
-        environment,
-        target.reference(),
-        command or [],
-        digest=target.digest,
-        allow_prerelease=allow,
-        rollback=True,
-        replaces=target.current,
-        pin=True,
-    )
-    plan = _with_digest(plan, no_resolve=no_resolve_digest, required=require_digest)
-    _warn(plan)
-    if dry_run:
-        typer.echo(plan.describe())
-        return
-    _run(ctx, plan, _Recording(ledger_path, github, ref, repo, token, api_url), lock_wait)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from tagkeeper.cli import deploy_cmd, main
+from tagkeeper.cli import deploy_engine, main
 from tagkeeper.deploy.lock import DeployLock, Holder, lock_path
 from tagkeeper.errors import ExitCode
 from tagkeeper.rollback.ledger import Ledger
@@ -40,9 +40,9 @@ def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeRuntime:
     for name in ("GITHUB_ACTIONS", "GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY", "GITHUB_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     runtime = FakeRuntime(FakeClock())
-    monkeypatch.setattr(deploy_cmd, "_runtime", lambda: runtime)
+    monkeypatch.setattr(deploy_engine, "runtime", lambda: runtime)
     monkeypatch.setattr(
-        deploy_cmd, "_http_client", lambda: httpx.Client(transport=runtime.transport())
+        deploy_engine, "http_client", lambda: httpx.Client(transport=runtime.transport())
     )
     return runtime
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from tagkeeper.cli import deploy_cmd, main
+from tagkeeper.cli import deploy_engine, main
 from tagkeeper.errors import ExitCode
 from tests.unit.deploy_fakes import PORT, REPO, App, FakeClock, FakeRuntime, World, new_world
 
@@ -38,9 +38,9 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def use_runtime(monkeypatch: pytest.MonkeyPatch, runtime: FakeRuntime) -> None:
-    monkeypatch.setattr(deploy_cmd, "_runtime", lambda: runtime)
+    monkeypatch.setattr(deploy_engine, "runtime", lambda: runtime)
     monkeypatch.setattr(
-        deploy_cmd, "_http_client", lambda: httpx.Client(transport=runtime.transport())
+        deploy_engine, "http_client", lambda: httpx.Client(transport=runtime.transport())
     )
 
 
