@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
-from tagkeeper.cli import deploy_engine, main
+from tagkeeper.cli import deploy_engine, main, rollback_cmd
 from tagkeeper.deploy.lock import DeployLock, Holder, lock_path
 from tagkeeper.errors import ExitCode
 from tagkeeper.rollback.ledger import Ledger
@@ -190,3 +191,32 @@ def test_script_deploys_keep_todays_behaviour_and_refuse_engine_flags(
     )  # fmt: skip
     assert code == ExitCode.USAGE
     assert "--timeout applies to the recreate" in capsys.readouterr().err
+
+
+@dataclass
+class FakeDeployments:
+    """GitHub Deployments as the engine path records in it."""
+
+    recorded: list[dict[str, object]] = field(default_factory=list)
+
+    def record(self, **kw: object) -> None:
+        self.recorded.append(kw)
+
+
+def test_deploy_github_records_how_the_engine_deploy_ended(
+    host: FakeRuntime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeDeployments()
+    monkeypatch.setattr(rollback_cmd, "_github", lambda *a, **kw: fake)
+    digest = host.publish(f"{REPO}:v1.0.0", App())
+    host.publish(f"{REPO}:v2.0.0", App(health="down"))
+    monkeypatch.setenv("GITHUB_SHA", "f" * 40)
+    assert main(["deploy", "--env", "prod", "--image", f"{REPO}:v1.0.0", "--github"]) == 0
+    code = main(["deploy", "--env", "prod", "--image", f"{REPO}:v2.0.0", "--github"])
+    assert code == ExitCode.VERIFY
+    first, second = fake.recorded
+    assert first["status"] is DeployStatus.SUCCEEDED
+    assert (first["tag"], first["digest"], first["ref"]) == ("v1.0.0", digest, "f" * 40)
+    assert first["environment"] == "prod"
+    assert second["status"] is DeployStatus.FAILED
+    assert second["tag"] == "v2.0.0"
