@@ -60,7 +60,7 @@ _IMAGE_AS_FLAGS = frozenset({"tags", "prune"})
 _IMAGE_AS_FLAG = (
     _IMAGE_AS_FLAGS | frozenset({"previous", "doctor", "history", "verify"}) | _HISTORY
 )
-_IMAGE_REQUIRED = frozenset({"prune", "previous", "doctor", "verify"}) | _HISTORY
+_IMAGE_REQUIRED = frozenset({"prune", "previous", "doctor"}) | _HISTORY  # verify: or --url
 _GITHUB_FORMAT = frozenset({"tags", "check", "prune", "previous", "doctor", "verify"})
 _DRY_RUN = frozenset({"prune", "rollback"})
 _RUNS_A_COMMAND = frozenset({"deploy", "rollback"})

@@ -417,13 +417,13 @@ def _finish(result: DeployResult, flags: EngineFlags, github: _GitHub | None) ->
     if flags.fmt == "json":
         common.emit_json(result.as_dict())
     elif flags.fmt == "github":
-        gap = result.numbers.get("gap_seconds")
+        # the action's own deploy runs a script: these are for a workflow that runs
+        # tagkeeper on a host itself (the gap and the rest are in json)
         gha.write_outputs(
             {
-                "status": str(result.status),
+                "ok": "true" if result.exit_code == 0 else "false",
                 "reason": result.reason or "",
                 "digest": result.digest or "",
-                "gap-seconds": "" if gap is None else str(gap),
                 "json": json.dumps(result.as_dict()),
             }
         )

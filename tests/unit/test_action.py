@@ -186,16 +186,11 @@ def test_verify_runs_one_image_with_github_output() -> None:
     ]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("images", "words"),
-    [
-        ("", "input 'image' is required for the 'verify' command"),
-        ("ghcr.io/a/b:v1\nghcr.io/a/b:v1.0", "the 'verify' command takes one image"),
-    ],
-)
-def test_verify_needs_exactly_one_image(images: str, words: str) -> None:
-    with pytest.raises(UsageError, match=words):
-        build_invocation({"TK_COMMAND": "verify", "TK_IMAGE": images})
+def test_verify_takes_one_image_or_a_url_in_args() -> None:
+    with pytest.raises(UsageError, match="the 'verify' command takes one image"):
+        build_invocation({"TK_COMMAND": "verify", "TK_IMAGE": "ghcr.io/a/b:v1\nghcr.io/a/b:v1.0"})
+    inv = build_invocation({"TK_COMMAND": "verify", "TK_ARGS": "--url http://127.0.0.1:8520"})
+    assert inv.argv == ["verify", "--format", "github", "--url", "http://127.0.0.1:8520"]
 
 
 def test_verify_takes_no_environment_input() -> None:

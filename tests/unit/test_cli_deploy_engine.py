@@ -101,7 +101,7 @@ def test_a_failed_pre_check_exits_13_with_the_log_and_the_old_container_serves(
     assert "  | APPLICATION FAILED TO START" in err
     assert "nothing was switched" in err
     assert host.version_of("app") == "v1"
-    assert "status=failed\n" in output.read_text(encoding="utf-8")
+    assert "ok=false\n" in output.read_text(encoding="utf-8")
     assert "reason=pre-check\n" in output.read_text(encoding="utf-8")
     text = summary.read_text(encoding="utf-8")
     assert "| pre-check | failed |" in text

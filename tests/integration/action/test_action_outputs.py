@@ -3,7 +3,8 @@
 One job of a repository whose owner is mixed case (``Acme-Corp/App``, as act reads it
 from the ``origin`` remote): ``tags`` for the push and for a release ref, ``check``,
 ``doctor`` and a ``prune`` dry run against the GHCR emulator, then ``record``,
-``deploy``, ``previous`` and ``rollback`` on a ledger in the runner's temp folder. The
+``deploy``, ``previous`` and ``rollback`` on a ledger in the runner's temp folder, and a
+``verify --url`` of the emulator (which asks for a token, so it fails). The
 last step writes every declared output of every step to a file; each declared output must
 have reached it with the value the command means.
 """
@@ -46,7 +47,7 @@ def emu() -> Iterator[GhcrEmulator]:
         pytest.fail("the GHCR emulator raised inside a handler: " + "; ".join(emulator.errors))
 
 
-STEPS = ["tags", "release", "check", "doctor", "prune", "previous"]
+STEPS = ["tags", "release", "check", "doctor", "prune", "previous", "verify"]
 
 
 def workflow(emu: GhcrEmulator, out: Path) -> str:
@@ -123,6 +124,12 @@ jobs:
           env: prod
           deploy-command: >-
             sh -c 'printf "%s|%s|%s" "$IMAGE" "$IMAGE_TAG" "$IMAGE_DIGEST" > {out}/rolled-back'
+      - id: verify
+        continue-on-error: true
+        uses: ./
+        with:
+          command: verify
+          args: --url {emu.registry_url} --health /v2/ --successes 1 --timeout 1s
       - uses: ./
         with:
           command: history
@@ -214,4 +221,8 @@ def test_every_declared_output_reaches_a_later_step(
     assert (out / "rolled-back").read_text(encoding="utf-8") == (
         f"{image}:v1.0.0@{DIGEST_1}|v1.0.0|{DIGEST_1}"
     )
+    # verify of a URL that answers 401: the step failed, and said why
+    assert output("verify", "ok") == "false"
+    assert output("verify", "reason").startswith("not healthy within 1s: /v2/ answered 401")
+    assert json.loads(output("verify", "json"))["checks"][0]["name"] == "health /v2/"
     assert token not in result.log
