@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from tagkeeper.config import parse_duration
 from tagkeeper.deploy.spec import (
     CONTAINER_RE,
+    CONTAINER_STRATEGIES,
     MEMORY_RE,
     MEMORY_UNITS,
     MIN_MEMORY,
@@ -476,14 +477,26 @@ def from_tables(
     ``tool.tagkeeper.deploy``."""
     where_file = str(source) if source is not None else "configuration"
     out: dict[str, DeploySpec] = {}
+    owners: dict[str, str] = {}  # container -> the table that names it
     for env, table in tables.items():
-        where = f"{where_file} [{prefix}.{_table_key(env)}]"
+        name = f"[{prefix}.{_table_key(env)}]"
+        where = f"{where_file} {name}"
         if not isinstance(table, dict):
             raise ConfigError(
                 f"{where}: must be a table of settings",
-                hint=f"write it as [{prefix}.{_table_key(env)}] with keys below it",
+                hint=f"write it as {name} with keys below it",
             )
-        out[env] = from_table(env, table, source=source, where=where)
+        spec = from_table(env, table, source=source, where=where)
+        if spec.strategy in CONTAINER_STRATEGIES and spec.container is not None:
+            # each environment has its own lock: two would replace each other's container
+            other = owners.setdefault(spec.container, name)
+            if other != name:
+                raise ConfigError(
+                    f"{where}: container {spec.container!r} is already the container of "
+                    f"{other}",
+                    hint="give each environment's service its own container name",
+                )
+        out[env] = spec
     return out
 
 

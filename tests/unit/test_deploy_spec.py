@@ -367,3 +367,19 @@ def test_any_value_of_any_key_is_either_accepted_or_a_config_error(key: str, val
         assert "w:" in error.message
     else:
         assert isinstance(spec, DeploySpec)
+
+
+def test_two_environments_cannot_share_a_container(tmp_path: Path) -> None:
+    # their locks differ (one per environment), so they would replace each other's container
+    toml = tmp_path / "tagkeeper.toml"
+    table = 'image = "ghcr.io/acme/app"\ncontainer = "app"\nport = {port}\n'
+    toml.write_text(
+        "[deploy.prod]\n" + table.format(port=8520) + "[deploy.staging]\n"
+        + table.format(port=8530) + '[deploy.dev]\nstrategy = "script"\n',
+        encoding="utf-8",
+    )  # fmt: skip
+    with pytest.raises(ConfigError) as info:
+        load_file(toml)
+    assert "[deploy.staging]" in info.value.message
+    assert "[deploy.prod]" in info.value.message
+    assert "'app'" in info.value.message
