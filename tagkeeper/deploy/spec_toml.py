@@ -478,6 +478,7 @@ def from_tables(
     where_file = str(source) if source is not None else "configuration"
     out: dict[str, DeploySpec] = {}
     owners: dict[str, str] = {}  # container -> the table that names it
+    bound: dict[tuple[int, str], str] = {}  # (port, address) -> the table that uses it
     for env, table in tables.items():
         name = f"[{prefix}.{_table_key(env)}]"
         where = f"{where_file} {name}"
@@ -496,8 +497,35 @@ def from_tables(
                     f"{other}",
                     hint="give each environment's service its own container name",
                 )
+            for port in _ports_of(spec):
+                address = _address_of(spec)
+                for (taken, at), other in bound.items():
+                    if taken == port and other != name and _overlap(address, at):
+                        raise ConfigError(
+                            f"{where}: port {port} is also a port of {other}",
+                            hint="a service's port, its candidate's port and its slots' "
+                            "ports must be its own",
+                        )
+                bound[(port, address)] = name
         out[env] = spec
     return out
+
+
+def _ports_of(spec: DeploySpec) -> set[int]:
+    """The host ports a container strategy's containers listen on."""
+    if spec.strategy is Strategy.RECREATE:
+        return {spec.service_port, spec.spare_port}
+    return set(spec.slot_ports)
+
+
+def _address_of(spec: DeploySpec) -> str:
+    """Where the ports are bound: every address with host networking, else ``bind``."""
+    return "*" if spec.network is Network.HOST else spec.bind_address
+
+
+def _overlap(one: str, other: str) -> bool:
+    wildcard = ("*", "0.0.0.0", "::")  # noqa: S104 - addresses compared, nothing bound
+    return one == other or one in wildcard or other in wildcard
 
 
 def _table_key(name: str) -> str:

@@ -383,3 +383,33 @@ def test_two_environments_cannot_share_a_container(tmp_path: Path) -> None:
     assert "[deploy.staging]" in info.value.message
     assert "[deploy.prod]" in info.value.message
     assert "'app'" in info.value.message
+
+
+def test_two_environments_cannot_use_the_same_port(tmp_path: Path) -> None:
+    # staging's service would take the port prod's candidate needs (or the other way)
+    toml = tmp_path / "tagkeeper.toml"
+    toml.write_text(
+        '[deploy.prod]\nimage = "ghcr.io/acme/app"\ncontainer = "app"\nport = 8520\n'
+        '[deploy.staging]\nimage = "ghcr.io/acme/app"\ncontainer = "app-staging"\n'
+        "port = 18520\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_file(toml)
+    message = info.value.message
+    assert "[deploy.staging]" in message
+    assert "port 18520" in message
+    assert "[deploy.prod]" in message
+
+
+def test_bridge_services_on_different_addresses_may_share_a_port_number(tmp_path: Path) -> None:
+    toml = tmp_path / "tagkeeper.toml"
+    toml.write_text(
+        '[deploy.prod]\nimage = "ghcr.io/acme/app"\ncontainer = "app"\nport = 8520\n'
+        'bind = "127.0.0.2"\n'
+        '[deploy.staging]\nimage = "ghcr.io/acme/app"\ncontainer = "app-staging"\n'
+        'port = 8520\nbind = "127.0.0.3"\n',
+        encoding="utf-8",
+    )
+    config = load_file(toml)
+    assert config.deploy_spec("staging") is not None
