@@ -70,23 +70,30 @@ def environ() -> dict[str, str]:
 
 
 @contextmanager
-def interrupts() -> Iterator[None]:
-    """SIGTERM raises ``KeyboardInterrupt`` (as Ctrl-C does) while the block runs."""
+def interrupts(what: str) -> Iterator[None]:
+    """SIGTERM raises ``KeyboardInterrupt`` (as Ctrl-C does) while the block runs, so the
+    code inside undoes what it must; then the run exits 128 + the signal's number, saying
+    ``what`` was done about it."""
     import signal
     import threading
 
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    received = [int(signal.SIGINT)]
 
     def stop(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
+        received[0] = signum
+        raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, stop) if main else None
     try:
         yield
+    except KeyboardInterrupt:
+        name = signal.Signals(received[0]).name
+        common.error(f"interrupted by {name}: {what}")
+        raise typer.Exit(128 + received[0]) from None
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if main:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def spec_for(ctx: typer.Context, env: str) -> DeploySpec:
@@ -330,7 +337,7 @@ def run_deploy(ctx: typer.Context, spec: DeploySpec, image: str, flags: EngineFl
         f"tagkeeper: deploying {request.reference} to {spec.environment} "
         f"({spec.strategy}, container {spec.container_name})"
     )
-    with interrupts(), _engine(ctx, spec, flags) as engine:
+    with interrupts(_UNDONE), _engine(ctx, spec, flags) as engine:
         result = engine.deploy(request)
     _finish(result, flags, recorder)
 
@@ -355,9 +362,15 @@ def run_rollback(ctx: typer.Context, spec: DeploySpec, target: RollbackTarget,
         f"tagkeeper: rolling {spec.environment} back to {request.reference} "
         f"({spec.strategy}, container {spec.container_name})"
     )
-    with interrupts(), _engine(ctx, spec, flags) as engine:
+    with interrupts(_UNDONE), _engine(ctx, spec, flags) as engine:
         result = engine.deploy(request)
     _finish(result, flags, recorder)
+
+
+_UNDONE = (
+    "what served before was restored and the deploy recorded as failed (interrupted); "
+    "tagkeeper status shows what runs"
+)
 
 
 @dataclass

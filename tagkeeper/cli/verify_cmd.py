@@ -229,7 +229,12 @@ def verify(  # noqa: PLR0917 - Typer passes options as arguments
     rendered = render(load_smoke(smoke_file) if smoke_file else (), environ)
     masker = rendered.masker
     reaped: list[str] = []
-    with deploy_engine.http_client() as client, deploy_engine.interrupts():
+    with (
+        deploy_engine.http_client() as client,
+        deploy_engine.interrupts(
+            "the throw-away container was removed" if image else "nothing was changed"
+        ),
+    ):
         if url is not None:
             _check_url(url)
             subject = url

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import signal
 import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -319,3 +320,36 @@ def test_a_container_replaced_by_hand_shows_as_drift_and_the_next_deploy_converg
     status = host.status()
     assert status["drift"] == []
     assert status["live"]["digest"] == host.published["v2.0.0"]
+
+
+def test_sigterm_during_the_switch_brings_the_old_container_back(host: DeployHost) -> None:
+    host.publish("v1.0.0")
+    host.publish("v2.0.0", version="2.0.0")
+    _ok(host.deploy("v1.0.0"))
+    old = host.inspect()
+    assert old is not None
+    # the candidate passes; the new container is slow to answer on the service port only
+    # because the test stops the run while the check after the switch waits for it
+    state = host.folder / "state"
+    state.mkdir()
+    host.write_config(volumes=f'["{state}:/tmp/app"]')
+    seen = len(host.steps())
+    proc = host.spawn("deploy", "--env", "prod", "--image", host.ref("v2.0.0"))
+    host.wait_for_step("pre-check", "done", after=seen)
+    (state / "mode").write_text("HEALTH=down\n", encoding="utf-8")
+    host.wait_for_step("post-start-check", "start", after=seen)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "interrupted by SIGTERM: what served before was restored" in err
+    live = host.inspect()
+    assert live is not None
+    assert live["Id"] == old["Id"]
+    assert live["State"]["Running"]
+    assert host.running_version() == "1.0.0"
+    newest = host.records()[0]
+    assert (newest["tag"], newest["status"], newest["reason"]) == (
+        "v2.0.0",
+        "failed",
+        "interrupted",
+    )
