@@ -20,7 +20,7 @@ checked on construction and raise :class:`~tagkeeper.errors.UsageError`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -286,7 +286,5 @@ _KEY_HINTS = {
     "metrics": '"access-log:/var/log/nginx/app.json" or "prometheus:http://127.0.0.1:9090"',
 }
 
-
-FIELD_NAMES = frozenset(f.name for f in fields(DeploySpec))
 
 __all__ = ["DeploySpec", "MetricsSource", "Network", "Strategy"]
