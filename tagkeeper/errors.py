@@ -28,6 +28,7 @@ class ExitCode(IntEnum):
     RATE_LIMITED = 10  # stopped on the primary rate limit: rerun after the reset
     ABORTED = 11  # the user declined the confirmation
     LEDGER = 12  # the deploy ledger cannot be opened, read or written
+    VERIFY = 13  # verification failed: nothing was switched (the old version serves)
 
 
 class TagkeeperError(Exception):
@@ -111,3 +112,14 @@ class LedgerError(TagkeeperError):
     """The deploy ledger cannot be created, opened, read or written."""
 
     exit_code = ExitCode.LEDGER
+
+
+class VerificationFailed(TagkeeperError):
+    """A check before or during a switch failed; nothing was switched.
+
+    The old version kept (or got back) every request: a pre-check failed, a new container
+    failed its checks and the old one was restored, or a proxy change could not be
+    tested, reloaded or confirmed and the previous proxy file was restored.
+    """
+
+    exit_code = ExitCode.VERIFY
