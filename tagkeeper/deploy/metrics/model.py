@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from tagkeeper.errors import RegistryError
 
@@ -95,14 +95,20 @@ class Mark(Protocol):
         ...
 
 
-class MetricsSource(Protocol):
-    """A source of per-slot request metrics (an access log, Prometheus)."""
+M = TypeVar("M", bound=Mark)
 
-    def mark(self) -> Mark:
+
+class MetricsSource(Protocol[M]):
+    """A source of per-slot request metrics (an access log, Prometheus).
+
+    ``M`` is the source's own mark type (a file position, a time).
+    """
+
+    def mark(self) -> M:
         """The start of a window: only what happens after it is read."""
         ...
 
-    def read(self, mark: Mark, slots: Mapping[str, str]) -> Reading:
+    def read(self, mark: M, slots: Mapping[str, str]) -> Reading:
         """Per slot (name -> ``host:port``), what happened since ``mark``.
 
         Raises :class:`MetricsError` when the source cannot be read at all.

@@ -16,9 +16,9 @@ from tagkeeper.errors import UsageError, VerificationFailed
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-SLOT_RE = re.compile(r"[a-z][a-z0-9-]{0,30}")
-# an upstream / Traefik service name: safe in nginx and Traefik identifiers and in YAML
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
+# the grammars of the ``slots`` and ``upstream`` keys of [deploy.ENV]
+SLOT_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,15}")
+NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 HOST_RE = re.compile(r"[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e]")
 
@@ -34,8 +34,8 @@ def check_name(value: str, what: str) -> str:
     if not NAME_RE.fullmatch(value):
         raise UsageError(
             f"{what} {shown(value, 80)!r} is not a valid name",
-            hint="use letters, digits, '-' and '_' (at most 63), starting with a letter "
-            "or digit",
+            hint="use letters, digits, '.', '-' and '_' (at most 128), not starting with "
+            "'.' or '-'",
         )
     return value
 
@@ -52,7 +52,8 @@ class Slot:
         if not SLOT_RE.fullmatch(self.name):
             raise UsageError(
                 f"slot name {shown(self.name, 80)!r} is not valid",
-                hint="use lower-case letters, digits and '-', starting with a letter",
+                hint="use lower-case letters, digits and '-' (at most 16), starting with a "
+                "letter or digit",
             )
         if not HOST_RE.fullmatch(self.host):
             raise UsageError(f"slot {self.name}: host {shown(self.host, 80)!r} is not valid")

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 PROBE_HEADER = "X-Tagkeeper-Probe"
 ANSWER_HEADER = "X-Tagkeeper-Upstream"
 _ANSWER_RE = re.compile(r"(?P<addrs>[0-9A-Za-z.:\[\], _-]{0,400}) g=(?P<gen>[0-9a-f]{12})")
-_UPSTREAM_RE = re.compile(r"upstream\s+(?P<name>[A-Za-z0-9_-]+)\s*\{(?P<body>[^{}]*)\}", re.S)
+_UPSTREAM_RE = re.compile(r"upstream\s+(?P<name>[A-Za-z0-9_.-]+)\s*\{(?P<body>[^{}]*)\}", re.S)
 _SERVER_RE = re.compile(r"server\s+(?P<addr>[^\s;]+)(?P<params>[^;]*);")
 _MAP_RE = re.compile(
     r"map\s+\$http_x_tagkeeper_probe\s+\$(?P<var>[A-Za-z0-9_]+)\s*\{(?P<body>[^{}]*)\}", re.S
@@ -60,7 +60,7 @@ _MAP_DEFAULT_RE = re.compile(r'default\s+"\$upstream_addr g=(?P<gen>[0-9a-f]{12}
 
 def probe_variable(upstream: str) -> str:
     """The nginx variable (without ``$``) that holds the probe answer for ``upstream``."""
-    return "tagkeeper_probe_" + upstream.replace("-", "_")
+    return "tagkeeper_probe_" + re.sub(r"[^A-Za-z0-9_]", "_", upstream)
 
 
 def nginx_commands(
