@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "previous": ("tagkeeper.cli.rollback_cmd", "previous", {}),
     "deploy": ("tagkeeper.cli.rollback_cmd", "deploy", _WRAPPER),
     "rollback": ("tagkeeper.cli.rollback_cmd", "rollback", _WRAPPER),
+    "proxy-snippet": ("tagkeeper.cli.proxy_cmd", "proxy_snippet", {}),
 }
 
 
