@@ -167,3 +167,20 @@ def test_killed_after_the_rename_the_weights_read_back_tell_the_truth(
         report = adapter.apply(GREEN)  # the next switch converges
         assert adapter.live().generation == report.generation
         assert adapter.live().slots == ("green",)
+
+
+def test_keepalive_timeout_0_loses_nothing_for_kept_alive_clients(
+    proxy: RunningProxy, load: Callable[..., LoadClient]
+) -> None:
+    """The snippet's default: even clients that keep connections open lose no request."""
+    client = load(proxy.url + "/api/public/stats/users", rate=100, duration=6,
+                  keepalive=True, connections=4).start()
+    time.sleep(1)
+    with httpx.Client() as http:
+        adapter = proxy.open(http)
+        for weights in (GREEN, BLUE, GREEN):
+            adapter.apply(weights)
+            time.sleep(1)
+    summary = client.join()
+    assert summary.failures == [], summary.describe()
+    assert summary.retried == 0
