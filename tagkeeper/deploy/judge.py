@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import Protocol
 
 from tagkeeper.deploy.metrics.model import NoData, SlotReading, SlotStats
 
@@ -37,6 +38,17 @@ class Outcome(StrEnum):
     FAIL = "fail"
     INCONCLUSIVE = "inconclusive"
     NO_DATA = "no-data"
+
+
+class ThresholdKeys(Protocol):
+    """The threshold keys of ``[deploy.ENV]`` (a ``DeploySpec`` has them)."""
+
+    max_error_rate: float
+    max_p95: float | None
+    max_p95_ratio: float | None
+    min_requests: int
+
+    def fails_inconclusive(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +70,17 @@ class Thresholds:
     min_requests: int = 50
     inconclusive_fails: bool = True
     p95_floor: float = 0.05
+
+    @classmethod
+    def from_spec(cls, spec: ThresholdKeys) -> Thresholds:
+        """The thresholds ``[deploy.ENV]`` sets (``inconclusive`` per its environment)."""
+        return cls(
+            max_error_rate=spec.max_error_rate,
+            max_p95=spec.max_p95,
+            max_p95_ratio=spec.max_p95_ratio,
+            min_requests=spec.min_requests,
+            inconclusive_fails=spec.fails_inconclusive(),
+        )
 
     def __post_init__(self) -> None:
         if not 0 <= self.max_error_rate <= 1:

@@ -258,3 +258,22 @@ def test_watch_rolls_back_exactly_when_the_rule_says(seen: list[Verdict | Observ
         assert decision.rollback == expected
         if decision.rollback:
             break
+
+
+class Keys:
+    max_error_rate = 0.05
+    max_p95: float | None = None
+    max_p95_ratio: float | None = 1.5
+    min_requests = 10
+
+    def __init__(self, strict: bool) -> None:
+        self.strict = strict
+
+    def fails_inconclusive(self) -> bool:
+        return self.strict
+
+
+def test_thresholds_come_from_the_spec_keys() -> None:
+    limits = Thresholds.from_spec(Keys(strict=False))
+    assert limits == Thresholds(0.05, None, 1.5, 10, inconclusive_fails=False)
+    assert Thresholds.from_spec(Keys(strict=True)).inconclusive_fails

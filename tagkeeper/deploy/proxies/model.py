@@ -136,10 +136,11 @@ class Weights:
         names = list(slots)
         parts = [p.strip() for p in text.split(",")]
         if len(parts) != len(names) or not all(p.isascii() and p.isdigit() for p in parts):
+            example = ",".join(["90", "10"] + ["0"] * (len(names) - 2))
             raise UsageError(
                 f"weights {shown(text, 60)!r} are not {len(names)} whole percents",
-                hint=f"one per slot, in order ({', '.join(names)}), e.g. "
-                + ",".join(["50"] * len(names) if len(names) == 2 else ["0"] * len(names)),
+                hint=f"one per slot, in order ({', '.join(names)}), adding up to 100, "
+                f"e.g. {example}",
             )
         return cls.of(dict(zip(names, (int(p) for p in parts), strict=True)))
 
