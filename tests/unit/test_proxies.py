@@ -410,3 +410,18 @@ def test_traefik_probe_served_by_a_zero_slot_fails_and_restores(tmp_path: Path) 
     assert caught.value.phase == "confirm"
     assert "8520" in caught.value.message
     assert path.read_bytes() == before
+
+
+def test_drift_names_an_unloaded_file_and_agrees_when_in_sync(tmp_path: Path) -> None:
+    from tagkeeper.deploy.proxies.model import LiveState, drift
+
+    path = tmp_path / "app.conf"
+    fake = start(path)
+    proxy, _ = nginx_proxy(path, fake)
+    assert drift(proxy.read(), proxy.live()) == ()
+    write_atomic(path, proxy.render(GREEN, "bbbbbbbbbbbb").encode())  # renamed, not reloaded
+    notes = drift(proxy.read(), proxy.live())
+    assert len(notes) == 1
+    assert "written but not loaded" in notes[0]
+    assert drift(proxy.read(), LiveState(weights=BLUE))[0].startswith("the proxy runs blue=100")
+    assert "could not be asked" in drift(proxy.read(), LiveState(error="refused"))[0]

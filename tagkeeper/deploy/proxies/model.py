@@ -304,3 +304,31 @@ __all__ = [
     "no_events",
     "shown",
 ]
+
+
+def drift(file: ProxyFile, live: LiveState) -> tuple[str, ...]:
+    """What differs between the owned file and what the proxy runs (for ``status``).
+
+    Empty when they agree. A file renamed but never reloaded (a deploy killed between
+    the two) shows as a generation the proxy does not run yet; the next switch reloads.
+    """
+    notes: list[str] = [f"proxy file: {p}" for p in file.problems]
+    if live.error is not None:
+        notes.append(f"the proxy could not be asked what it runs: {live.error}")
+        return tuple(notes)
+    if None not in (live.generation, file.generation) and live.generation != file.generation:
+        notes.append(
+            f"the proxy runs generation {live.generation}, the file holds "
+            f"{file.generation}: it was written but not loaded (an interrupted switch?); "
+            "the next deploy, switch or rollback reloads it"
+        )
+    if live.weights is not None and file.weights is not None and live.weights != file.weights:
+        notes.append(
+            f"the proxy runs {live.weights}, the file says {file.weights}: not loaded yet, "
+            "or refused (see the proxy's log)"
+        )
+    if file.weights is not None and live.slots:
+        stray = [s for s in live.slots if file.weights.of_slot(s) == 0]
+        if stray and live.generation in (None, file.generation):
+            notes.append(f"slot {', '.join(stray)} answered although the file gives it 0")
+    return tuple(notes)
