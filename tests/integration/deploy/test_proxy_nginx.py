@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from tagkeeper.deploy.proxies.model import ProxySwitchFailed, Slot, Weights
+from tagkeeper.deploy.proxies.model import ProxySwitchFailed, Slot, Weights, drift
 from tagkeeper.deploy.proxies.nginx import ANSWER_HEADER, PROBE_HEADER
 from tests.deploykit import ServiceError
 from tests.deploykit.app import AppContainer, AppFleet, AppImages, http_get
@@ -163,6 +163,7 @@ def test_killed_after_the_rename_the_weights_read_back_tell_the_truth(
         live = adapter.live()
         assert live.generation == before.generation  # ...but nginx still runs the old one
         assert live.slots == ("blue",)
+        assert any("written but not loaded" in note for note in drift(after, live))
         assert not list(proxy.setup.config.parent.glob(".*tagkeeper-tmp"))
         report = adapter.apply(GREEN)  # the next switch converges
         assert adapter.live().generation == report.generation
