@@ -425,3 +425,33 @@ def test_drift_names_an_unloaded_file_and_agrees_when_in_sync(tmp_path: Path) ->
     assert "written but not loaded" in notes[0]
     assert drift(proxy.read(), LiveState(weights=BLUE))[0].startswith("the proxy runs blue=100")
     assert "could not be asked" in drift(proxy.read(), LiveState(error="refused"))[0]
+
+
+@pytest.mark.parametrize(
+    ("children", "expected", "error"),
+    [
+        ([("app-blue", 3), ("app-green", 1)], {"blue": 75, "green": 25}, None),
+        ([("app-blue", 0), ("app-green", 0)], None, "503"),
+        ([("app-red", 100)], None, "no slot"),
+    ],
+)
+def test_traefik_live_weights_are_read_as_traefik_runs_them(
+    tmp_path: Path, children: list[tuple[str, int]], expected: dict[str, int] | None,
+    error: str | None,
+) -> None:
+    path = tmp_path / "app.yml"
+    fake = FakeTraefik(path, tmp_path / "access.log")
+    proxy = traefik_proxy(path, fake)
+    write_atomic(path, proxy.render(BLUE, GEN).encode())
+    fake.lag = 0
+    fake._seen = path.read_text()
+    fake.loaded = children
+    state = proxy.live()
+    if expected is None:
+        assert state.weights is None
+        assert error is not None
+        assert state.error is not None
+        assert error in state.error
+    else:
+        assert state.weights is not None
+        assert state.weights.as_dict() == expected

@@ -324,7 +324,7 @@ class FileProxy:
         elif total == 100:
             weights = Weights(tuple(ordered))
         else:  # a hand edit such as weights 3 and 1: what the proxy does, as percents
-            weights = _as_percent(ordered)
+            weights = as_percent(ordered)
             problems.append(f"weights add up to {total}, not 100 (shown as percents)")
         return ProxyFile(
             where,
@@ -466,8 +466,8 @@ def _split_state(text: str) -> tuple[dict[str, object] | None, str]:
     return None, text
 
 
-def _as_percent(weights: list[tuple[str, int]]) -> Weights:
-    """Relative weights (3 and 1) as percents that add up to 100 (75 and 25)."""
+def as_percent(weights: list[tuple[str, int]]) -> Weights:
+    """Relative weights (3 and 1) as percents that add up to 100 (75 and 25); not all 0."""
     total = sum(w for _, w in weights)
     shares = [(s, w * 100 // total) for s, w in weights]
     short = 100 - sum(w for _, w in shares)

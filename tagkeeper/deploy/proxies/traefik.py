@@ -48,6 +48,7 @@ from tagkeeper.deploy.proxies.base import (
     Parsed,
     Timing,
     Unreadable,
+    as_percent,
     run_command,
 )
 from tagkeeper.deploy.proxies.model import LiveState, ProxySwitchFailed, Weights, shown
@@ -231,7 +232,13 @@ class TraefikProxy(FileProxy):
             if service.get("status") not in (None, "enabled"):
                 return LiveState(error=f"Traefik reports {self.upstream}@file as "
                                  f"{shown(str(service.get('status')), 30)}")
-            return LiveState(weights=Weights.of(weights))
+            total = sum(weights.values())
+            if total == 0:
+                return LiveState(error="Traefik runs every child at weight 0: it answers 503")
+            ordered = [(s.name, weights[s.name]) for s in self.slots]
+            return LiveState(
+                weights=Weights(tuple(ordered)) if total == 100 else as_percent(ordered)
+            )
         except (httpx.HTTPError, ValueError, TypeError) as exc:
             return LiveState(error=f"Traefik's API did not answer usefully: {shown(str(exc), 120)}")
 
