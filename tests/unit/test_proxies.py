@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import httpx
@@ -455,3 +457,35 @@ def test_traefik_live_weights_are_read_as_traefik_runs_them(
     else:
         assert state.weights is not None
         assert state.weights.as_dict() == expected
+
+
+def test_traefik_stages_its_temporary_file_outside_the_watched_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    watched = tmp_path / "dynamic"
+    watched.mkdir()
+    path = watched / "app.yml"
+    proxy = traefik_proxy(path, FakeTraefik(path, tmp_path / "access.log"))
+    seen: list[Path] = []
+    real_replace = os.replace
+
+    def spy(src: str | Path, dst: str | Path) -> None:
+        seen.append(Path(src))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    proxy.write(b"one")
+    assert seen[-1].parent == tmp_path  # staged beside the directory, renamed in
+    assert seen[-1].name == ".app.yml" + TEMP_SUFFIX
+
+    def cross_device(src: str | Path, dst: str | Path) -> None:
+        if Path(src).parent != Path(dst).parent:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        spy(src, dst)
+
+    monkeypatch.setattr(os, "replace", cross_device)
+    proxy.write(b"two")  # the parent is another filesystem: inside, under an ignored name
+    assert seen[-1].parent == watched
+    assert path.read_bytes() == b"two"
+    assert sorted(p.name for p in watched.iterdir()) == ["app.yml"]
+    assert not (tmp_path / (".app.yml" + TEMP_SUFFIX)).exists()

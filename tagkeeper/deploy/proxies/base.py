@@ -159,9 +159,13 @@ class Timing:
             raise UsageError("proxy timing: the probe count and timeouts must be positive")
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """``data`` to a temporary name the proxy ignores, fsync, rename over ``path``."""
-    temp = path.with_name(f".{path.name}{TEMP_SUFFIX}")
+def write_atomic(path: Path, data: bytes, *, temp_dir: Path | None = None) -> None:
+    """``data`` to a temporary name the proxy ignores, fsync, rename over ``path``.
+
+    The temporary file is written beside ``path``, or in ``temp_dir`` (which must be on
+    the same filesystem: the rename fails with ``EXDEV`` otherwise).
+    """
+    temp = (temp_dir or path.parent) / f".{path.name}{TEMP_SUFFIX}"
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         os.write(fd, data)
@@ -249,6 +253,10 @@ class FileProxy:
 
     def live(self) -> LiveState:
         raise NotImplementedError
+
+    def write(self, data: bytes) -> None:
+        """Replace the owned file with ``data`` atomically."""
+        write_atomic(self._path, data)
 
     # -- rendering and reading ----------------------------------------------------
     def render(self, weights: Weights, generation: str) -> str:
@@ -356,7 +364,7 @@ class FileProxy:
         if check.weights != weights or check.problems:  # a renderer bug: never write it
             raise RuntimeError(f"the rendered file reads back as {check}, not {weights}")
         try:
-            write_atomic(self._path, text.encode("utf-8"))
+            self.write(text.encode("utf-8"))
         except OSError as exc:
             raise ProxySwitchFailed(
                 f"{self._path}: cannot be written ({exc.strerror or exc}); nothing was changed",
@@ -432,7 +440,7 @@ class FileProxy:
             if previous is None:
                 self._path.unlink(missing_ok=True)
             else:
-                write_atomic(self._path, previous)
+                self.write(previous)
         except OSError as exc:
             return False, (
                 f"the previous file could NOT be restored ({exc.strerror or exc}): "

@@ -3,7 +3,9 @@
 The file provider must watch a *directory* (``providers.file.directory``, ``watch:
 true``): a provider watching one bind-mounted file never sees a change. It loads every
 ``.yml``, ``.yaml`` and ``.toml`` file there, so tagkeeper writes the new file under a
-name ending in ``.tagkeeper-tmp`` and renames it. The owned file (YAML, or TOML when its
+name ending in ``.tagkeeper-tmp`` and renames it; that temporary file is staged in the
+*parent* of the watched directory when it can be (see :meth:`TraefikProxy.write`),
+which makes a switch show about a second sooner. The owned file (YAML, or TOML when its
 name ends in ``.toml``) holds one load-balancer service per slot and the weighted
 service over them; the router (``proxy-snippet``) points at the weighted service::
 
@@ -32,6 +34,7 @@ logged as served by the intended slots only.
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 import secrets
@@ -50,6 +53,7 @@ from tagkeeper.deploy.proxies.base import (
     Unreadable,
     as_percent,
     run_command,
+    write_atomic,
 )
 from tagkeeper.deploy.proxies.model import LiveState, ProxySwitchFailed, Weights, shown
 
@@ -63,6 +67,8 @@ PROBE_HEADER = "X-Tagkeeper-Probe"
 PROBE_FIELD = f"request_{PROBE_HEADER}"  # how Traefik's access log names a kept header
 _SCALAR_RE = re.compile(r'"(?P<dq>[^"\\]*)"|\'(?P<sq>[^\']*)\'|(?P<bare>[^"\'#\s][^#]*?)')
 _MAX_API_BYTES = 1 << 20
+# staging beside the watched directory is impossible: write the temporary file inside
+_STAGING_ERRORS = frozenset({errno.EXDEV, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT})
 
 
 class TraefikProxy(FileProxy):
@@ -103,6 +109,22 @@ class TraefikProxy(FileProxy):
         self.api_url = api_url.rstrip("/")
         self.probe_url = probe_url
         self.access_log = access_log
+
+    def write(self, data: bytes) -> None:
+        """Stage the temporary file *beside* the watched directory, then rename it in.
+
+        The file provider ignores a temporary name inside its directory but still
+        reloads on its events, and it applies at most one reload per
+        ``providersThrottleDuration`` (2 s): a temporary file written inside delays the
+        real change by up to 2 s. When the parent folder is elsewhere (another
+        filesystem, read-only), the temporary file goes inside under a name it ignores.
+        """
+        try:
+            write_atomic(self.path, data, temp_dir=self.path.parent.parent)
+        except OSError as exc:
+            if exc.errno not in _STAGING_ERRORS:
+                raise
+            write_atomic(self.path, data)
 
     def child(self, slot: str) -> str:
         return f"{self.upstream}-{slot}"
