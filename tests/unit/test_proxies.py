@@ -489,3 +489,15 @@ def test_traefik_stages_its_temporary_file_outside_the_watched_directory(
     assert path.read_bytes() == b"two"
     assert sorted(p.name for p in watched.iterdir()) == ["app.yml"]
     assert not (tmp_path / (".app.yml" + TEMP_SUFFIX)).exists()
+
+
+def test_nginx_confirms_only_after_new_answers_for_the_settle_time(tmp_path: Path) -> None:
+    """Old workers accept for ~100 ms after a reload: five quick answers are not enough."""
+    path = tmp_path / "app.conf"
+    fake = start(path, reload_lag=2)
+    proxy, clock = nginx_proxy(path, fake)
+    assert proxy.timing.confirm_settle == pytest.approx(0.3)
+    began = clock.now
+    report = proxy.apply(GREEN)
+    assert clock.now - began >= 0.3
+    assert report.probes >= 2 + 15  # the old workers' answers, then 0.3 s of probes

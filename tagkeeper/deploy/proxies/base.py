@@ -147,16 +147,22 @@ class Timing:
     ``confirm_timeout``: how long the switch may take to show through the proxy (nginx
     reloads in well under a second; Traefik's file provider waits about 2 s before it
     applies a change). ``confirm_probes``: answers in a row from the new configuration
-    that count as confirmed. ``command_timeout``: for ``proxy-test`` and ``proxy-reload``.
+    that count as confirmed, and ``confirm_settle``: for at least this long (nginx's old
+    workers keep accepting connections for about 100 ms after the new ones start, so a
+    quick streak of new answers does not yet mean the old ones stopped).
+    ``command_timeout``: for ``proxy-test`` and ``proxy-reload``.
     """
 
     confirm_timeout: float = 5.0
     confirm_probes: int = 5
+    confirm_settle: float = 0.0
     command_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         if self.confirm_probes < 1 or self.confirm_timeout <= 0 or self.command_timeout <= 0:
             raise UsageError("proxy timing: the probe count and timeouts must be positive")
+        if not 0 <= self.confirm_settle < self.confirm_timeout:
+            raise UsageError("proxy timing: confirm_settle must be below confirm_timeout")
 
 
 def write_atomic(path: Path, data: bytes, *, temp_dir: Path | None = None) -> None:

@@ -48,6 +48,8 @@ if TYPE_CHECKING:
     from tagkeeper.deploy.proxies.model import Slot, Weights
 
 PROBE_HEADER = "X-Tagkeeper-Probe"
+# new answers for 0.3 s in a row: nginx's old workers accept for ~100 ms after a reload
+NGINX_TIMING = Timing(confirm_timeout=5.0, confirm_probes=5, confirm_settle=0.3)
 ANSWER_HEADER = "X-Tagkeeper-Upstream"
 _ANSWER_RE = re.compile(r"(?P<addrs>[0-9A-Za-z.:\[\], _-]{0,400}) g=(?P<gen>[0-9a-f]{12})")
 _UPSTREAM_RE = re.compile(r"upstream\s+(?P<name>[A-Za-z0-9_.-]+)\s*\{(?P<body>[^{}]*)\}", re.S)
@@ -104,7 +106,7 @@ class NginxProxy(FileProxy):
             test_command=default_test if test_command is None else test_command,
             reload_command=default_reload if reload_command is None else reload_command,
             runner=runner,
-            timing=timing,
+            timing=timing or NGINX_TIMING,
             clock=clock,
             sleep=sleep,
         )
@@ -206,17 +208,22 @@ class NginxProxy(FileProxy):
         allowed = set(weights.serving)
         deadline = self.clock() + self.timing.confirm_timeout
         in_row = 0
+        since = self.clock()
         probes = 0
         answered: list[str] = []
         last = "no probe answered"
         while True:
+            sent = self.clock()
             slot, seen, why = self.probe()
             probes += 1
             if slot is not None and seen == generation and slot in allowed:
+                if in_row == 0:
+                    since = sent
                 in_row += 1
                 if slot not in answered:
                     answered.append(slot)
-                if in_row >= self.timing.confirm_probes:
+                settled = self.clock() - since >= self.timing.confirm_settle
+                if in_row >= self.timing.confirm_probes and settled:
                     return probes, tuple(answered)
             else:
                 in_row = 0

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from tagkeeper.deploy.proxies.base import Timing
 from tagkeeper.deploy.proxies.factory import open_proxy
 from tagkeeper.deploy.proxies.snippet import ProxySetup
 from tests.deploykit import ServiceError
@@ -80,8 +79,6 @@ class RunningProxy:
         if self.setup.proxy == "nginx":
             kw.setdefault("test_command", [*self.command, "-t", "-q"])
             kw.setdefault("reload_command", [*self.command, "-s", "reload"])
-        kw.setdefault("timing", Timing(confirm_timeout=5.0 if self.setup.proxy == "nginx"
-                                       else 10.0))
         return open_proxy(self.setup, client, probe_path="/actuator/health", **kw)
 
     def stop(self) -> None:
