@@ -11,7 +11,10 @@ holder still written in it was left by a deploy that died: it is taken over, and
 :attr:`DeployLock.taken_over` says whose it was, so the caller can say so.
 
 Deploys of different environments (or containers) use different files and never wait
-for each other. The descriptor is not inherited by child processes.
+for each other. The descriptor is not inherited by child processes. The ``locks`` folder
+and the lock files are opened as the ledger is (:mod:`tagkeeper.rollback.hostfs`): never
+through a link, created private whatever the umask, and refused (exit 12) when a user
+other than root and the one deploying could change them.
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ import json
 import os
 import re
 import socket
+import stat
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from tagkeeper.errors import DeployLocked, LedgerError
+from tagkeeper.rollback import hostfs
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -106,10 +111,16 @@ def read_holder(path: Path) -> tuple[Holder | None, bool]:
     deploy wait or fail. ``(None, False)``: nobody holds it. A holder on another host is
     taken to be running.
     """
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+    try:  # never through a link: what it names is shown as the holder
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None, False
+    try:
+        text = _read(fd) if stat.S_ISREG(os.fstat(fd).st_mode) else ""
+    except OSError:
+        return None, False
+    finally:
+        os.close(fd)
     holder = Holder.from_text(text) if text.strip() else None
     if holder is None:
         return None, False
@@ -161,9 +172,13 @@ class DeployLock:
 
     def acquire(self) -> None:
         """Take the lock, waiting up to :attr:`wait` seconds; :class:`DeployLocked` if not."""
+        subject = f"the deploy lock {self.path}"
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            # the locks folder and the ledger's folder are never links, and only root and
+            # this user can change anything on the way (as for the ledger itself)
+            folder = hostfs.open_folder(self.path.parent, subject=subject, create=True, strict=2)
+            with folder:
+                fd = hostfs.open_rw(folder, self.path.name, subject=subject)
         except OSError as exc:
             raise LedgerError(
                 f"the deploy lock {self.path} cannot be opened: {exc.strerror or exc}",

@@ -13,6 +13,13 @@ The file and its folder are created on first use by the commands that write
 (``record``, ``deploy``, ``rollback``); reading (``Ledger(path, create=False)``, used by
 ``history``, ``previous`` and ``prune``) never creates anything.
 
+What a root ``rollback`` deploys is read from here, so the ledger is opened only when no
+user but root and the one running tagkeeper can change it or anything that leads to it
+(:mod:`tagkeeper.rollback.hostfs`): folders are created 0700 (root: 0755) and files 0600
+(root: 0644) whatever the umask; a folder, ledger or SQLite side file that another user
+owns or can write, and a ledger (or its folder) that is a symbolic link, are refused
+with :class:`~tagkeeper.errors.LedgerError` (exit 12) naming the command that fixes it.
+
 The database runs in WAL mode with a busy timeout; every write is one short
 ``BEGIN IMMEDIATE`` transaction, so several deploy scripts writing at once wait for each
 other instead of failing, and a process killed at any moment leaves either the whole
@@ -38,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from tagkeeper.errors import LedgerError, UsageError
 from tagkeeper.gate.rules import validate_env_name
+from tagkeeper.rollback import hostfs
 from tagkeeper.rollback.resolve import DeployRecord, DeployStatus
 
 if TYPE_CHECKING:
@@ -244,6 +252,7 @@ class Ledger:
 
     def __init__(self, path: Path, *, clock: Clock = _utcnow, create: bool = True) -> None:
         self.path = path
+        self.real_path = path  # the file opened, once it is (no link anywhere in it)
         self._clock = clock
         self._conn = self._connect(create)
         try:
@@ -262,31 +271,51 @@ class Ledger:
         )
 
     def _connect(self, create: bool) -> sqlite3.Connection:
+        """Open the database after :mod:`~tagkeeper.rollback.hostfs` checked its files.
+
+        Every folder on the way, the file and its side files must be changeable by root
+        and this user only (so nobody else can swap them between the check and SQLite's
+        open by name); the file SQLite then finds by that name must be the one checked.
+        """
         path = self.path
-        if path.exists() and not path.is_file():
-            raise LedgerError(
-                f"the deploy ledger {path} is not a regular file",
-                hint=f"point ${ENV_VAR} (or --ledger) at a file, e.g. {path / 'ledger.db'}",
-            )
-        if not path.exists():
-            if not create:
-                raise LedgerError(
-                    f"no deploy ledger at {path}",
-                    hint="deploys are recorded by 'tagkeeper deploy' or 'tagkeeper record'",
-                )
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise self._fail("cannot be created", exc) from None
-        # Without ``create``, SQLite itself must not create the file either (it could have
-        # been removed since the check above): open it read-write, never read-write-create.
-        target = str(path) if create else f"{path.absolute().as_uri()}?mode=rw"
+        subject = f"the deploy ledger {path}"
+        missing = LedgerError(
+            f"no deploy ledger at {path}",
+            hint="deploys are recorded by 'tagkeeper deploy' or 'tagkeeper record'",
+        )
         try:
-            conn = sqlite3.connect(
-                target, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, uri=not create
-            )
-        except sqlite3.Error as exc:
-            raise self._fail("cannot be opened", exc) from None
+            folder = hostfs.open_folder(path.parent, subject=subject, create=create)
+        except FileNotFoundError:
+            raise missing from None
+        except OSError as exc:
+            raise self._fail("cannot be created" if create else "cannot be opened", exc) from None
+        with folder:
+            try:
+                checked = hostfs.check_file(folder, path.name, subject=subject, create=create)
+                if checked is None:
+                    raise missing
+                hostfs.check_side_files(folder, path.name, subject=subject)
+            except OSError as exc:
+                raise self._fail("cannot be opened", exc) from None
+            self.real_path = folder.path / path.name
+            # The file exists now: SQLite must never create one (it could have been removed
+            # meanwhile), so it opens it read-write, never read-write-create.
+            try:
+                conn = sqlite3.connect(
+                    f"{self.real_path.as_uri()}?mode=rw",
+                    timeout=BUSY_TIMEOUT_MS / 1000,
+                    isolation_level=None,
+                    uri=True,
+                )
+            except sqlite3.Error as exc:
+                raise self._fail("cannot be opened", exc) from None
+            if not hostfs.same_file(folder, path.name, checked):
+                conn.close()
+                raise LedgerError(
+                    f"the deploy ledger {path} was replaced while it was being opened; "
+                    "nothing was read from it",
+                    hint=f"find out what changes {self.real_path}, then run the command again",
+                )
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
@@ -462,9 +491,7 @@ class Ledger:
         ``numbers`` are merged into the ones already recorded.
         """
         if status not in ENDINGS:
-            raise UsageError(
-                f"a deploy finishes as succeeded, failed or rolled_back, not {status}"
-            )
+            raise UsageError(f"a deploy finishes as succeeded, failed or rolled_back, not {status}")
         if numbers:
             self.set_numbers(record_id, numbers)
         self._write(
@@ -526,9 +553,7 @@ class Ledger:
         self._write("UPDATE deploys SET slot = ? WHERE id = ?", (slot, deploy_id))
         return self._require(deploy_id)
 
-    def unfinished(
-        self, *, environment: str, container: str | None = None
-    ) -> list[DeployRecord]:
+    def unfinished(self, *, environment: str, container: str | None = None) -> list[DeployRecord]:
         """Deploys of ``environment`` (and ``container``) still ``started``, newest first."""
         sql = f"SELECT {_COLUMNS} FROM deploys WHERE environment = ? AND status = 'started'"  # noqa: S608
         params: list[object] = [environment]

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tagkeeper.errors import ExitCode, LedgerError, UsageError
+from tagkeeper.rollback import hostfs
 from tagkeeper.rollback.ledger import (
     MIGRATIONS,
     ROOT_DEFAULT,
@@ -258,21 +259,21 @@ def test_actor_from_environ() -> None:
     assert Actor.from_environ({"USER": "carol", "LOGNAME": "carol"}).ci_run_url is None
 
 
-class _VanishingPath(type(Path())):  # type: ignore[misc]
-    """A path that passes the existence checks, as if the file were removed just after."""
+def test_open_without_create_never_lets_sqlite_create_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "gone.db"
+    Ledger(path).close()
+    checked = hostfs.check_side_files
 
-    def exists(self, *args: object, **kwargs: object) -> bool:
-        return True
+    def vanish(folder: hostfs.Folder, name: str, *, subject: str) -> None:
+        checked(folder, name, subject=subject)
+        for leftover in tmp_path.iterdir():  # removed just after it was checked
+            leftover.unlink()
 
-    def is_file(self, *args: object, **kwargs: object) -> bool:
-        return True
-
-
-def test_open_without_create_never_lets_sqlite_create_the_file(tmp_path: Path) -> None:
-    missing = _VanishingPath(tmp_path / "gone.db")
+    monkeypatch.setattr(hostfs, "check_side_files", vanish)
     with pytest.raises(LedgerError, match="cannot be opened"):
-        Ledger(missing, create=False)
-    assert not Path(tmp_path / "gone.db").exists()
+        Ledger(path, create=False)
     assert list(tmp_path.iterdir()) == []
 
 
