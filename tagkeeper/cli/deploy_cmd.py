@@ -285,6 +285,7 @@ def status(
     from tagkeeper.deploy.spec import CONTAINER_STRATEGIES
     from tagkeeper.deploy.status import read_status
     from tagkeeper.rollback.ledger import Ledger, resolve_path
+    from tagkeeper.rollback.ledger import exists as ledger_exists
 
     name = env or common.state(ctx).config().get("env", "prod")
     spec = deploy_engine.spec_for(ctx, name)
@@ -296,7 +297,7 @@ def status(
     configured = common.state(ctx).config().get("ledger")
     path = resolve_path(ledger_path, deploy_engine.environ(), configured)
     records = []
-    if path.exists():
+    if ledger_exists(path):
         with Ledger(path, create=False) as ledger:
             records = ledger.history(environment=name, repository=spec.image)
     holder = read_holder(lock_path(path, name, spec.container_name))

@@ -173,6 +173,7 @@ def rollback_guard(
     """
     from tagkeeper.gate.rules import validate_env_name
     from tagkeeper.rollback.ledger import Ledger, LedgerHistory, resolve_path
+    from tagkeeper.rollback.ledger import exists as ledger_exists
 
     config = common.state(ctx).config()
     explicit = bool(env_flags) or ledger_flag is not None or source is not None
@@ -191,7 +192,7 @@ def rollback_guard(
     path = resolve_path(ledger_flag, environ, config.get("ledger"))
     sources: list[HistorySource] = []
     where: list[str] = []
-    if chosen is not HistoryFrom.github and path.exists():
+    if chosen is not HistoryFrom.github and ledger_exists(path):
         ledger = Ledger(path, create=False)
         stack.callback(ledger.close)
         sources.append(LedgerHistory(ledger))

@@ -198,9 +198,10 @@ def _read_history(
     Reading never creates the ledger (nor its folder).
     """
     from tagkeeper.rollback.ledger import Ledger
+    from tagkeeper.rollback.ledger import exists as ledger_exists
 
     path = _ledger_path(ctx, flag)
-    if not path.exists():
+    if not ledger_exists(path):
         return path, None
     with Ledger(path, create=False) as ledger:
         return path, ledger.history(environment=environment, repository=repository, limit=limit)

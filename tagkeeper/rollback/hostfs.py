@@ -96,7 +96,7 @@ def judge(
     """Whether a user other than root and ``euid`` can change ``path`` (pure).
 
     It must belong to root or ``euid`` (else: ``chown chown_to path``). Other users may
-    not write it, except in a sticky folder when ``sticky_ok`` (an entry there can only
+    not write it, unless it is a sticky folder and ``sticky_ok`` (an entry there can only
     be renamed or removed by its owner). Its group may write it only when
     ``group_private(gid)`` says that group has no other member and no ACL (``acl``)
     names anyone else: with an ACL, the group bits are the ACL's mask.
@@ -108,8 +108,9 @@ def judge(
             f"chown {chown_to} {path}, or {_WHERE}",
         )
     mode = stat.S_IMODE(st.st_mode)
-    sticky = stat.S_ISDIR(st.st_mode) and bool(mode & stat.S_ISVTX)
-    other = bool(mode & stat.S_IWOTH) and not (sticky_ok and sticky)
+    if sticky_ok and stat.S_ISDIR(st.st_mode) and mode & stat.S_ISVTX:
+        return None  # only an entry's owner can rename or remove it
+    other = bool(mode & stat.S_IWOTH)
     group = bool(mode & stat.S_IWGRP) and (acl or not group_private(st.st_gid))
     if not (other or group):
         return None
@@ -129,11 +130,12 @@ def judge(
 # -- what the system says about users and groups ---------------------------------------
 
 
-def _user(uid: int) -> str:
+def _user(uid: int, *, numeric: bool = False) -> str:
+    """A user's name; when it has none, ``uid N`` (``N`` with ``numeric``, for chown)."""
     try:
         return pwd.getpwuid(uid).pw_name
     except (KeyError, OverflowError):
-        return f"uid {uid}"
+        return str(uid) if numeric else f"uid {uid}"
 
 
 def _group(gid: int) -> str:
@@ -190,7 +192,7 @@ def _check(
     unsafe = judge(
         path, st, euid=euid, sticky_ok=ancestor, group_private=_group_private(euid),
         acl=acl, user_name=_user, group_name=_group,
-        chown_to="root" if ancestor else _user(euid),
+        chown_to="root" if ancestor else _user(euid, numeric=True),
     )  # fmt: skip
     if unsafe is not None:
         raise _refuse(subject, unsafe)

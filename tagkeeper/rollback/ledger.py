@@ -140,6 +140,20 @@ def resolve_path(
     return default_path(environ, euid=euid)
 
 
+def exists(path: Path) -> bool:
+    """Whether there is something at ``path`` to open as a ledger, for the commands that
+    only read: a link (even a dangling one) or a path that cannot be looked at counts, so
+    that opening it says what is wrong instead of going on as if no deploy was recorded.
+    """
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return True
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class Actor:
     """Who or what runs a deploy: the user, the CI run (when there is one) and the host."""

@@ -169,10 +169,20 @@ def test_a_ledger_that_is_a_link_is_refused_and_its_target_named(tmp_path: Path)
     assert sorted(p.name for p in real.parent.iterdir()) == ["ledger.db"]  # not even opened
 
 
-def test_a_dangling_link_is_not_followed_to_create_a_file(tmp_path: Path) -> None:
+def test_a_dangling_link_is_not_followed_nor_taken_for_no_ledger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     elsewhere = tmp_path / "victim.db"
     (tmp_path / "ledger.db").symlink_to(elsewhere)
     _refused(tmp_path / "ledger.db")
+    assert not elsewhere.exists()
+    # readers do not go on as if nothing was deployed (auto would ask the registry)
+    monkeypatch.setenv("TAGKEEPER_LEDGER", str(tmp_path / "ledger.db"))
+    for name in ("GITHUB_TOKEN", "GH_TOKEN", "GITHUB_REPOSITORY"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["history"]) == ExitCode.LEDGER
+    assert main(["previous", "--image", REPO, "--current", "v2.0.0"]) == ExitCode.LEDGER
+    assert "is a symbolic link" in capsys.readouterr().err
     assert not elsewhere.exists()
 
 
@@ -326,7 +336,7 @@ def test_judge_refuses_other_owners_and_other_writers_and_its_fix_works(
     others = bool(mode & stat.S_IWOTH)
     sticky_dir = kind == stat.S_IFDIR and bool(mode & stat.S_ISVTX)
     group = bool(mode & stat.S_IWGRP)
-    expected = (others and not (sticky_ok and sticky_dir)) or (group and (acl or not private))
+    expected = not (sticky_ok and sticky_dir) and (others or (group and (acl or not private)))
     assert (unsafe is not None) is expected
     if unsafe is not None:
         bits, path = unsafe.fix.removeprefix("chmod ").split("-w ")
