@@ -70,6 +70,11 @@ SCHEMA: dict[str, tuple[tuple[type, ...], str]] = {
     "api-url": (_STR, "an https:// URL (http:// only for localhost)"),
     "registry-url": (_STR, "an https:// URL (http:// only for localhost)"),
     "ledger": (_STR, "a path to the deploy ledger database"),
+    "pass-env": (
+        _LIST,
+        "a list of variable names or NAME* prefixes a deploy command gets, e.g. "
+        "['PROFILE', 'APP_*']",
+    ),
     "deploy": (
         (dict,),
         "a table of environments, each a table of deploy settings ([deploy.prod])",
@@ -200,6 +205,12 @@ def _check_ledger(value: str) -> None:
         raise UsageError("an empty path")
 
 
+def _check_pass_env(value: list[str]) -> None:
+    from tagkeeper.deploy.passenv import parse_patterns  # lazy: only files that set it
+
+    parse_patterns(value, what="pass-env")
+
+
 _CHECKS: dict[str, Callable[[Any], object]] = {
     "image": _check_image,
     "env": _check_env,
@@ -209,6 +220,7 @@ _CHECKS: dict[str, Callable[[Any], object]] = {
     "api-url": _check_url("api-url"),
     "registry-url": _check_url("registry-url"),
     "ledger": _check_ledger,
+    "pass-env": _check_pass_env,
 }
 
 

@@ -22,8 +22,23 @@ from tagkeeper.cli import common, deploy_engine, rollback_cmd
 from tagkeeper.errors import UsageError
 
 if TYPE_CHECKING:
+    from tagkeeper.deploy.passenv import CommandEnv
     from tagkeeper.deploy.script import DeployPlan, Recorder
     from tagkeeper.rollback.ledger import Ledger
+
+
+PassEnvOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--pass-env",
+        metavar="NAME",
+        show_default=False,
+        help="Script: also give COMMAND this variable of tagkeeper's environment, or every "
+        "one starting with PREFIX for 'PREFIX*' (repeatable; a secret only when named "
+        "exactly, with a warning). By default it gets IMAGE, IMAGE_DIGEST, IMAGE_TAG, "
+        "PATH, HOME, the locale, DOCKER_HOST... and no token.",
+    ),
+]
 
 
 class TextJson(StrEnum):
@@ -73,11 +88,55 @@ def _with_digest(plan: DeployPlan, *, no_resolve: bool, required: bool) -> Deplo
     return resolve_digest(plan, resolver, required=required)
 
 
-def _run(
-    ctx: typer.Context, plan: DeployPlan, recording: _Recording, lock_wait: str | None = None
-) -> None:
-    from tagkeeper.deploy.script import execute
+def _pass_env(ctx: typer.Context, environment: str, flag: list[str] | None) -> tuple[str, ...]:
+    """What the command gets besides the defaults: config ``pass-env``, ``[deploy.ENV]``
+    ``pass-env`` and ``--pass-env`` (checked before anything runs)."""
+    from tagkeeper.deploy.passenv import parse_patterns
 
+    config = common.state(ctx).config()
+    spec = config.deploy_spec(environment)
+    return (
+        *parse_patterns(config.get("pass-env", [])),
+        *(spec.pass_env if spec is not None else ()),
+        *parse_patterns(flag or []),
+    )
+
+
+def _tell(chosen: CommandEnv) -> None:
+    """Warn about each secret passed; say what a prefix left out, and what is not set."""
+    for name in chosen.secrets:
+        common.info(
+            f"warning: the deploy command gets {name}, which looks like a secret, because "
+            "pass-env names it; the command may print it or hand it on"
+        )
+    for pattern, names in chosen.withheld.items():
+        common.info(
+            f"note: pass-env {pattern!r} leaves out {', '.join(names)}: it looks like a "
+            "secret, and a prefix never passes one; name it to pass it"
+        )
+    for name in chosen.missing:
+        common.info(f"note: pass-env {name}: not set here, so the deploy command does not get it")
+
+
+def _no_pass_env(flag: list[str] | None, strategy: str) -> None:
+    if flag:
+        raise UsageError(
+            f"--pass-env applies to the script strategy; {strategy} runs no command of yours",
+            hint="drop --pass-env, or pass --strategy script to run a command",
+        )
+
+
+def _run(
+    ctx: typer.Context,
+    plan: DeployPlan,
+    recording: _Recording,
+    lock_wait: str | None = None,
+    pass_env: tuple[str, ...] = (),
+) -> None:
+    from tagkeeper.deploy.script import command_environment, execute
+
+    environ = deploy_engine.environ()
+    _tell(command_environment(plan, environ, pass_env))
     with (
         rollback_cmd._open_ledger(ctx, recording.ledger_path) as ledger,
         deploy_engine.script_lock(ctx, plan.environment, ledger, lock_wait),
@@ -85,7 +144,7 @@ def _run(
         recorders = recording.recorders(ctx, ledger, plan)
         kind = "rolling back" if plan.rollback else "deploying"
         common.info(f"tagkeeper: {kind} {plan.image} to {plan.environment}: {plan.describe()}")
-        outcome = execute(plan, recorders)
+        outcome = execute(plan, recorders, environ=environ, pass_env=pass_env)
     for problem in outcome.problems:
         common.error(f"warning: the end of the deploy could not be recorded: {problem}")
     if outcome.exit_code != 0:
@@ -117,6 +176,7 @@ def deploy(  # noqa: PLR0917
     timeout: deploy_engine.TimeoutOpt = None,
     interval: deploy_engine.IntervalOpt = None,
     watch: deploy_engine.WatchOpt = None,
+    pass_env: PassEnvOpt = None,
     fmt: common.FormatOpt = common.Format.text,
 ) -> None:
     """Deploy IMAGE: with [deploy.ENV]'s strategy (recreate: pre-check a candidate, then
@@ -138,11 +198,13 @@ def deploy(  # noqa: PLR0917
     spec = deploy_engine.engine_spec(ctx, environment, flags)
     if spec is not None:
         deploy_engine.check_engine_args(command, no_resolve_digest, require_digest, spec)
+        _no_pass_env(pass_env, spec.strategy)
         deploy_engine.run_deploy(
             ctx, spec, image, flags, allow_prerelease=rollback_cmd._allow_pre(ctx, allow_prerelease)
         )
         return
     deploy_engine.check_script_flags(flags)
+    patterns = _pass_env(ctx, environment, pass_env)
     plan = plan_deploy(
         environment,
         image,
@@ -151,7 +213,8 @@ def deploy(  # noqa: PLR0917
     )
     plan = _with_digest(plan, no_resolve=no_resolve_digest, required=require_digest)
     _warn(plan)
-    _run(ctx, plan, _Recording(ledger_path, github, ref, repo, token, api_url), lock_wait)
+    recording = _Recording(ledger_path, github, ref, repo, token, api_url)
+    _run(ctx, plan, recording, lock_wait, patterns)
 
 
 def rollback(  # noqa: PLR0917
@@ -182,6 +245,7 @@ def rollback(  # noqa: PLR0917
     lock_wait: deploy_engine.LockWaitOpt = None,
     timeout: deploy_engine.TimeoutOpt = None,
     interval: deploy_engine.IntervalOpt = None,
+    pass_env: PassEnvOpt = None,
     fmt: common.FormatOpt = common.Format.text,
 ) -> None:
     """Deploy what 'previous' answers, recorded as a rollback: through [deploy.ENV]'s
@@ -211,8 +275,10 @@ def rollback(  # noqa: PLR0917
     _check_digest_flags(no_resolve_digest, require_digest)
     if spec is not None:
         deploy_engine.check_engine_args(command, no_resolve_digest, require_digest, spec)
+        _no_pass_env(pass_env, spec.strategy)
     else:
         deploy_engine.check_script_flags(flags)
+    patterns = _pass_env(ctx, environment, pass_env) if spec is None else ()
     if not dry_run and source in (rollback_cmd.Source.auto, rollback_cmd.Source.ledger):
         with rollback_cmd._open_ledger(ctx, ledger_path):
             pass  # rollback writes the ledger: fail on an unusable one before anything else
@@ -246,9 +312,15 @@ def rollback(  # noqa: PLR0917
     plan = _with_digest(plan, no_resolve=no_resolve_digest, required=require_digest)
     _warn(plan)
     if dry_run:
+        from tagkeeper.deploy.script import command_environment
+
+        chosen = command_environment(plan, deploy_engine.environ(), patterns)
+        _tell(chosen)
+        common.info(f"the command would get: {', '.join(chosen.passed)}")
         typer.echo(plan.describe())
         return
-    _run(ctx, plan, _Recording(ledger_path, github, ref, repo, token, api_url), lock_wait)
+    recording = _Recording(ledger_path, github, ref, repo, token, api_url)
+    _run(ctx, plan, recording, lock_wait, patterns)
 
 
 # -- status --------------------------------------------------------------------------------

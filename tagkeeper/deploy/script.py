@@ -4,7 +4,9 @@
 (``latest`` is refused for prod before anything runs) and returns a :class:`DeployPlan`.
 :func:`execute` runs the plan's command (no shell; stdio inherited) with ``IMAGE``,
 ``IMAGE_DIGEST`` and ``IMAGE_TAG`` in its environment (see :meth:`DeployPlan.environ`
-for what ``IMAGE`` holds), telling each :class:`Recorder` that the deploy started and
+for what ``IMAGE`` holds) and, of tagkeeper's own variables, only those
+:func:`command_environment` lets through (never ``GITHUB_TOKEN`` or another secret unless
+named), telling each :class:`Recorder` that the deploy started and
 how it ended: ``succeeded`` on exit status 0, ``failed`` otherwise, and ``failed`` as
 well when tagkeeper is interrupted (SIGINT, SIGTERM, which it forwards to the command).
 A deploy killed with SIGKILL never reaches that point, so it stays ``started``.
@@ -33,6 +35,7 @@ import threading
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+from tagkeeper.deploy.passenv import CommandEnv, choose
 from tagkeeper.errors import PolicyViolation, RegistryError, TagkeeperError, UsageError
 from tagkeeper.gate.rules import policy_for
 from tagkeeper.refs import ImageRef, parse_reference
@@ -361,13 +364,27 @@ def _ending(code: int, received: Sequence[int]) -> tuple[int, str]:
     return exit_code, detail
 
 
+def command_environment(
+    plan: DeployPlan, environ: Mapping[str, str] | None = None, pass_env: Sequence[str] = ()
+) -> CommandEnv:
+    """What the plan's command gets: ``IMAGE``, ``IMAGE_DIGEST``, ``IMAGE_TAG`` over the
+    variables of ``environ`` (default: this process's) that :mod:`~tagkeeper.deploy.passenv`
+    lets through: its defaults and ``pass_env`` (names, or ``PREFIX*``). Never a token
+    unless ``pass_env`` names it exactly (:attr:`CommandEnv.secrets` then says so)."""
+    return choose(os.environ if environ is None else environ, pass_env, setting=plan.environ())
+
+
 def execute(
     plan: DeployPlan,
     recorders: Sequence[Recorder],
     *,
     environ: Mapping[str, str] | None = None,
+    pass_env: Sequence[str] = (),
 ) -> DeployOutcome:
     """Run the plan's command and record how it ended.
+
+    The command's environment is :func:`command_environment` (``environ`` and
+    ``pass_env``): not the whole of tagkeeper's, whose tokens it must not see.
 
     The exit code is the command's own, or ``128 + N`` when it died of signal ``N`` (or
     when tagkeeper was interrupted by signal ``N`` and the command still exited 0). A
@@ -376,9 +393,9 @@ def execute(
     told it failed, and the error is raised. When one cannot record the end, the others
     still do, and the outcome lists the problem (the command's exit code stands).
     """
-    base = dict(os.environ if environ is None else environ)
+    variables = command_environment(plan, environ, pass_env).variables
     program = plan.command[0]
-    if shutil.which(program, path=base.get("PATH")) is None and not os.path.exists(program):
+    if shutil.which(program, path=variables.get("PATH")) is None and not os.path.exists(program):
         raise UsageError(
             f"the deploy command {program!r} was not found",
             hint="check the command after '--' (and PATH); nothing was run or recorded",
@@ -398,7 +415,7 @@ def execute(
             return DeployOutcome(exit_code, DeployStatus.FAILED, detail, tuple(problems))
         try:
             proc = subprocess.Popen(  # noqa: S603 - no shell, argv as given
-                list(plan.command), env={**base, **plan.environ()}
+                list(plan.command), env=variables
             )
         except OSError as exc:
             _finish_all(recorders, plan, DeployStatus.FAILED, f"cannot run {program}: {exc}")
@@ -435,6 +452,7 @@ __all__ = [
     "GitHubRecorder",
     "LedgerRecorder",
     "Recorder",
+    "command_environment",
     "execute",
     "plan_deploy",
     "resolve_digest",

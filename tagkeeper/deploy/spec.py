@@ -119,6 +119,7 @@ class DeploySpec:
     user: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     command: tuple[str, ...] | None = None
+    pass_env: tuple[str, ...] = ()  # script: tagkeeper's variables the command also gets
     health: tuple[str, ...] = DEFAULT_HEALTH
     health_timeout: float = DEFAULT_HEALTH_TIMEOUT
     interval: float = DEFAULT_INTERVAL
@@ -225,6 +226,12 @@ def _check_spec(spec: DeploySpec) -> None:
     validate_env_name(spec.environment)
     if spec.strategy not in CONTAINER_STRATEGIES:
         return
+    if spec.pass_env:
+        raise UsageError(
+            f"'pass-env' applies to strategy \"script\" (the command it runs), not to "
+            f"{spec.strategy}, which runs no command of yours",
+            hint="remove 'pass-env', or set strategy = \"script\"",
+        )
     for key, value in (("image", spec.image), ("container", spec.container)):
         if value is None:
             raise UsageError(f"strategy {spec.strategy} needs {key!r}", hint=_KEY_HINTS[key])

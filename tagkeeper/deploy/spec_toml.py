@@ -136,6 +136,17 @@ def _string_table(*, keys: re.Pattern[str] | None, ints: bool) -> Callable[[Any]
     return parse
 
 
+def _pass_env(value: Any) -> tuple[str, ...]:
+    from tagkeeper.deploy.passenv import parse_patterns
+
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _Refused("not a list of strings")
+    try:
+        return parse_patterns(value, what="pass-env")
+    except UsageError as exc:
+        raise _Refused(exc.message) from None
+
+
 def _paths(value: Any) -> tuple[str, ...]:
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not items:
@@ -351,6 +362,11 @@ def _keys(base: Path | None) -> dict[str, tuple[str, Callable[[Any], Any], str]]
             "command",
             _arguments,
             'a list of arguments, e.g. ["java", "-jar", "app.jar"] (never run through a shell)',
+        ),
+        "pass-env": (
+            "pass_env",
+            _pass_env,
+            'a list of variable names or NAME* prefixes, e.g. ["PROFILE", "APP_*"]',
         ),
         "health": ("health", _paths, 'a path or a list of paths, e.g. "/actuator/health"'),
         "health-timeout": ("health_timeout", _duration(positive=True), duration),

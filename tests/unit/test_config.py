@@ -180,6 +180,8 @@ GOOD: list[tuple[str, Any]] = [
     ("api-url", "https://ghe.example.com/api/v3"),
     ("registry-url", "http://127.0.0.1:5000"),
     ("ledger", "deploys.db"),
+    ("pass-env", []),
+    ("pass-env", ["PROFILE", "APP_*", "*"]),
     ("deploy", {}),  # tables of environments: tests/unit/test_deploy_spec.py
 ]
 
@@ -240,6 +242,9 @@ BAD: list[tuple[str, Any, str]] = [
     ("api-url", "http://api.example.com", "plain http:// on a non-loopback host"),
     ("registry-url", "ftp://ghcr.io", "not an http(s) URL"),
     ("ledger", "", "an empty path"),
+    ("pass-env", "PROFILE", "a list of variable names"),
+    ("pass-env", ["PROFILE", "9LIVES"], "'9LIVES' is not a variable name"),
+    ("pass-env", ["APP_*_X"], "NAME* prefix"),
     ("deploy", "recreate", "a table of environments"),
 ]
 

@@ -104,7 +104,8 @@ def test_every_key_of_both_issues_is_read_into_the_spec(tmp_path: Path) -> None:
         "keep-previous": "stopped",
         "inconclusive": "pass",
     }
-    assert set(table) == set(KEYS)  # the test covers every key there is
+    # the test covers every key there is; pass-env is the script strategy's (below)
+    assert set(table) | {"pass-env"} == set(KEYS)
     source = tmp_path / "tagkeeper.toml"
     spec = from_table("prod", table, source=source, where="w")
     assert spec.strategy is Strategy.CANARY
@@ -224,6 +225,8 @@ BAD_VALUES: list[tuple[str, Any]] = [
     ("metrics-queries", {"p95": 'x{pod="{pod}"}'}),
     ("keep-previous", "paused"),
     ("inconclusive", "ignore"),
+    ("pass-env", "PROFILE"),
+    ("pass-env", ["APP-NAME"]),
 ]
 
 
@@ -273,6 +276,7 @@ def test_an_unknown_key_is_refused_never_dropped() -> None:
             None,
             "one port per slot",
         ),
+        ({"pass-env": ["PROFILE"]}, None, "'pass-env' applies to strategy \"script\""),
     ],
 )  # fmt: skip
 def test_rules_across_keys(extra: dict[str, Any], base: dict[str, Any] | None, words: str) -> None:
@@ -283,6 +287,13 @@ def test_rules_across_keys(extra: dict[str, Any], base: dict[str, Any] | None, w
 def test_script_strategy_needs_no_container_keys() -> None:
     spec = from_table("prod", {"strategy": "script"}, source=None, where="w")
     assert spec.strategy is Strategy.SCRIPT
+    assert spec.pass_env == ()
+
+
+def test_the_script_strategy_reads_pass_env() -> None:
+    table = {"strategy": "script", "pass-env": ["PROFILE", "APP_*", "PROFILE", "*"]}
+    spec = from_table("prod", table, source=None, where="w")
+    assert spec.pass_env == ("PROFILE", "APP_*", "*")
     with pytest.raises(UsageError, match="names no container"):
         _ = spec.container_name
 

@@ -15,8 +15,9 @@ every proxy:
 6. on any failure, or an interruption, put the previous bytes back (the same way), reload
    again if a reload was sent, and raise :class:`ProxySwitchFailed` (exit 13).
 
-Commands are argument lists run without a shell; their output is outside text, shown
-only after :func:`~tagkeeper.deploy.proxies.model.shown` has cleaned it.
+Commands are argument lists run without a shell, with the default environment of
+:mod:`tagkeeper.deploy.passenv` (no token); their output is outside text, shown only
+after :func:`~tagkeeper.deploy.proxies.model.shown` has cleaned it.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
+from tagkeeper.deploy.passenv import choose
 from tagkeeper.deploy.proxies.model import (
     ApplyReport,
     LiveState,
@@ -68,10 +70,15 @@ class CommandRunner(Protocol):
 
 
 def run_command(args: Sequence[str], timeout: float) -> CommandResult:
-    """Run ``args`` (no shell) and return its exit status and combined output."""
+    """Run ``args`` (no shell) and return its exit status and combined output.
+
+    The command gets :data:`~tagkeeper.deploy.passenv.DEFAULT` of tagkeeper's environment
+    (``PATH``, ``HOME``, ``DOCKER_HOST``...), never a token.
+    """
+    env = choose(os.environ).variables
     try:
         done = subprocess.run(  # noqa: S603 - an argument list from the configuration
-            list(args), capture_output=True, timeout=timeout, check=False
+            list(args), capture_output=True, timeout=timeout, check=False, env=env
         )
     except FileNotFoundError:
         return CommandResult(127, f"{args[0]}: command not found")
