@@ -362,12 +362,17 @@ def resolve_previous(
         elif records or source is Source.ledger:
             return from_history(records, source="ledger")
     if source is Source.github or (source is Source.auto and _github_configured(repo, token)):
-        history = _github(ctx, repo, token, api_url).iter_history(repository, environment)
-        if source is Source.github:
-            return from_history(history, source="github")
-        first = next(history, None)
-        if first is not None:
-            return from_history(_chain(first, history), source="github")
+        deployments = _github(ctx, repo, token, api_url)
+        history = deployments.iter_history(repository, environment)
+        try:
+            if source is Source.github:
+                return from_history(history, source="github")
+            first = next(history, None)
+            if first is not None:
+                return from_history(_chain(first, history), source="github")
+        finally:  # deployments whose payload was refused: said even when nothing qualifies
+            for refused in deployments.refused:
+                common.info(f"warning: {refused}")
     # Without a current tag the registry cannot answer: do not list it for nothing.
     versions = _backend_versions(repository) if current is not None else []
     return previous_from_registry(

@@ -11,6 +11,11 @@ this payload (a JSON object; unknown keys are ignored when reading)::
 ``image`` holds a full reference (``ghcr.io/o/app:v1.4.0``, optionally ``@digest``) and
 ``tag`` is absent. A payload sent as a JSON string is decoded.
 
+Anyone with ``deployments: write`` can create a deployment, so a payload is outside text:
+one whose tag is not an image tag, or whose digest is not ``sha256:`` and 64 lowercase
+hex digits, is never taken as history (tagkeeper never writes one): it is skipped, and
+:attr:`GitHubDeployments.refused` says which deployment and why, never echoing it.
+
 A deployment's status is read from its status history, newest first, ignoring
 ``inactive`` (GitHub adds it to earlier deployments when a newer one succeeds):
 the newest other state decides: ``success`` -> succeeded, ``failure``/``error`` ->
@@ -27,6 +32,7 @@ with the description "rolled back by tagkeeper" on the newest successful one.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,7 +40,7 @@ from typing import Any
 
 from tagkeeper.errors import AuthError, RegistryError, UsageError
 from tagkeeper.gate.rules import validate_env_name
-from tagkeeper.refs import parse_reference
+from tagkeeper.refs import SHA256_DIGEST_RE, is_valid_tag, parse_reference
 from tagkeeper.rollback.resolve import DeployRecord, DeployStatus
 from tagkeeper.secret import Secret, token_from_env
 
@@ -75,8 +81,32 @@ def make_payload(
     }
 
 
+@dataclass(frozen=True, slots=True)
+class RefusedPayload:
+    """A payload that names an image, with a tag or digest that cannot be trusted."""
+
+    repository: str
+    problem: str
+
+
 def read_payload(payload: object) -> PayloadImage | None:
-    """The image a deployment payload names, or ``None`` when it names none."""
+    """The image a deployment payload names, or ``None`` when it names none (or a refused
+    one: see :func:`parse_payload`)."""
+    image = parse_payload(payload)
+    return image if isinstance(image, PayloadImage) else None
+
+
+_URL_RE = re.compile(r"https?://[\x21-\x7e]+")
+
+
+def parse_payload(payload: object) -> PayloadImage | RefusedPayload | None:
+    """The image a deployment payload names; ``None`` when it names none.
+
+    :class:`RefusedPayload` when it names an image whose tag is not a valid image tag,
+    or whose digest (``digest``, or the ``@digest`` of ``image``) is not ``sha256:`` and
+    64 lowercase hex digits: the digest a rollback would run, print and write to
+    ``$GITHUB_OUTPUT``. A ``ci_run_url`` that is not a plain http(s) URL is dropped.
+    """
     if isinstance(payload, str):
         try:
             payload = json.loads(payload) if payload.strip() else {}
@@ -93,19 +123,25 @@ def read_payload(payload: object) -> PayloadImage | None:
         ref = parse_reference(image)
     except UsageError:
         return None
-    if not isinstance(tag, str) or not tag:
+    if tag is None or tag == "":
         if ref.tag is None:
             return None
         tag = ref.tag
-    if not isinstance(digest, str) or not digest:
+    if not isinstance(tag, str) or not is_valid_tag(tag):
+        return RefusedPayload(ref.repository, "its tag is not a valid image tag")
+    if digest is None or digest == "":
         digest = ref.digest
+    if digest is not None and not (isinstance(digest, str) and SHA256_DIGEST_RE.fullmatch(digest)):
+        return RefusedPayload(
+            ref.repository, "its digest is not sha256: followed by 64 lowercase hex digits"
+        )
     ci = payload.get("ci_run_url")
     return PayloadImage(
         repository=ref.repository,
         tag=tag,
         digest=digest,
         rollback=payload.get("rollback") is True,
-        ci_run_url=ci if isinstance(ci, str) and ci else None,
+        ci_run_url=ci if isinstance(ci, str) and _URL_RE.fullmatch(ci) else None,
     )
 
 
@@ -176,6 +212,8 @@ class GitHubDeployments:
     def __init__(self, repo: Any, *, token: Secret | None = None) -> None:
         self._repo = repo
         self._token = token
+        # deployments of the repository read so far whose payload was refused, and why
+        self.refused: list[str] = []
 
     def _record(self, deployment: Any, image: PayloadImage) -> DeployRecord:
         states = [(str(s.state), str(s.description or "")) for s in deployment.get_statuses()]
@@ -201,12 +239,24 @@ class GitHubDeployments:
         """Deploys of ``repository`` to ``environment``, newest first, fetched lazily."""
         try:
             for deployment in self._repo.get_deployments(environment=environment):
-                image = read_payload(deployment.payload)
+                image = parse_payload(deployment.payload)
                 if image is None or image.repository != repository:
+                    continue
+                if isinstance(image, RefusedPayload):
+                    self._refuse(deployment, image, environment)
                     continue
                 yield self._record(deployment, image)
         except Exception as exc:
             raise _translate(exc, f"listing deployments of {environment}", self._token) from None
+
+    def _refuse(self, deployment: Any, image: RefusedPayload, environment: str) -> None:
+        message = (
+            f"GitHub deployment #{int(deployment.id)} of {image.repository} to {environment} "
+            f"is not used: {image.problem} (tagkeeper never writes such a payload; check who "
+            "can create deployments in the repository)"
+        )
+        if message not in self.refused:
+            self.refused.append(message)
 
     def history(self, repository: str, environment: str) -> list[DeployRecord]:
         return list(self.iter_history(repository, environment))

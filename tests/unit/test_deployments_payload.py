@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import json
 
-from tagkeeper.rollback.github import make_payload, read_payload, status_from_states
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tagkeeper.refs import SHA256_DIGEST_RE
+from tagkeeper.rollback.github import (
+    RefusedPayload,
+    make_payload,
+    parse_payload,
+    read_payload,
+    status_from_states,
+)
 from tagkeeper.rollback.resolve import DeployStatus
 
 IMAGE = "ghcr.io/o/app"
@@ -44,3 +54,38 @@ def test_status_history_newest_first_ignoring_inactive() -> None:
     assert status_from_states([("in_progress", "")]) is DeployStatus.STARTED
     assert status_from_states([("inactive", "")]) is DeployStatus.STARTED
     assert status_from_states([]) is DeployStatus.STARTED
+
+
+def test_a_digest_or_tag_that_cannot_be_trusted_refuses_the_payload() -> None:
+    good = make_payload(IMAGE, "v1.2.3", D)
+    assert read_payload(good) is not None
+    assert read_payload({**good, "digest": None}) is not None  # no digest recorded: fine
+    assert read_payload({**good, "digest": ""}) is not None
+    for bad in ("sha256:" + "D" * 64, "sha256:" + "d" * 63, D + "\n", " " + D, "md5:abc", 7,
+                ["x"], {"x": 1}, True):  # fmt: skip
+        refused = parse_payload({**good, "digest": bad})
+        assert isinstance(refused, RefusedPayload), bad
+        assert refused.repository == IMAGE
+        assert "digest" in refused.problem
+        assert read_payload({**good, "digest": bad}) is None
+    for tag in ("v1\n", "-v1", "a" * 129, 5, ["v1"], "v1 v2"):
+        refused = parse_payload({**good, "tag": tag})
+        assert isinstance(refused, RefusedPayload), tag
+        assert "tag" in refused.problem
+    assert isinstance(parse_payload({"image": f"{IMAGE}:v1@sha512:{'a' * 128}"}), RefusedPayload)
+
+
+@given(st.text(max_size=80))
+def test_an_accepted_digest_always_has_the_sha256_form(digest: str) -> None:
+    image = read_payload({**make_payload(IMAGE, "v1.2.3", None), "digest": digest})
+    if image is not None and image.digest is not None:
+        assert SHA256_DIGEST_RE.fullmatch(image.digest)
+        assert image.digest == digest
+
+
+def test_a_ci_run_url_that_is_not_a_plain_url_is_dropped() -> None:
+    for url, kept in (("https://ci/1", True), ("https://ci/1\n::error::x", False),
+                      ("javascript:alert(1)", False), ("http://ci/ a", False)):  # fmt: skip
+        image = read_payload(make_payload(IMAGE, "v1", D, ci_run_url=url))
+        assert image is not None
+        assert (image.ci_run_url == url) is kept

@@ -420,3 +420,76 @@ def test_prune_env_with_no_deployment_there_stops_before_the_registry(
     assert "--env production" in err
     assert not [e for e in github_fake.emu.log if "/deployments" not in e.path]
     assert not ledger_path.exists()
+
+
+INJECTED = "sha256:" + "e" * 64 + "\n::set-output name=digest::sha256:" + "f" * 64
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"tagkeeper": 1, "image": IMAGE, "tag": "v1.0.0", "digest": INJECTED},
+        {"tagkeeper": 1, "image": IMAGE, "tag": "v1.0.0", "digest": "sha256:" + "E" * 64},
+        {"tagkeeper": 1, "image": IMAGE, "tag": "v1.0.0", "digest": "sha512:" + "e" * 128},
+        {"tagkeeper": 1, "image": IMAGE, "tag": "v1.0.0", "digest": ["sha256:" + "e" * 64]},
+        {"tagkeeper": 1, "image": IMAGE, "tag": "v1.0.0\n::warning::pwned", "digest": D1},
+        {"image": f"{IMAGE}:v1.0.0@sha512:{'e' * 128}"},
+    ],
+    ids=["injected", "upper-case", "sha512", "a-list", "tag-with-newline", "foreign-sha512"],
+)
+def test_a_deployment_with_a_bad_digest_or_tag_is_never_history(
+    github_fake: GitHubFake,
+    ledger_path: Path,
+    tmp_path: Path,
+    *,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    payload: dict[str, Any],
+) -> None:
+    """Anyone with deployments: write can add one; it must not steer what runs."""
+    _cli_env(monkeypatch, github_fake, ledger_path)
+    seed(github_fake, "prod", "v1.0.0", ["success"], D1)
+    fake = github_fake.fake.add_deployment(REPO, environment="prod", payload=payload, ref="x")
+    github_fake.fake.add_status(REPO, fake, "success")
+    seed(github_fake, "prod", "v1.1.0", ["success"], D2)
+    output = tmp_path / "output"
+    monkeypatch.setenv("GITHUB_OUTPUT", str(output))
+
+    code = main(["previous", "--image", IMAGE, "--source", "github", "--digest",
+                 "--format", "github"])  # fmt: skip
+
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert out == f"{IMAGE}:v1.0.0@{D1}\n"  # the deploy tagkeeper recorded, not the fake
+    assert f"warning: GitHub deployment #{fake} of {IMAGE} to prod is not used: its " in err
+    written = output.read_text(encoding="utf-8")
+    for text in (out, err, written):
+        assert "e" * 64 not in text.lower()
+        assert "set-output" not in text
+        assert "pwned" not in text
+    # and a rollback runs the recorded digest
+    dump = tmp_path / "image.txt"
+    code = main(["rollback", "--env", "prod", "--image", IMAGE, "--source", "github", "--",
+                 "sh", "-c", f'printf %s "$IMAGE" > {dump}'])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert dump.read_text(encoding="utf-8") == f"{IMAGE}:v1.0.0@{D1}"
+
+
+def test_when_only_refused_deployments_remain_nothing_qualifies_and_the_warning_stays(
+    github_fake: GitHubFake,
+    ledger_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _cli_env(monkeypatch, github_fake, ledger_path)
+    fake = github_fake.fake.add_deployment(
+        REPO, environment="prod", payload={"image": IMAGE, "tag": "v1.0.0", "digest": INJECTED}
+    )
+    github_fake.fake.add_status(REPO, fake, "success")
+    seed(github_fake, "prod", "v1.1.0", ["success"], D2)
+
+    code = main(["previous", "--image", IMAGE, "--source", "github", "--digest"])
+
+    out, err = capsys.readouterr()
+    assert (code, out) == (ExitCode.NO_TARGET, "")
+    assert f"GitHub deployment #{fake} of {IMAGE} to prod is not used" in err
