@@ -7,9 +7,12 @@ tests; :func:`judge` itself is checked for every owner, mode and group.
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import sqlite3
 import stat
+import struct
 from typing import TYPE_CHECKING
 
 import pytest
@@ -354,3 +357,64 @@ def test_judge_never_refuses_fewer_writers(kind: int, mode: int, uid: int) -> No
         more = hostfs.judge("/x", _Stat(kind | mode | bit, uid, 50), euid=ME)
         fewer = hostfs.judge("/x", _Stat(kind | (mode & ~bit), uid, 50), euid=ME)
         assert fewer is None or more is not None
+
+
+# -- groups and access control lists -------------------------------------------------------
+
+
+def _acl_granting_write_to(uid: int) -> bytes:
+    """A POSIX access ACL (the kernel's xattr form) that gives ``uid`` rwx."""
+
+    def entry(tag: int, perm: int, qualifier: int = 0xFFFFFFFF) -> bytes:
+        return struct.pack("<HHI", tag, perm, qualifier)
+
+    user_obj, user, group_obj, mask, other = 0x01, 0x02, 0x04, 0x10, 0x20
+    return struct.pack("<I", 2) + b"".join(
+        (entry(user_obj, 7), entry(user, 7, uid), entry(group_obj, 5), entry(mask, 7),
+         entry(other, 5))
+    )  # fmt: skip
+
+
+def test_a_folder_whose_acl_lets_another_user_write_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "acl"
+    _record(folder / "ledger.db")
+    os.setxattr(folder, "system.posix_acl_access", _acl_granting_write_to(EUID + 4242))
+    assert _mode(folder) & stat.S_IWGRP  # the group bits are the ACL's mask now
+    error = _refused(folder / "ledger.db")
+    assert "the users and groups its access control list names" in error.message
+    assert (error.hint or "").startswith(f"chmod g-w {folder};")
+    os.chmod(folder, _mode(folder) & ~stat.S_IWGRP)  # as the hint says: the mask drops w
+    _record(folder / "ledger.db", "v2.0.0")
+
+
+def test_a_private_group_may_write_a_shared_one_may_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    users = {1000: "alice", 1001: "bob", 0: "root"}
+    groups = {1000: ("alice", []), 50: ("staff", ["alice", "bob"]), 60: ("ops", ["alice"]),
+              70: ("deploy", [])}  # fmt: skip
+    primary = {"alice": 1000, "bob": 70, "root": 0}  # bob's primary group is deploy
+
+    def getgrgid(gid: int) -> grp.struct_group:
+        if gid not in groups:
+            raise KeyError(gid)
+        name, members = groups[gid]
+        return grp.struct_group((name, "x", gid, members))
+
+    def passwd(uid: int) -> pwd.struct_passwd:
+        name = users[uid]
+        return pwd.struct_passwd((name, "x", uid, primary[name], "", "/", "/bin/sh"))
+
+    def getpwuid(uid: int) -> pwd.struct_passwd:
+        if uid not in users:
+            raise KeyError(uid)
+        return passwd(uid)
+
+    monkeypatch.setattr(grp, "getgrgid", getgrgid)
+    monkeypatch.setattr(pwd, "getpwuid", getpwuid)
+    monkeypatch.setattr(pwd, "getpwall", lambda: [passwd(uid) for uid in users])
+    private = hostfs._group_private(1000)
+    assert private(1000)  # alice's own group
+    assert private(60)  # only alice in it
+    assert not private(50)  # bob is listed
+    assert not private(70)  # bob's primary group, though nobody is listed
+    assert not private(99)  # unknown: fail closed
+    assert not hostfs._group_private(4242)(1000)  # a user without a name: fail closed
