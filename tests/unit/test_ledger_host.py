@@ -172,6 +172,21 @@ def test_a_ledger_that_is_a_link_is_refused_and_its_target_named(tmp_path: Path)
     assert sorted(p.name for p in real.parent.iterdir()) == ["ledger.db"]  # not even opened
 
 
+def test_an_explicit_ledger_that_is_a_link_is_refused_too_and_its_real_path_works(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = tmp_path / "disk" / "ledger.db"
+    _record(real)
+    link = tmp_path / "ledger.db"
+    link.symlink_to(real)
+    assert main(["history", "--ledger", str(link)]) == ExitCode.LEDGER
+    err = capsys.readouterr().err
+    assert f"the file {link} is a symbolic link (to {real})" in err
+    assert "name the real path instead (--ledger" in err
+    assert main(["history", "--ledger", str(real), "--format", "json"]) == 0
+    assert '"tag": "v1.0.0"' in capsys.readouterr().out
+
+
 def test_a_dangling_link_is_not_followed_nor_taken_for_no_ledger(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
