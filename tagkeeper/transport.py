@@ -38,6 +38,10 @@ RETRY_STATUSES = frozenset({500, 502, 503, 504})
 USER_AGENT = f"tagkeeper/{__version__}"
 
 
+class NoAnswer(RegistryError):
+    """No answer came (connection refused or reset, timeouts) once the retries were spent."""
+
+
 def build_client(
     *, timeout: float = 30.0, max_connections: int = 16, verify: bool = True
 ) -> httpx.Client:
@@ -146,7 +150,7 @@ class Sender:
         self.sleep = sleep
         self.clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
-        self._secret = secret
+        self._secrets: list[Secret] = [secret] if secret else []
         self._where = where
         self._lock = threading.Lock()
 
@@ -154,8 +158,21 @@ class Sender:
         with self._lock:
             self.stats.count(kind)
 
+    def protect(self, secret: Secret) -> None:
+        """Scrub ``secret`` too from every message built from now on (a registry token
+        received during the run, a registry password)."""
+        if not secret:
+            return
+        with self._lock:
+            if secret not in self._secrets:
+                self._secrets.append(secret)
+
     def scrub(self, text: str) -> str:
-        return self._secret.scrub(text) if self._secret else text
+        with self._lock:
+            secrets = list(self._secrets)
+        for secret in secrets:
+            text = secret.scrub(text)
+        return text
 
     def _jitter(self, retry: int) -> float:
         with self._lock:
@@ -170,8 +187,14 @@ class Sender:
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str | int] | None = None,
         auth: httpx.Auth | tuple[str, str] | None = None,
+        data: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         """Send one request; retry 5xx, timeouts and connection errors.
+
+        Redirects are never followed here, whatever the client's setting: a request that
+        carries credentials (a header, a form body) must not be replayed to wherever a
+        ``3xx`` points. The one kind of request that may follow them (a blob read) does
+        so itself (:mod:`tagkeeper.registries.distribution`).
 
         Returns the last response (a 5xx too, once the retries are spent: the caller
         decides what it means). Raises :class:`RegistryError` when no response came.
@@ -182,12 +205,18 @@ class Sender:
             self.count(kind)
             try:
                 response = self.client.request(
-                    method, url, headers=headers, params=params, auth=auth
+                    method,
+                    url,
+                    headers=headers,
+                    params=params,
+                    auth=auth,
+                    data=data,
+                    follow_redirects=False,
                 )
             except httpx.TransportError as exc:
                 if attempt >= self.retry.attempts:
                     reason = self.scrub(f"{type(exc).__name__}: {exc}")
-                    raise RegistryError(
+                    raise NoAnswer(
                         f"{method} {self.scrub(url)} failed after {attempt} attempts ({reason})",
                         hint=f"check that {self._where} is reachable, then rerun",
                     ) from None

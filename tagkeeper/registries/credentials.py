@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from tagkeeper.errors import AuthError, UsageError
-from tagkeeper.secret import Secret
+from tagkeeper.secret import Secret, check_credential
 
 ENV_USERNAME = "TAGKEEPER_REGISTRY_USERNAME"
 ENV_PASSWORD = "TAGKEEPER_REGISTRY_PASSWORD"  # noqa: S105 - the variable's name, not a secret
@@ -254,7 +254,7 @@ def resolve(
                 "--username and --password-stdin go together",
                 hint="pass both, or neither to use the environment or Docker's config.json",
             )
-        return Credentials(username, password, source="command line")
+        return checked(Credentials(username, password, source="command line"))
     env_user = env.get(ENV_USERNAME) or None
     env_password = env.get(ENV_PASSWORD) or None
     if env_user is not None or env_password is not None:
@@ -263,5 +263,26 @@ def resolve(
                 f"{ENV_USERNAME} and {ENV_PASSWORD} go together",
                 hint="set both, or neither to use Docker's config.json",
             )
-        return Credentials(env_user, Secret(env_password), source="environment")
-    return from_docker_config(host, environ=env, runner=runner)
+        return checked(Credentials(env_user, Secret(env_password), source="environment"))
+    found = from_docker_config(host, environ=env, runner=runner)
+    return checked(found) if found is not None else None
+
+
+def checked(creds: Credentials) -> Credentials:
+    """``creds`` when they can be sent as they are, else :class:`UsageError` (exit 2)
+    naming where they came from (see :func:`tagkeeper.secret.check_credential`)."""
+    where = f"the registry {{}} from {creds.source or 'the caller'}"
+    check_credential(
+        Secret(creds.username), what=where.format("user name"), kind="password"
+    )
+    if ":" in creds.username and not creds.identity_token:
+        raise UsageError(
+            f"{where.format('user name')} contains ':', which basic authentication cannot "
+            "carry",
+            hint="check the user name",
+        )
+    if creds.identity_token:
+        check_credential(creds.secret, what=where.format("identity token"))
+    else:
+        check_credential(creds.secret, what=where.format("password"), kind="password")
+    return creds
