@@ -8,12 +8,13 @@ works only on these values; it never imports a backend.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Mapping, Sequence
     from datetime import datetime
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -130,28 +131,71 @@ class RequestStats:
         return sum(self.by_kind.values())
 
 
-class Backend(Protocol):
-    """One repository in one place (a GHCR package, an OCI repository, a local engine)."""
+class Backend(ABC):
+    """One repository in one place (a GHCR package, an OCI repository, a local engine).
+
+    Subclasses implement the abstract members. The optional hooks have defaults that
+    do nothing, so the prune runner calls them on every backend:
+
+    - :meth:`protected`: references the backend itself must keep (the local engine:
+      every image a container uses), called after :meth:`versions`;
+    - :attr:`warnings`: what the plan should say about the backend (OCI: unknown
+      creation times), read after planning;
+    - :meth:`check_delete`: raises before anything is deleted when deletes cannot work
+      (OCI: deletes switched off, or no permission; GHCR: a token that surely cannot
+      delete, as far as GitHub shows it); safe to call more than once;
+    - :meth:`expect_deletes`: told what the plan deletes, before it is applied (OCI:
+      then re-reads only kept and new tags before each delete).
+    """
 
     @property
+    @abstractmethod
     def display(self) -> str:
         """How the repository is named in output, e.g. ``ghcr.io/acme/app``."""
-        ...
 
     @property
-    def stats(self) -> RequestStats: ...
+    @abstractmethod
+    def stats(self) -> RequestStats:
+        """The requests this backend sent, by kind."""
 
     @property
-    def reader(self) -> ManifestReader: ...
+    @abstractmethod
+    def reader(self) -> ManifestReader:
+        """The manifest reader of this repository: each digest read at most once per run
+        (a re-plan during the apply reads nothing again)."""
 
+    @abstractmethod
     def versions(self) -> Sequence[Version]:
         """Every version of the repository, tagged or not."""
-        ...
 
+    @abstractmethod
+    def resolve_tag(self, tag: str) -> str | None:
+        """The digest ``tag`` points at now (as :attr:`Version.digest` names it), or
+        ``None`` when the repository has no such tag. One lookup (a registry ``HEAD``),
+        never a listing of the repository."""
+
+    @abstractmethod
     def current_tags(self, version: Version) -> frozenset[str] | None:
         """The tags ``version`` has right now, or ``None`` when it no longer exists."""
-        ...
 
+    @abstractmethod
     def delete(self, version: Version) -> DeleteResult:
         """Delete one version (paced and retried as the backend needs)."""
-        ...
+
+    # -- optional hooks: defaults for backends that need none -------------------------
+
+    def protected(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The references the planner must keep (reference -> reason): ``extra`` plus
+        what the backend itself must keep. Called after :meth:`versions`."""
+        return dict(extra or {})
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What the plan should say about this repository (read after planning)."""
+        return ()
+
+    def check_delete(self) -> None:  # noqa: B027 - a hook whose default is to accept
+        """Raise before anything is deleted when deletes surely cannot work here."""
+
+    def expect_deletes(self, versions: Iterable[Version]) -> None:  # noqa: B027
+        """Learn which versions the plan deletes, before they are deleted."""

@@ -136,6 +136,18 @@ def parse_reference(text: str) -> ImageRef:
     return ImageRef(host=host, path=rest, tag=tag, digest=digest)
 
 
+def parse_repository(text: str, *, why: str = "pruning acts on a whole repository") -> ImageRef:
+    """``text`` parsed as a repository: a tag or digest in it is bad input (exit 2),
+    and ``why`` says why a repository is wanted."""
+    ref = parse_reference(text)
+    if ref.tag is not None or ref.digest is not None:
+        raise UsageError(
+            f"{text!r} names a tag or digest; {why}",
+            hint=f"pass the repository only: --image {ref.repository}",
+        )
+    return ref
+
+
 def lowercase_repository(text: str) -> str:
     """``text`` with its repository (registry host and path) in lower case.
 

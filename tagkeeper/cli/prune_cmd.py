@@ -685,8 +685,9 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
         time_needed=time_needed(policy),
         environ=environ,
     )
+    kinds: dict[str, Kind] = {}
     for target in targets:  # bad names are usage errors before any request
-        detect_kind(target, options)
+        kinds[target] = detect_kind(target, options)
         if kind == "local":
             from tagkeeper.registries.local import engine_repository
 
@@ -730,7 +731,9 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
                 if isinstance(known, TagkeeperError):
                     raise known
                 history, noticed_history = known
-                backend = open_backend(target, options, client)
+                backend = open_backend(
+                    target, dataclasses.replace(options, kind=kinds[target]), client
+                )
                 versions = backend.versions()
                 # + what the backend itself keeps (the local engine: images containers use)
                 snap = pruning.snapshot(backend, protected=history, versions=versions)

@@ -147,6 +147,7 @@ def _open_oci(image: str, options: BackendOptions, client: httpx.Client) -> Back
         insecure=options.insecure,
         time_needed=options.time_needed,
         sleep=options.sleep,
+        manifest_cache=options.manifest_cache,
     )
 
 
@@ -154,7 +155,11 @@ OPENERS["oci"] = _open_oci
 
 
 def open_backend(image: str, options: BackendOptions, client: httpx.Client) -> Backend:
-    """A :class:`~tagkeeper.inventory.Backend` for ``image`` (a repository, no tag)."""
+    """A :class:`~tagkeeper.inventory.Backend` for ``image`` (a repository, no tag).
+
+    Pass ``options.kind`` to use what :func:`detect_kind` already answered (nothing is
+    detected again).
+    """
     kind = detect_kind(image, options)
     opener = OPENERS.get(kind)
     if opener is None:

@@ -11,10 +11,16 @@ for manifests.
   the other pages are fetched in parallel (bounded). A listing of several pages is
   confirmed by a second, conditional one (offset paging shifts under concurrent deletes
   and pushes; see :mod:`tagkeeper.registries.ghcr_versions`).
-- Manifests are read from the registry, after ghcr.io's token exchange, only when the
-  planner asks (each digest at most once per run, optionally from an on-disk cache that
-  is verified against the digest). ghcr.io has no referrers API: referrers are found
-  through the ``sha256-<hex>`` tag schema index when the package has one.
+- Manifests are read from ghcr.io through the shared ``/v2`` client
+  (:class:`~tagkeeper.registries.distribution.Registry`: the token exchange and its realm
+  policy, each digest at most once per run, optionally from an on-disk cache verified
+  against the digest), only when the planner asks. ghcr.io has no referrers API:
+  referrers are found through the ``sha256-<hex>`` tag schema index when the package
+  has one. A tag resolves to its digest with one manifest ``HEAD``
+  (:meth:`GhcrBackend.resolve_tag`), with the GitHub token, Docker's credentials for
+  ghcr.io, or anonymously for a public package: no listing, no REST API.
+- The REST side (owner lookup, rate limits) is :mod:`tagkeeper.registries.ghcr_api`;
+  ``tagkeeper doctor``'s checks are :mod:`tagkeeper.registries.ghcr_doctor`.
 - Deletes are paced by :class:`tagkeeper.registries.pacing.DeletePacer`, honour ``retry-after``
   and the primary limit headers, and turn GitHub's refusals of one version into
   per-version results that say what to do. Right before each ``DELETE`` the versions
@@ -29,96 +35,81 @@ The backend receives its ``httpx.Client``; it never builds one. Tokens are
 
 from __future__ import annotations
 
-import contextlib
-import os
-import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
 
-from tagkeeper.errors import AuthError, RateLimited, RegistryError, TagkeeperError, UsageError
+from tagkeeper.errors import AuthError, RegistryError, TagkeeperError, UsageError
 from tagkeeper.inventory import (
-    DOCKER_LIST,
-    DOCKER_MANIFEST,
-    INDEX_TYPES,
-    OCI_INDEX,
-    OCI_MANIFEST,
     DeleteResult,
     DeleteStatus,
-    ManifestInfo,
-    ManifestMissing,
     ManifestUnreadable,
     RequestStats,
     Version,
 )
-from tagkeeper.refs import SHA256_DIGEST_RE, parse_reference
-from tagkeeper.registries.ghcr_versions import Page, PushWatch, listed_by, read_consistently
-from tagkeeper.registries.manifests import digest_matches, read_manifest
-from tagkeeper.registries.pacing import DeletePacer, PacerSettings
-from tagkeeper.transport import (
-    Clock,
-    RetryPolicy,
-    Sender,
-    Sleep,
-    describe_response,
-    is_loopback_host,
-    json_body,
-    parse_retry_after,
+from tagkeeper.refs import parse_repository
+from tagkeeper.registries.auth import Challenge
+from tagkeeper.registries.credentials import Credentials
+from tagkeeper.registries.distribution import (
+    DistributionReader,
+    ManifestCache,
+    Registry,
+    RegistryBackend,
 )
+from tagkeeper.registries.ghcr_api import (
+    OwnerKind,
+    PackagesApi,
+    TokenKind,
+    permission_hint,
+    read_hint,
+    token_kind,
+)
+from tagkeeper.registries.ghcr_doctor import Check, Diagnosis, diagnose
+from tagkeeper.registries.ghcr_versions import Page, PushWatch, read_consistently
+from tagkeeper.registries.pacing import DeletePacer, PacerSettings
+from tagkeeper.transport import Clock, RetryPolicy, Sender, Sleep, describe_response
 
 if TYPE_CHECKING:
     import random
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Sequence
     from pathlib import Path
 
     from tagkeeper.secret import Secret
 
+__all__ = [
+    "DEFAULT_API_URL",
+    "DEFAULT_PACER_SETTINGS",
+    "DEFAULT_REGISTRY_URL",
+    "Check",
+    "Diagnosis",
+    "GhcrBackend",
+    "OwnerKind",
+    "TokenKind",
+    "split_image",
+    "token_kind",
+]
+
 DEFAULT_API_URL = "https://api.github.com"
 DEFAULT_REGISTRY_URL = "https://ghcr.io"
-API_VERSION = "2022-11-28"
-MANIFEST_ACCEPT = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
 PER_PAGE = 100
-LOW_REMAINING = 20  # below this many API requests left, spread the rest until the reset
 # The pacing every backend gets unless it is handed a pacer (tests against a local
 # emulator replace it to run faster than GitHub allows).
 DEFAULT_PACER_SETTINGS = PacerSettings()
-
-TokenKind = Literal["none", "classic", "fine-grained", "github-token", "oauth", "unknown"]
-OwnerKind = Literal["self", "user", "org"]
-
-_SECONDARY_RE = re.compile(r"secondary rate limit|abuse detection", re.IGNORECASE)
-
-
-def token_kind(token: Secret | None) -> TokenKind:
-    """What kind of GitHub token this is, from its documented prefix (never its value)."""
-    if not token:
-        return "none"
-    value = token.reveal()
-    if value.startswith("ghp_"):
-        return "classic"
-    if value.startswith("github_pat_"):
-        return "fine-grained"
-    if value.startswith("ghs_"):
-        return "github-token"
-    if value.startswith(("gho_", "ghu_")):
-        return "oauth"
-    return "unknown"
+GHCR_SERVICE = "ghcr.io"
+_PULL_HINT = (
+    "a private package needs credentials: docker login ghcr.io (a token with "
+    "read:packages), or GITHUB_TOKEN / --token"
+)
 
 
 def split_image(image: str) -> tuple[str, str, str]:
     """``(host, owner, package)`` of ``ghcr.io/OWNER/PACKAGE`` (package may contain ``/``)."""
-    ref = parse_reference(image)
-    if ref.tag is not None or ref.digest is not None:
-        raise UsageError(
-            f"{image!r} names a tag or digest; pruning acts on a whole package",
-            hint=f"pass the repository only, e.g. {ref.repository}",
-        )
+    ref = parse_repository(image, why="pruning acts on a whole package")
     if ref.host is None:
         raise UsageError(
             f"{image!r} names no registry host", hint=f"write it as ghcr.io/{ref.path}"
@@ -132,25 +123,6 @@ def split_image(image: str) -> tuple[str, str, str]:
     return ref.host, owner, package
 
 
-def _permission_hint(kind: TokenKind) -> str:
-    if kind == "github-token":
-        return (
-            "give the workflow 'permissions: packages: write' and give this repository the "
-            "Admin role in the package's settings under 'Manage Actions access'"
-        )
-    if kind == "classic":
-        return "the personal access token (classic) needs the delete:packages scope"
-    if kind == "fine-grained":
-        return (
-            "GitHub Packages does not accept fine-grained tokens; use a personal access "
-            "token (classic) with read:packages and delete:packages, or GITHUB_TOKEN"
-        )
-    return "the token needs admin access to the package (classic PAT: delete:packages)"
-
-
-_PLAIN_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
-
-
 def _api_time(text: str) -> datetime | None:
     """A time as the Packages REST API writes it (``created_at``): a strict ISO 8601
     parse, no placeholder rule (GitHub records the push; it is never a build stamp)."""
@@ -161,186 +133,13 @@ def _api_time(text: str) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-class ManifestCache:
-    """An on-disk cache of manifests keyed by digest (content-addressed, verified)."""
+class GhcrBackend(RegistryBackend):
+    """One GHCR package (a :class:`tagkeeper.inventory.Backend`).
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def _paths(self, digest: str) -> tuple[Path, Path] | None:
-        if not SHA256_DIGEST_RE.fullmatch(digest):
-            return None
-        folder = self.root / "sha256"
-        hexpart = digest.split(":", 1)[1]
-        return folder / hexpart, folder / f"{hexpart}.type"
-
-    def get(self, digest: str) -> tuple[bytes, str] | None:
-        paths = self._paths(digest)
-        if paths is None:
-            return None
-        try:
-            raw = paths[0].read_bytes()
-            media = paths[1].read_text(encoding="utf-8").strip()
-        except OSError:
-            return None
-        if not digest_matches(digest, raw):  # damaged or tampered: never trust it
-            with contextlib.suppress(OSError):
-                paths[0].unlink()
-            return None
-        return raw, media
-
-    def put(self, digest: str, raw: bytes, media: str) -> None:
-        paths = self._paths(digest)
-        if paths is None or not digest_matches(digest, raw):
-            return
-        try:
-            paths[0].parent.mkdir(parents=True, exist_ok=True)
-            for path, data in ((paths[1], media.encode()), (paths[0], raw)):
-                tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-                tmp.write_bytes(data)
-                tmp.replace(path)
-        except OSError:
-            return  # a cache that cannot be written only costs requests
-
-
-@dataclass(frozen=True)
-class Check:
-    """One line of ``doctor``: ``ok``, ``missing`` (required and absent), ``unknown``
-    (could not be verified without deleting), or ``warning``."""
-
-    name: str
-    status: Literal["ok", "missing", "unknown", "warning"]
-    detail: str
-    fix: str = ""
-
-    def to_json(self) -> dict[str, str]:
-        return {"name": self.name, "status": self.status, "detail": self.detail, "fix": self.fix}
-
-
-@dataclass(frozen=True)
-class Diagnosis:
-    """What ``doctor`` found about one package and one token."""
-
-    image: str
-    token_kind: TokenKind
-    owner_kind: OwnerKind | None
-    checks: tuple[Check, ...] = field(default_factory=tuple)
-
-    @property
-    def ok(self) -> bool:
-        return all(check.status != "missing" for check in self.checks)
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "image": self.image,
-            "token_kind": self.token_kind,
-            "owner_kind": self.owner_kind,
-            "ok": self.ok,
-            "checks": [check.to_json() for check in self.checks],
-        }
-
-
-class GhcrManifestReader:
-    """Reads manifests from ghcr.io ``/v2`` (implements ``ManifestReader``).
-
-    Each digest is read at most once per run. A manifest that an already-read index
-    lists with a plain image media type (OCI or Docker image manifest) is not fetched:
-    such a manifest cannot list other manifests, so for reachability its answer is known
-    from the (digest-verified) index itself. Its :class:`ManifestInfo` then has no
-    ``subject`` or ``created``. ``read_plain_children=True`` fetches those too.
+    ``token``: the GitHub token (listing and deleting need one). ``credentials``: what
+    ``/v2`` reads use instead when there is no token (Docker's credentials for ghcr.io);
+    with neither, ``/v2`` is read anonymously (public packages).
     """
-
-    def __init__(
-        self, backend: GhcrBackend, cache: ManifestCache | None, *, read_plain_children: bool
-    ) -> None:
-        self._backend = backend
-        self._cache = cache
-        self._read_plain = read_plain_children
-        self._plain: dict[str, str] = {}  # digest -> media type, from an index's descriptor
-        self._infos: dict[str, ManifestInfo] = {}
-        self._failures: dict[str, ManifestUnreadable] = {}
-        self._bearer: str | None = None
-        self._lock = threading.RLock()
-
-    def manifest(self, digest: str) -> ManifestInfo:
-        with self._lock:
-            if digest in self._infos:
-                return self._infos[digest]
-            failure = self._failures.get(digest)
-            if failure is not None:
-                raise type(failure)(digest, failure.reason)
-            if digest in self._plain and not self._read_plain:
-                info = ManifestInfo(digest=digest, media_type=self._plain[digest])
-                self._infos[digest] = info
-                return info
-            try:
-                info = self._load(digest)
-            except ManifestUnreadable as exc:
-                self._failures[digest] = exc
-                raise
-            self._infos[digest] = info
-            return info
-
-    def referrers(self, digest: str) -> Sequence[str]:
-        if not SHA256_DIGEST_RE.fullmatch(digest):
-            return ()
-        schema_tag = "sha256-" + digest.split(":", 1)[1]
-        holder = self._backend.version_by_tag(schema_tag)
-        if holder is None:
-            return ()
-        info = self.manifest(holder.digest)
-        if info.media_type not in INDEX_TYPES:
-            return ()
-        return info.children
-
-    def _load(self, digest: str) -> ManifestInfo:
-        cached = self._cache.get(digest) if self._cache is not None else None
-        if cached is not None:
-            raw, media = cached
-        else:
-            raw, media = self._fetch(digest)
-            if self._cache is not None:
-                self._cache.put(digest, raw, media)
-        parsed = read_manifest(digest, raw, media)
-        self._plain.update(
-            (entry.digest, entry.media_type)
-            for entry in parsed.entries
-            if entry.media_type in _PLAIN_TYPES
-        )
-        return parsed.info
-
-    def _fetch(self, digest: str) -> tuple[bytes, str]:
-        b = self._backend
-        url = f"{b.registry_url}/v2/{b.repository}/manifests/{digest}"
-        if self._bearer is None:
-            self._bearer = b.registry_token(None)
-        for attempt in (1, 2):
-            headers = {"Accept": MANIFEST_ACCEPT, "Authorization": f"Bearer {self._bearer}"}
-            try:
-                response = b.sender.send("GET", url, kind="manifest", headers=headers)
-            except RegistryError as exc:
-                raise ManifestUnreadable(digest, exc.message) from None
-            if response.status_code == 401 and attempt == 1:
-                challenge = response.headers.get("www-authenticate")
-                self._bearer = b.registry_token(challenge)
-                continue
-            break
-        if response.status_code in (401, 403):
-            raise AuthError(
-                f"{b.display}: the registry refused to serve manifests "
-                f"({describe_response(response, b.scrub)})",
-                hint="the token needs read:packages (or 'packages: read' for GITHUB_TOKEN)",
-            )
-        if response.status_code == 404:  # the registry says it does not exist
-            raise ManifestMissing(digest, describe_response(response, b.scrub))
-        if response.status_code != 200:
-            raise ManifestUnreadable(digest, describe_response(response, b.scrub))
-        # verified against the digest by read_manifest (and by the cache before it stores)
-        return response.content, response.headers.get("content-type", "")
-
-
-class GhcrBackend:
-    """One GHCR package (implements :class:`tagkeeper.inventory.Backend`)."""
 
     def __init__(
         self,
@@ -353,6 +152,7 @@ class GhcrBackend:
         pacer: DeletePacer | None = None,
         manifest_cache: Path | None = None,
         max_wait: float = 0.0,
+        credentials: Credentials | None = None,
         list_workers: int = 6,
         retry: RetryPolicy | None = None,
         sleep: Sleep = time.sleep,
@@ -362,19 +162,14 @@ class GhcrBackend:
         read_plain_children: bool = False,
     ) -> None:
         self.host, self.owner, self.package = split_image(image)
-        self.api_url = api_url.rstrip("/")
         self.registry_url = registry_url.rstrip("/")
         self.token = token
-        self.kind = token_kind(token)
-        self.max_wait = max_wait
         self.list_workers = max(1, list_workers)
-        self.max_limit_retries = max_limit_retries
-        self._stats = RequestStats()
         self.sleep = sleep
         self.clock = clock
         self.sender = Sender(
             client,
-            stats=self._stats,
+            stats=RequestStats(),
             retry=retry,
             sleep=sleep,
             clock=clock,
@@ -382,23 +177,47 @@ class GhcrBackend:
             secret=token,
             where="the GitHub API or ghcr.io",
         )
-        self.pacer = pacer or DeletePacer(clock, DEFAULT_PACER_SETTINGS)
-        self._reader = GhcrManifestReader(
-            self,
-            ManifestCache(manifest_cache) if manifest_cache else None,
-            read_plain_children=read_plain_children,
+        self.api = PackagesApi(
+            self.sender,
+            display=self.display,
+            owner=self.owner,
+            package=self.package,
+            api_url=api_url,
+            token=token,
+            pacer=pacer or DeletePacer(clock, DEFAULT_PACER_SETTINGS),
+            max_wait=max_wait,
+            sleep=sleep,
+            clock=clock,
+            max_limit_retries=max_limit_retries,
         )
-        self._lock = threading.RLock()  # owner lookup and listing (held across requests)
-        self._state = threading.Lock()  # rate-limit headers and refusals (never held long)
-        self._base: str | None = None
-        self._owner_kind: OwnerKind | None = None
-        self._login: str | None = None
-        self._login_known = False
-        self._scopes: frozenset[str] | None = None
+        if token:
+            credentials = Credentials("tagkeeper", token, source="the GitHub token")
+        registry = Registry(
+            self.sender,
+            host=self.host,
+            name=self.repository,
+            display=self.display,
+            base_url=self.registry_url,
+            credentials=credentials,
+            refused_hint=read_hint(self.kind) if token else _PULL_HINT,
+            known_realm=Challenge(
+                "bearer", {"realm": f"{self.registry_url}/token", "service": GHCR_SERVICE}
+            ),
+            cache=ManifestCache(manifest_cache) if manifest_cache else None,
+        )
+        super().__init__(
+            registry,
+            DistributionReader(
+                registry,
+                tag_digest=self._tag_digest,
+                referrers_api=False,
+                read_plain_children=read_plain_children,
+            ),
+        )
+        self._lock = threading.RLock()  # the listing (held across requests)
+        self._state = threading.Lock()  # what pushed versions reach (never held long)
         self._versions: tuple[Version, ...] | None = None
         self._by_tag: dict[str, Version] = {}
-        self._remaining: int | None = None
-        self._reset: float | None = None
         self._watch: PushWatch | None = None  # versions pushed since the listing
         self._reach: dict[str, frozenset[str]] = {}  # pushed digest -> what it lists
 
@@ -414,19 +233,21 @@ class GhcrBackend:
         return f"{self.owner}/{self.package}"
 
     @property
-    def stats(self) -> RequestStats:
-        return self._stats
+    def api_url(self) -> str:
+        return self.api.api_url
 
     @property
-    def reader(self) -> GhcrManifestReader:
-        return self._reader
+    def kind(self) -> TokenKind:
+        """The GitHub token's kind (from its prefix)."""
+        return self.api.kind
+
+    @property
+    def pacer(self) -> DeletePacer:
+        return self.api.pacer
 
     @property
     def owner_kind(self) -> OwnerKind:
-        self._packages_base()
-        if self._owner_kind is None:  # pragma: no cover - set by _packages_base
-            raise RegistryError(f"{self.display}: the owner kind is unknown")
-        return self._owner_kind
+        return self.api.owner_kind
 
     def versions(self) -> Sequence[Version]:
         with self._lock:
@@ -446,13 +267,17 @@ class GhcrBackend:
         self.versions()
         return self._by_tag.get(tag)
 
+    def _tag_digest(self, tag: str) -> str | None:
+        found = self.version_by_tag(tag)
+        return found.digest if found is not None else None
+
     def current_tags(self, version: Version) -> frozenset[str] | None:
-        url = f"{self._packages_base()}/versions/{self._key(version)}"
-        response = self._rest("GET", url, kind="version-get")
+        url = f"{self.api.packages_base()}/versions/{self._key(version)}"
+        response = self.api.rest("GET", url, kind="version-get")
         if response.status_code == 404:
             return None
-        self._expect_ok(response, f"reading version {version.digest[:19]}")
-        return self._to_version(self._json(response, "the package version")).tags
+        self.api.expect_ok(response, f"reading version {version.digest[:19]}")
+        return self._to_version(self.api.json(response, "the package version")).tags
 
     def delete(self, version: Version) -> DeleteResult:
         """Delete one version, paced, re-checked right before the ``DELETE`` is sent.
@@ -470,7 +295,7 @@ class GhcrBackend:
         A permission refusal (403) raises :class:`AuthError`: every other delete would
         be refused the same way, so the run stops at once and says what is missing.
         """
-        url = f"{self._packages_base()}/versions/{self._key(version)}"
+        url = f"{self.api.packages_base()}/versions/{self._key(version)}"
         reached: list[str] = []
 
         def recheck() -> None:
@@ -483,9 +308,7 @@ class GhcrBackend:
                 raise _StopRun(None)
 
         try:
-            response = self._rest(
-                "DELETE", url, kind="delete", pace=True, just_before=recheck
-            )
+            response = self.api.rest("DELETE", url, kind="delete", pace=True, just_before=recheck)
         except _StopRun as stop:
             if stop.error is not None:
                 raise stop.error from None
@@ -520,7 +343,7 @@ class GhcrBackend:
                     "more than 5,000 downloads; protect it with --protect to stop retrying",
                 )
             return DeleteResult(version, DeleteStatus.REFUSED, detail)
-        if status == 403 and self._limit_kind(response) is None:
+        if status == 403 and self.api.limit_kind(response) is None:
             missing, fix = self._missing_permission(response)
             raise AuthError(
                 f"{self.display}: GitHub refused to delete {version.digest[:19]}: {missing} "
@@ -543,17 +366,18 @@ class GhcrBackend:
             raise AuthError(
                 f"{self.display}: a fine-grained personal access token cannot delete "
                 "package versions; nothing was deleted",
-                hint=_permission_hint("fine-grained"),
+                hint=permission_hint("fine-grained"),
             )
         if self.kind != "classic":
             return
-        self._identify()
-        if self._scopes is not None and "delete:packages" not in self._scopes:
-            shown = ", ".join(sorted(self._scopes)) or "none"
+        self.api.identify()
+        scopes = self.api.scopes
+        if scopes is not None and "delete:packages" not in scopes:
+            shown = ", ".join(sorted(scopes)) or "none"
             raise AuthError(
                 f"{self.display}: the token lacks the delete:packages scope (it has: "
                 f"{shown}); nothing was deleted",
-                hint=_permission_hint("classic"),
+                hint=permission_hint("classic"),
             )
 
     def _missing_permission(self, response: httpx.Response) -> tuple[str, str]:
@@ -569,16 +393,16 @@ class GhcrBackend:
             + response.headers.get("x-accepted-github-permissions", "")
         ).lower()
         if self.kind == "fine-grained":
-            return "GitHub Packages does not accept fine-grained tokens", _permission_hint(
+            return "GitHub Packages does not accept fine-grained tokens", permission_hint(
                 "fine-grained"
             )
         if self.kind == "classic":
-            scopes = self._scopes
+            scopes = self.api.scopes
             if "delete:packages" in message or (
                 "delete:packages" in accepted
                 and (scopes is None or "delete:packages" not in scopes)
             ):
-                return "the token lacks the delete:packages scope", _permission_hint("classic")
+                return "the token lacks the delete:packages scope", permission_hint("classic")
             return (
                 "the token's user is not an admin of the package",
                 "give that user the Admin role on the package (its settings, 'Manage "
@@ -591,11 +415,10 @@ class GhcrBackend:
                     "add 'permissions: packages: write' to the workflow or the job",
                 )
             return (
-                "the repository lacks the Admin role in the package's 'Manage Actions "
-                "access'",
-                _permission_hint("github-token"),
+                "the repository lacks the Admin role in the package's 'Manage Actions access'",
+                permission_hint("github-token"),
             )
-        return "the token may not delete versions of this package", _permission_hint(self.kind)
+        return "the token may not delete versions of this package", permission_hint(self.kind)
 
     def _pushed_reaching(self, target: str) -> str | None:
         """Why ``target`` must stay: a version pushed since the listing reaches it.
@@ -624,7 +447,7 @@ class GhcrBackend:
         if known is not None:
             return known
         try:
-            found = listed_by(digest, self._reader)
+            found = self.registry.listed_by(digest)
         except ManifestUnreadable as exc:
             raise RegistryError(
                 f"{self.display}: {digest[:19]} was pushed during the prune and "
@@ -640,258 +463,18 @@ class GhcrBackend:
 
     def diagnose(self) -> Diagnosis:
         """Check, without deleting anything, whether the token can list and delete here."""
-        checks: list[Check] = []
-        kind = self.kind
-        if kind == "none":
-            checks.append(
-                Check(
-                    "token",
-                    "missing",
-                    "no token was given",
-                    "pass --token or set GITHUB_TOKEN (or GH_TOKEN)",
-                )
-            )
-            return Diagnosis(self.display, kind, None, tuple(checks))
-        checks.append(Check("token", "ok", f"a token is present ({_KIND_TEXT[kind]})"))
-        if kind == "fine-grained":
-            checks.append(
-                Check(
-                    "token-kind",
-                    "missing",
-                    "GitHub Packages accepts only personal access tokens (classic), "
-                    "GITHUB_TOKEN and OAuth tokens",
-                    _permission_hint(kind),
-                )
-            )
-        try:
-            self._identify()
-        except AuthError as exc:
-            checks.append(Check("credentials", "missing", exc.message, exc.hint or ""))
-            return Diagnosis(self.display, kind, None, tuple(checks))
-        if self._login:
-            checks.append(Check("credentials", "ok", f"valid, authenticated as {self._login}"))
-        else:
-            checks.append(Check("credentials", "ok", "valid (an app or workflow token)"))
-        try:
-            owner_kind = self.owner_kind
-        except (AuthError, RegistryError) as exc:
-            checks.append(Check("owner", "missing", exc.message, exc.hint or ""))
-            return Diagnosis(self.display, kind, None, tuple(checks))
-        checks.append(Check("owner", "ok", _OWNER_TEXT[owner_kind].format(owner=self.owner)))
-        checks.append(self._check_list())
-        checks.append(self._check_delete())
-        return Diagnosis(self.display, kind, owner_kind, tuple(checks))
+        return diagnose(self.api)
 
-    def _check_list(self) -> Check:
-        url = f"{self._packages_base()}/versions"
-        try:
-            response = self._rest("GET", url, kind="list", params={"per_page": 1, "page": 1})
-        except RegistryError as exc:
-            return Check("list", "missing", exc.message, exc.hint or "")
-        if response.status_code == 200:
-            return Check("list", "ok", "the token can list the package's versions")
-        detail = describe_response(response, self.scrub)
-        if self.kind == "github-token":
-            fix = (
-                "give this repository access in the package's settings under 'Manage Actions "
-                "access', and 'permissions: packages: read' (or write) in the workflow"
-            )
-        elif self.kind == "classic":
-            fix = "the personal access token (classic) needs the read:packages scope"
-        else:
-            fix = "use a token that can read the package (classic PAT with read:packages)"
-        if response.status_code == 404:
-            detail += " (the package does not exist, or this token cannot see it)"
-        return Check("list", "missing", f"listing versions failed: {detail}", fix)
-
-    def _check_delete(self) -> Check:
-        if self.kind == "classic":
-            scopes = self._scopes or frozenset()
-            if "delete:packages" in scopes:
-                return Check("delete", "ok", "the token has the delete:packages scope")
-            shown = ", ".join(sorted(scopes)) or "none"
-            return Check(
-                "delete",
-                "missing",
-                f"the token's scopes ({shown}) lack delete:packages",
-                _permission_hint("classic"),
-            )
-        if self.kind == "github-token":
-            return Check(
-                "delete",
-                "unknown",
-                "GitHub offers no dry-run delete, so deleting with a GITHUB_TOKEN cannot be "
-                "verified in advance",
-                _permission_hint("github-token"),
-            )
-        if self.kind == "fine-grained":
-            return Check(
-                "delete",
-                "missing",
-                "fine-grained tokens cannot delete packages",
-                _permission_hint("fine-grained"),
-            )
-        return Check(
-            "delete",
-            "unknown",
-            "this token kind does not show its permissions; deleting cannot be verified",
-            _permission_hint(self.kind),
-        )
-
-    # -- registry token ----------------------------------------------------------------
-
-    def registry_token(self, challenge: str | None) -> str:
-        """A bearer token for ``/v2`` pulls, from ghcr.io's token service.
-
-        ``challenge`` is a ``WWW-Authenticate`` value to follow; its realm must be on the
-        registry's own host (the GitHub token is never sent anywhere else), over https
-        (plain http only on a loopback host, as for ``--registry-url``).
-        """
-        realm = f"{self.registry_url}/token"
-        service = "ghcr.io"
-        scope = f"repository:{self.repository}:pull"
-        if challenge:
-            params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
-            realm = params.get("realm", realm)
-            service = params.get("service", service)
-            scope = params.get("scope", scope)
-        self._check_realm(realm)
-        auth = ("tagkeeper", self.token.reveal()) if self.token else None
-        response = self.sender.send(
-            "GET", realm, kind="token", params={"scope": scope, "service": service}, auth=auth
-        )
-        if response.status_code in (401, 403):
-            raise AuthError(
-                f"{self.display}: ghcr.io refused the token for pulling "
-                f"({describe_response(response, self.scrub)})",
-                hint="the token needs read:packages (or 'packages: read' for GITHUB_TOKEN)",
-            )
-        self._expect_ok(response, "exchanging the token at ghcr.io")
-        body = self._json(response, "the registry token service")
-        value = None
-        if isinstance(body, dict):
-            value = body.get("token") or body.get("access_token")
-        if not isinstance(value, str) or not value:
-            raise RegistryError(f"{self.display}: the registry token service sent no token")
-        return value
-
-    def _check_realm(self, realm: str) -> None:
-        """Refuse a token realm on another host, or on plain http off loopback."""
-        try:
-            url = httpx.URL(realm)
-        except httpx.InvalidURL:
-            url = None
-        if url is None or url.netloc != httpx.URL(self.registry_url).netloc:
-            where = url.host if url is not None and url.host else repr(realm[:80])
-            raise RegistryError(
-                f"{self.display}: the registry asks for credentials at another host "
-                f"({where}); tagkeeper does not send the token there",
-                hint="point --registry-url at the registry itself",
-            )
-        if url.scheme != "https" and not (url.scheme == "http" and is_loopback_host(url.host)):
-            raise RegistryError(
-                f"{self.display}: the registry asks for credentials over {url.scheme}:// "
-                f"({url.copy_with(query=None)}); tagkeeper sends the token only over https",
-                hint="plain http is accepted only on localhost, 127.0.0.0/8 and ::1; check "
-                "--registry-url and any proxy that rewrites the registry's answers",
-            )
-
-    # -- REST plumbing -----------------------------------------------------------------
+    # -- listing ------------------------------------------------------------------------
 
     def scrub(self, text: str) -> str:
         return self.sender.scrub(text)
-
-    def _json(self, response: httpx.Response, what: str) -> Any:
-        """The JSON of an answer that must be JSON (else a RegistryError with a hint)."""
-        return json_body(response, what=f"{self.display}: {what}", scrub=self.scrub)
-
-    def _headers(self) -> dict[str, str]:
-        headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": API_VERSION}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token.reveal()}"
-        return headers
 
     @staticmethod
     def _key(version: Version) -> str:
         if not version.key:
             raise UsageError(f"{version.digest} has no GHCR version id")
         return quote(version.key, safe="")
-
-    def _identify(self) -> None:
-        """Ask ``GET /user`` who the token belongs to (once)."""
-        with self._lock:
-            if self._login_known:
-                return
-            self._login_known = True
-            if not self.token:
-                return
-            response = self._rest("GET", f"{self.api_url}/user", kind="user")
-            if response.status_code == 401:
-                raise AuthError(
-                    f"GitHub rejected the token ({describe_response(response, self.scrub)})",
-                    hint="the token is invalid or expired; create a new one",
-                )
-            if response.status_code == 200:
-                body = self._json(response, "the token's user")
-                login = body.get("login") if isinstance(body, dict) else None
-                self._login = login if isinstance(login, str) else None
-                scopes = response.headers.get("x-oauth-scopes")
-                if scopes is not None:
-                    self._scopes = frozenset(s.strip() for s in scopes.split(",") if s.strip())
-            # 403 "Resource not accessible by integration": a GITHUB_TOKEN; no login.
-
-    def _packages_base(self) -> str:
-        with self._lock:
-            if self._base is not None:
-                return self._base
-            self._identify()
-            encoded = quote(self.package, safe="")
-            if self._login is not None and self._login.lower() == self.owner.lower():
-                self._owner_kind = "self"
-                self._base = f"{self.api_url}/user/packages/container/{encoded}"
-                return self._base
-            owner = quote(self.owner, safe="")
-            response = self._rest("GET", f"{self.api_url}/users/{owner}", kind="user")
-            if response.status_code == 404:
-                raise RegistryError(
-                    f"{self.display}: GitHub has no user or organisation {self.owner!r}",
-                    hint="check the owner part of the image name",
-                )
-            self._expect_ok(response, f"looking up the owner {self.owner!r}")
-            body = self._json(response, f"the owner {self.owner!r}")
-            is_org = isinstance(body, dict) and body.get("type") == "Organization"
-            self._owner_kind = "org" if is_org else "user"
-            segment = "orgs" if is_org else "users"
-            self._base = f"{self.api_url}/{segment}/{owner}/packages/container/{encoded}"
-            return self._base
-
-    def _expect_ok(self, response: httpx.Response, doing: str) -> None:
-        status = response.status_code
-        if 200 <= status < 300:
-            return
-        detail = describe_response(response, self.scrub)
-        if status == 401:
-            raise AuthError(
-                f"{self.display}: {doing}: GitHub rejected the token ({detail})",
-                hint="the token is invalid or expired; pass a valid one with --token or "
-                "GITHUB_TOKEN",
-            )
-        if status == 403:
-            raise AuthError(
-                f"{self.display}: {doing}: permission refused ({detail})",
-                hint=_permission_hint(self.kind).replace("delete:packages", "read:packages"),
-            )
-        if status == 404:
-            raise RegistryError(
-                f"{self.display}: {doing}: not found ({detail})",
-                hint="check the package name; GitHub also answers 404 when the token cannot "
-                "see a private package (classic PAT: read:packages; GITHUB_TOKEN: the "
-                "package's 'Manage Actions access')",
-            )
-        raise RegistryError(
-            f"{self.display}: {doing}: {detail}",
-            hint="GitHub may be having trouble; rerun later",
-        )
 
     def _list(self) -> tuple[Version, ...]:
         """Every version, from a listing that two consecutive reads agree on (see
@@ -918,7 +501,7 @@ class GhcrBackend:
         Against a ``previous`` listing the requests are conditional (a 304 reuses it)."""
         kind = "list" if previous is None else "list-verify"
         before = list(previous or ())
-        url = f"{self._packages_base()}/versions"  # here: pool threads must not take the lock
+        url = f"{self.api.packages_base()}/versions"  # here: pool threads must not take the lock
 
         def fetch(page: int) -> Page:
             earlier = before[page - 1] if page <= len(before) else None
@@ -933,7 +516,7 @@ class GhcrBackend:
         return pages
 
     def _watch_page(self, page: int, per_page: int, previous: Page | None) -> Page:
-        url = f"{self._packages_base()}/versions"
+        url = f"{self.api.packages_base()}/versions"
         return self._fetch_page(url, page, per_page, previous, kind="list-new")
 
     def _fetch_page(
@@ -941,12 +524,12 @@ class GhcrBackend:
     ) -> Page:
         """One page of the versions list (conditional on ``previous``: 304 returns it)."""
         headers = {"If-None-Match": previous.etag} if previous and previous.etag else None
-        response = self._rest(
+        response = self.api.rest(
             "GET", url, kind=kind, params={"per_page": per_page, "page": page}, headers=headers
         )
         if response.status_code == 304 and previous is not None:
             return previous
-        self._expect_ok(response, "listing versions" + (f" (page {page})" if page > 1 else ""))
+        self.api.expect_ok(response, "listing versions" + (f" (page {page})" if page > 1 else ""))
         last = _last_page(response)
         return Page(
             tuple(self._page_items(response)),
@@ -955,7 +538,7 @@ class GhcrBackend:
         )
 
     def _page_items(self, response: httpx.Response) -> list[Any]:
-        body = self._json(response, "the versions list")
+        body = self.api.json(response, "the versions list")
         if not isinstance(body, list):
             raise RegistryError(f"{self.display}: the versions answer is not a list")
         return body
@@ -981,147 +564,6 @@ class GhcrBackend:
             f"{self.display}: GitHub sent a package version this client cannot read",
             hint="the API may have changed; report it with the output of --format json",
         )
-
-    def _note_limits(self, response: httpx.Response) -> None:
-        remaining = response.headers.get("x-ratelimit-remaining")
-        reset = response.headers.get("x-ratelimit-reset")
-        if remaining is None or reset is None:
-            return
-        try:
-            left, at = int(remaining), float(reset)
-        except ValueError:
-            return
-        with self._state:
-            self._remaining, self._reset = left, at
-
-    @staticmethod
-    def _limit_kind(response: httpx.Response) -> Literal["primary", "secondary"] | None:
-        if response.status_code not in (403, 429):
-            return None
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        message = str(body.get("message", "")) if isinstance(body, dict) else ""
-        if _SECONDARY_RE.search(message):
-            return "secondary"
-        if response.headers.get("x-ratelimit-remaining") == "0":
-            return "primary"
-        if response.headers.get("retry-after") is not None or response.status_code == 429:
-            return "secondary"
-        return None
-
-    def _primary_gate(self) -> None:
-        """Before a request: wait for (or stop at) an exhausted primary limit."""
-        with self._state:
-            remaining, reset = self._remaining, self._reset
-        if remaining is None or reset is None:
-            return
-        wait = reset - self.clock()
-        if wait <= 0:
-            return
-        if remaining <= 0:
-            if wait + 1 <= self.max_wait:
-                self.sleep(wait + 1)
-                with self._state:
-                    self._remaining = None
-                return
-            when = datetime.fromtimestamp(reset, UTC).strftime("%H:%M:%S UTC")
-            raise RateLimited(
-                f"{self.display}: the GitHub API rate limit is used up until {when}",
-                hint="rerun after the reset (the next run continues where this one stopped), "
-                "or pass --max-wait 1h to wait for it",
-            )
-        if remaining < LOW_REMAINING:
-            spread = wait / (remaining + 1)
-            if spread <= self.max_wait:
-                self.sleep(spread)
-
-    def _rest(
-        self,
-        method: str,
-        url: str,
-        *,
-        kind: str,
-        params: Mapping[str, str | int] | None = None,
-        headers: Mapping[str, str] | None = None,
-        pace: bool = False,
-        just_before: Callable[[], None] | None = None,
-    ) -> httpx.Response:
-        """Send a REST request, honouring primary and secondary limits.
-
-        Secondary limits: wait as told and retry (up to ``max_limit_retries``; deletes
-        also cut the pacer's rate). Primary limit: wait for the reset when ``max_wait``
-        allows, else raise :class:`RateLimited`. ``just_before`` runs after the pacing
-        wait, right before each send (the re-check of a delete); what it raises ends
-        the request unsent.
-        """
-        limited = primary = 0
-        sent_headers = {**self._headers(), **(headers or {})}
-        while True:
-            self._primary_gate()
-            started = 0.0
-            if pace:
-                wait = self.pacer.reserve()
-                while wait < 0:
-                    self.sleep(0.05)
-                    wait = self.pacer.reserve()
-                if wait > 0:
-                    self.sleep(wait)
-                started = self.clock()
-            try:
-                if just_before is not None:
-                    just_before()
-                response = self.sender.send(
-                    method, url, kind=kind, headers=sent_headers, params=params
-                )
-            except BaseException:
-                if pace:
-                    self.pacer.released()
-                raise
-            self._note_limits(response)
-            limit = self._limit_kind(response)
-            if limit is None:
-                if pace:
-                    self.pacer.accepted(started)
-                return response
-            if limit == "primary":
-                if pace:
-                    self.pacer.released()
-                primary += 1
-                if primary > 2:  # the reset passed by our clock, yet GitHub still refuses
-                    raise RateLimited(
-                        f"{self.display}: the GitHub API rate limit is used up",
-                        hint="rerun after the reset shown by 'gh api rate_limit'",
-                    )
-                continue  # the gate now waits for the reset or raises RateLimited
-            limited += 1
-            retry_after = parse_retry_after(response.headers.get("retry-after"), now=self.clock())
-            if pace:
-                self.pacer.limited(retry_after)  # the next reserve() waits as told
-            else:
-                self.sleep(retry_after if retry_after is not None else 60.0)
-            if limited > self.max_limit_retries:
-                raise RegistryError(
-                    f"{self.display}: GitHub kept answering with its secondary rate limit "
-                    f"({describe_response(response, self.scrub)})",
-                    hint="wait a few minutes, then rerun",
-                )
-
-
-_KIND_TEXT: dict[TokenKind, str] = {
-    "none": "none",
-    "classic": "a personal access token (classic)",
-    "fine-grained": "a fine-grained personal access token",
-    "github-token": "a GITHUB_TOKEN or GitHub App installation token",
-    "oauth": "an OAuth or GitHub App user token",
-    "unknown": "a token of unknown kind",
-}
-_OWNER_TEXT: dict[OwnerKind, str] = {
-    "self": "{owner} is the token's own user account",
-    "user": "{owner} is a user account",
-    "org": "{owner} is an organisation",
-}
 
 
 def _last_page(response: httpx.Response) -> int:

@@ -42,13 +42,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tagkeeper.errors import RegistryError
-from tagkeeper.inventory import ManifestMissing
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import datetime
 
-    from tagkeeper.inventory import ManifestReader
 
 LISTINGS = 4  # listings read at most before a package that keeps changing is an error
 WATCH_PER_PAGE = 10  # the newest versions a re-check reads per page
@@ -167,25 +165,3 @@ class PushWatch:
             return False
         created = self._created_of(answer.items[-1])
         return created is not None and created < self._newest
-
-
-def listed_by(digest: str, reader: ManifestReader) -> frozenset[str]:
-    """Every manifest ``digest`` lists, recursively, read through ``reader``.
-
-    A manifest the registry says is missing lists nothing (deleted meanwhile); any other
-    failure raises :class:`~tagkeeper.inventory.ManifestUnreadable`: a version pushed
-    during a prune that cannot be read may list anything.
-    """
-    out: set[str] = set()
-    todo = [digest]
-    while todo:
-        current = todo.pop()
-        try:
-            info = reader.manifest(current)
-        except ManifestMissing:
-            continue
-        for child in info.children:
-            if child not in out:
-                out.add(child)
-                todo.append(child)
-    return frozenset(out)

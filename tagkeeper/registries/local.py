@@ -41,15 +41,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tagkeeper.errors import RegistryError, UsageError
+from tagkeeper.errors import RegistryError
 from tagkeeper.inventory import (
+    Backend,
     DeleteResult,
     DeleteStatus,
     ManifestInfo,
     RequestStats,
     Version,
 )
-from tagkeeper.refs import parse_reference
+from tagkeeper.refs import parse_repository
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -89,12 +90,7 @@ def engine_repository(text: str) -> str:
     written as the engine shows them: ``docker.io/library/redis`` -> ``redis``,
     ``docker.io/acme/app`` -> ``acme/app``.
     """
-    ref = parse_reference(text)
-    if ref.tag is not None or ref.digest is not None:
-        raise UsageError(
-            f"{text!r} names a tag or digest; --local --image takes a repository",
-            hint=f"write --image {ref.repository} (every tag of it is considered)",
-        )
+    ref = parse_repository(text, why="--local --image takes a repository (every tag of it)")
     if ref.host in _DOCKER_HUB_HOSTS:
         path = ref.path
         if path.startswith("library/") and path.count("/") == 1:
@@ -158,7 +154,7 @@ def _explanation(exc: BaseException) -> str:
     return str(text) if text else str(exc)
 
 
-class LocalEngine:
+class LocalEngine(Backend):
     """One repository of the local Docker engine, as a :class:`~tagkeeper.inventory.Backend`.
 
     ``client`` is a ``docker.DockerClient`` (``docker.from_env()``, or :func:`connect`) or
@@ -254,6 +250,19 @@ class LocalEngine:
             }
             result = tagged + [v for image_id, v in leftovers.items() if image_id in ids]
         return sorted(result, key=lambda v: (v.created, v.digest))
+
+    def resolve_tag(self, tag: str) -> str | None:
+        """The id of the image ``REPO:tag`` names on this engine (one inspect), or
+        ``None`` when the engine has no such tag."""
+        try:
+            self._stats.count("inspect")
+            data = self._api.inspect_image(f"{self._repo}:{tag}")
+        except Exception as exc:
+            if _status_code(exc) == 404:
+                return None
+            raise self._engine_error(f"inspecting {self._repo}:{tag}", exc) from None
+        image_id = data.get("Id") if isinstance(data, dict) else None
+        return image_id if isinstance(image_id, str) else None
 
     def current_tags(self, version: Version) -> frozenset[str] | None:
         """Re-inspect the image: its tags of this repository now, ``None`` when it is gone."""

@@ -13,7 +13,7 @@ need the live repository:
   create v1 v1-amd64 v1-arm64`` makes them), attestations and signatures. With a
   ``replan`` (:func:`replanner`; ``tagkeeper prune`` always passes one) the repository is
   planned again right away with every such version as a protected root (the same
-  reader: nothing is read twice through a :class:`MemoReader`), and every remaining
+  reader, which reads each manifest once per run: nothing is read twice), and every remaining
   delete, tagged or untagged, that the new plan keeps is skipped and reported with the
   reason. A version whose manifest cannot be read fails closed in that plan, as in the
   first one. Without a ``replan`` (library callers) the executor stays conservative:
@@ -34,9 +34,7 @@ from tagkeeper.inventory import (
     Backend,
     DeleteResult,
     DeleteStatus,
-    ManifestInfo,
     ManifestReader,
-    ManifestUnreadable,
     Version,
 )
 from tagkeeper.retention.planner import Plan, Policy, plan
@@ -44,7 +42,7 @@ from tagkeeper.retention.planner import Plan, Policy, plan
 if TYPE_CHECKING:
     from datetime import datetime
 
-__all__ = ["ApplyReport", "MemoReader", "Replan", "apply_plan", "check_cap", "replanner"]
+__all__ = ["ApplyReport", "Replan", "apply_plan", "check_cap", "replanner"]
 
 Replan = Callable[[Sequence[Version], Mapping[str, str]], Plan]
 """Plans ``versions`` again with extra protected roots (digest -> reason)."""
@@ -171,43 +169,6 @@ def _changed_detail(planned: frozenset[str], now: frozenset[str]) -> str:
     return "tags changed since the plan (" + "; ".join(parts) + "): skipped"
 
 
-class MemoReader:
-    """A :class:`ManifestReader` that asks ``inner`` about each digest at most once.
-
-    Answers and failures are both remembered, so a second plan of the same run (see
-    :func:`replanner`) reads nothing again and sees the same unreadable manifests.
-    """
-
-    def __init__(self, inner: ManifestReader) -> None:
-        self.inner = inner
-        self._manifests: dict[str, ManifestInfo | ManifestUnreadable] = {}
-        self._referrers: dict[str, tuple[str, ...] | ManifestUnreadable] = {}
-
-    def manifest(self, digest: str) -> ManifestInfo:
-        answer = self._manifests.get(digest)
-        if answer is None:
-            try:
-                answer = self.inner.manifest(digest)
-            except ManifestUnreadable as exc:
-                answer = exc
-            self._manifests[digest] = answer
-        if isinstance(answer, ManifestUnreadable):
-            raise type(answer)(answer.digest, answer.reason)
-        return answer
-
-    def referrers(self, digest: str) -> Sequence[str]:
-        answer = self._referrers.get(digest)
-        if answer is None:
-            try:
-                answer = tuple(self.inner.referrers(digest))
-            except ManifestUnreadable as exc:
-                answer = exc
-            self._referrers[digest] = answer
-        if isinstance(answer, ManifestUnreadable):
-            raise type(answer)(answer.digest, answer.reason)
-        return answer
-
-
 def replanner(
     policy: Policy,
     *,
@@ -218,10 +179,10 @@ def replanner(
     """A :data:`Replan` for :func:`apply_plan`: the planner with the first plan's inputs.
 
     Pass the ``policy``, ``now``, ``reader`` and ``protected`` the first plan was made
-    with; wrap the reader in a :class:`MemoReader` before the first plan so that the
-    second one reads nothing twice::
+    with; a backend's reader reads each manifest once per run, so the second plan reads
+    nothing twice::
 
-        reader = MemoReader(backend.reader)
+        reader = backend.reader
         first = plan(versions, policy, now=now, reader=reader, protected=protected)
         report = apply_plan(
             first, backend,
@@ -364,7 +325,8 @@ def apply_plan(
     such version as a protected root, and the remaining deletes that plan keeps are
     skipped. Without it, untagged deletes are held back after such a version.
     """
-    check_cap(plan, max_delete, display=backend.display)
+    if max_delete is not None:
+        check_cap(plan, max_delete, display=backend.display)
     todo = plan.delete
     run = _Run(plan, replan)
     for index, decision in enumerate(todo):

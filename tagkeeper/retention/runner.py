@@ -12,19 +12,11 @@ options, confirmation and rendering. In a few lines::
 
 or :func:`prune_image` for all of it at once.
 
-A backend may offer optional hooks beyond the :class:`~tagkeeper.inventory.Backend`
-protocol; they are used when present:
-
-- ``protected(extra) -> dict[str, str]``: the references the backend itself must keep,
-  plus ``extra`` (the local engine: every image a container uses). Called after
-  ``versions()``.
-- ``warnings: tuple[str, ...]``: what the plan should say about the backend (OCI:
-  unknown creation times). Read after planning.
-- ``check_delete() -> None``: raises before anything is deleted when deletes cannot work
-  (OCI: deletes switched off, or no permission; GHCR: a token that surely cannot delete,
-  as far as GitHub shows it). Safe to call more than once.
-- ``expect_deletes(versions) -> None``: told what the plan deletes, before applying it
-  (OCI: re-reads only kept and new tags before each delete).
+The backend's optional hooks (:class:`~tagkeeper.inventory.Backend`: ``protected``,
+``warnings``, ``check_delete``, ``expect_deletes``) are called on every backend; their
+defaults do nothing. The safety cap is checked once (:meth:`PlannedPrune.check_cap`
+before anything is asked, or inside :func:`apply_planned` when the caller did not), and
+the delete hooks run once per image (:func:`prepare_deletes`, likewise).
 
 Nothing here prints, reads the environment or the clock: ``now`` is an input.
 """
@@ -37,14 +29,14 @@ from typing import TYPE_CHECKING, Any
 
 from tagkeeper.errors import ExitCode, TagkeeperError
 from tagkeeper.retention import executor as apply
-from tagkeeper.retention.executor import ApplyReport, MemoReader, replanner
+from tagkeeper.retention.executor import ApplyReport, replanner
 from tagkeeper.retention.planner import Plan, Policy, plan
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from datetime import datetime
 
-    from tagkeeper.inventory import Backend, DeleteResult, Version
+    from tagkeeper.inventory import Backend, DeleteResult, ManifestReader, Version
 
 __all__ = [
     "PlannedPrune",
@@ -67,9 +59,10 @@ def _same(text: str) -> str:
 class PlannedPrune:
     """A plan for one image, with what :func:`apply_planned` needs to apply it safely.
 
-    ``reader`` is the memoizing reader the plan was made with: a re-plan during the
-    apply reads nothing twice. ``protected`` is every protected reference the plan used
-    (the caller's and the backend's own).
+    ``reader`` is the reader the plan was made with (the backend's: it reads each
+    manifest once per run, so a re-plan during the apply reads nothing twice).
+    ``protected`` is every protected reference the plan used (the caller's and the
+    backend's own).
     """
 
     backend: Backend
@@ -77,12 +70,15 @@ class PlannedPrune:
     now: datetime
     plan: Plan
     protected: Mapping[str, str]
-    reader: MemoReader
+    reader: ManifestReader
+    _done: set[str] = field(default_factory=set, repr=False, compare=False)
 
     def check_cap(self) -> None:
         """Raise :class:`~tagkeeper.errors.CapExceeded` when the plan deletes more than
-        the policy's ``max_delete``."""
-        apply.check_cap(self.plan, self.policy.max_delete, display=self.backend.display)
+        the policy's ``max_delete`` (checked once; later calls repeat the answer)."""
+        if "cap" not in self._done:
+            apply.check_cap(self.plan, self.policy.max_delete, display=self.backend.display)
+            self._done.add("cap")
 
 
 @dataclass(frozen=True)
@@ -99,9 +95,9 @@ class Snapshot:
     def plan(self, policy: Policy, *, now: datetime, notes: Sequence[str] = ()) -> PlannedPrune:
         """Plan the snapshot; ``notes`` are warnings to add to the plan's own (after the
         backend's ``warnings``), e.g. an environment with no known deploy."""
-        reader = MemoReader(self.backend.reader)  # a re-plan reads nothing twice
+        reader = self.backend.reader  # reads each manifest once: a re-plan reads nothing again
         the_plan = plan(self.versions, policy, now=now, reader=reader, protected=self.protected)
-        noticed = (*getattr(self.backend, "warnings", ()), *notes)
+        noticed = (*self.backend.warnings, *notes)
         if noticed:
             the_plan = dataclasses.replace(the_plan, warnings=the_plan.warnings + noticed)
         return PlannedPrune(self.backend, policy, now, the_plan, self.protected, reader)
@@ -116,9 +112,7 @@ def snapshot(
     """List ``backend`` (unless ``versions`` already are its listing) and complete
     ``protected`` (reference -> reason) with the backend's ``protected`` hook."""
     listed = backend.versions() if versions is None else versions
-    hook = getattr(backend, "protected", None)
-    refs = dict(hook(dict(protected or {}))) if callable(hook) else dict(protected or {})
-    return Snapshot(backend, listed, refs)
+    return Snapshot(backend, listed, backend.protected(dict(protected or {})))
 
 
 def plan_image(
@@ -134,17 +128,17 @@ def plan_image(
 
 
 def prepare_deletes(planned: PlannedPrune) -> None:
-    """Run the backend's ``check_delete`` and ``expect_deletes`` hooks, when it has them.
+    """Run the backend's ``check_delete`` and ``expect_deletes`` hooks, once per plan.
 
     Raises (e.g. deletes switched off) before anything is deleted. :func:`apply_planned`
-    calls it too; call it yourself to fail before asking anyone to confirm.
+    calls it when the caller did not; call it yourself to fail before asking anyone to
+    confirm.
     """
-    check = getattr(planned.backend, "check_delete", None)
-    if callable(check):
-        check()
-    expect = getattr(planned.backend, "expect_deletes", None)
-    if callable(expect):
-        expect(d.version for d in planned.plan.delete)
+    if "deletes" in planned._done:
+        return
+    planned.backend.check_delete()
+    planned.backend.expect_deletes(d.version for d in planned.plan.delete)
+    planned._done.add("deletes")
 
 
 def apply_planned(
@@ -163,7 +157,7 @@ def apply_planned(
     return apply.apply_plan(  # looked up on the module, so tests can wrap it
         planned.plan,
         planned.backend,
-        max_delete=planned.policy.max_delete,
+        max_delete=None,  # checked above, once
         on_result=on_result,
         replan=replanner(
             planned.policy, now=planned.now, reader=planned.reader, protected=planned.protected

@@ -19,6 +19,7 @@ from tagkeeper.errors import RateLimited, RegistryError, TagkeeperError
 from tagkeeper.inventory import (
     OCI_INDEX,
     OCI_MANIFEST,
+    Backend,
     DeleteResult,
     DeleteStatus,
     ManifestInfo,
@@ -27,7 +28,6 @@ from tagkeeper.inventory import (
     RequestStats,
     Version,
 )
-from tagkeeper.registries.ghcr_versions import listed_by
 from tagkeeper.retention.planner import referrer_subject
 
 if TYPE_CHECKING:
@@ -52,7 +52,25 @@ def at(minutes: float) -> datetime:
     return T0 + timedelta(minutes=minutes)
 
 
-class FakeRegistry:
+def listed_by(digest: str, reader: FakeRegistry) -> frozenset[str]:
+    """Every manifest ``digest`` lists, recursively (the rule of
+    :meth:`tagkeeper.registries.distribution.Registry.listed_by`): a missing manifest
+    lists nothing; an unreadable one raises."""
+    out: set[str] = set()
+    todo = [digest]
+    while todo:
+        try:
+            info = reader.manifest(todo.pop())
+        except ManifestMissing:
+            continue
+        for child in info.children:
+            if child not in out:
+                out.add(child)
+                todo.append(child)
+    return frozenset(out)
+
+
+class FakeRegistry(Backend):
     """One repository held in memory: ``Backend`` and ``ManifestReader`` at once."""
 
     def __init__(self, display: str = "registry.test/acme/app") -> None:
@@ -202,6 +220,10 @@ class FakeRegistry:
     def versions(self) -> Sequence[Version]:
         self._stats.count("list")
         return list(self._versions.values())
+
+    def resolve_tag(self, tag: str) -> str | None:
+        self._stats.count("resolve")
+        return next((v.digest for v in self._versions.values() if tag in v.tags), None)
 
     def current_tags(self, version: Version) -> frozenset[str] | None:
         self.checks.append(version.digest)

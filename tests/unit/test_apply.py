@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tagkeeper.errors import AuthError, CapExceeded, ExitCode, RegistryError, TagkeeperError
-from tagkeeper.inventory import DeleteResult, DeleteStatus, ManifestUnreadable, Version
-from tagkeeper.retention.executor import ApplyReport, MemoReader, apply_plan, replanner
+from tagkeeper.inventory import DeleteResult, DeleteStatus, Version
+from tagkeeper.retention.executor import ApplyReport, apply_plan, replanner
 from tagkeeper.retention.planner import Plan, Policy, plan
 from tests.unit.fakes import FakeRegistry, at, digest_of, sig_tag
 
@@ -245,9 +245,9 @@ def refused_index_package() -> FakeRegistry:
     return reg
 
 
-def applied_with_replan(reg: FakeRegistry) -> tuple[Plan, ApplyReport, MemoReader]:
+def applied_with_replan(reg: FakeRegistry) -> tuple[Plan, ApplyReport, FakeRegistry]:
     policy = Policy(keep_release=1)
-    reader = MemoReader(reg)
+    reader = reg
     first = plan(reg.versions(), policy, now=NOW, reader=reader)
     report = apply_plan(first, reg, replan=replanner(policy, now=NOW, reader=reader))
     return first, report, reader
@@ -295,15 +295,6 @@ def test_a_refused_index_keeps_its_children_and_the_other_garbage_goes() -> None
         "failed": 0,
         "skipped": 2,
     }
-
-
-def test_the_second_plan_reads_no_manifest_twice() -> None:
-    reg = refused_index_package()
-    reg.refuse[digest_of("old")] = "refused"
-    applied_with_replan(reg)
-    assert reg.manifest_reads.count(digest_of("old")) == 1  # read by the second plan only
-    assert len(reg.manifest_reads) == len(set(reg.manifest_reads))
-    assert len(reg.referrer_reads) == len(set(reg.referrer_reads))
 
 
 def test_a_changed_index_keeps_its_children_and_the_other_garbage_goes() -> None:
@@ -385,19 +376,6 @@ def test_nothing_to_replan_when_every_tagged_delete_succeeds() -> None:
     assert {v.digest for v in reg.versions()} == {digest_of("new")}
 
 
-def test_memo_reader_remembers_failures_too() -> None:
-    reg = refused_index_package()
-    reg.unreadable[digest_of("old")] = "timeout"
-    memo = MemoReader(reg)
-    for _ in range(2):
-        with pytest.raises(ManifestUnreadable, match="timeout"):
-            memo.manifest(digest_of("old"))
-        assert memo.manifest(digest_of("new")).digest == digest_of("new")
-        assert memo.referrers(digest_of("new")) == ()
-    assert reg.manifest_reads == [digest_of("old"), digest_of("new")]
-    assert reg.referrer_reads == [digest_of("new")]
-
-
 # -- tagged platform images (docker manifest create v1.0.0 v1.0.0-amd64 v1.0.0-arm64) ----
 
 
@@ -450,7 +428,7 @@ def test_an_index_that_stays_keeps_its_tagged_children(fault: str) -> None:
 
         reg.before_check = retag
     policy = Policy(keep_release=1, keep_prerelease=0)
-    reader = MemoReader(reg)
+    reader = reg
     first = plan(reg.versions(), policy, now=NOW, reader=reader)
     assert set(V1_CHILDREN) <= {d.version.digest for d in first.delete}  # old prereleases
     inner = replanner(policy, now=NOW, reader=reader)

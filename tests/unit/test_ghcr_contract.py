@@ -668,7 +668,7 @@ def test_manifests_are_read_after_the_token_exchange_and_only_once(
     backend = make_backend(client, time)
     info = backend.reader.manifest(INDEX_DIGEST)
     again = backend.reader.manifest(INDEX_DIGEST)
-    assert info is again
+    assert info == again
     assert info.children == (fake_digest(100),)
     assert info.media_type == OCI_INDEX
     token_request = httpx_mock.get_requests()[0]
@@ -677,7 +677,7 @@ def test_manifests_are_read_after_the_token_exchange_and_only_once(
     manifest_request = httpx_mock.get_requests()[1]
     for media in ("oci.image.index", "oci.image.manifest", "manifest.list.v2", "manifest.v2"):
         assert media in manifest_request.headers["accept"]
-    assert backend.stats.by_kind == {"token": 1, "manifest": 1}
+    assert backend.stats.by_kind == {"token": 1, "manifest-get": 1}
 
 
 def test_plain_children_of_a_read_index_cost_no_request_unless_asked(
@@ -690,7 +690,7 @@ def test_plain_children_of_a_read_index_cost_no_request_unless_asked(
     child = backend.reader.manifest(fake_digest(100))
     assert child.children == ()
     assert child.media_type == OCI_MANIFEST
-    assert backend.stats.by_kind == {"token": 1, "manifest": 1}
+    assert backend.stats.by_kind == {"token": 1, "manifest-get": 1}
     # asked to, the reader fetches them like any other manifest
     add_token_exchange(httpx_mock)
     httpx_mock.add_response(url=f"{REG}/v2/acme/app/manifests/{INDEX_DIGEST}", content=INDEX)
@@ -699,7 +699,7 @@ def test_plain_children_of_a_read_index_cost_no_request_unless_asked(
     httpx_mock.add_response(url=f"{REG}/v2/acme/app/manifests/{fake_digest(100)}", status_code=404)
     with pytest.raises(ManifestUnreadable):  # a request was sent (and answered 404)
         strict.reader.manifest(fake_digest(100))
-    assert strict.stats.by_kind["manifest"] == 2
+    assert strict.stats.by_kind["manifest-get"] == 2
 
 
 def test_content_that_does_not_match_its_digest_is_unreadable(
@@ -805,7 +805,7 @@ def test_the_disk_cache_skips_the_registry_on_the_next_run_and_rejects_tampering
     httpx_mock.add_response(url=f"{REG}/v2/acme/app/manifests/{INDEX_DIGEST}", content=INDEX)
     third = make_backend(client, time, manifest_cache=tmp_path)
     assert third.reader.manifest(INDEX_DIGEST).children == (fake_digest(100),)
-    assert third.stats.by_kind == {"token": 1, "manifest": 1}
+    assert third.stats.by_kind == {"token": 1, "manifest-get": 1}
 
 
 def test_referrers_come_from_the_tag_schema_index(
@@ -873,7 +873,7 @@ def test_a_realm_that_is_not_a_url_is_refused(
         status_code=401,
         headers={"www-authenticate": 'Bearer realm="/token",service="ghcr.io"'},
     )
-    with pytest.raises(RegistryError, match="another host"):
+    with pytest.raises(RegistryError, match="not an http"):
         make_backend(client, time).reader.manifest(INDEX_DIGEST)
     assert len(httpx_mock.get_requests()) == 2  # the first exchange and the manifest
 
@@ -933,3 +933,39 @@ def test_a_portal_page_from_the_token_service_is_a_registry_error(
         make_backend(client, time).reader.manifest(INDEX_DIGEST)
     assert info.value.hint is not None
     assert "proxy" in info.value.hint.lower()
+
+
+def test_resolving_a_tag_is_one_head_after_the_token_exchange_and_no_rest_call(
+    httpx_mock: HTTPXMock, client: httpx.Client, time: FakeTime
+) -> None:
+    add_token_exchange(httpx_mock)
+    httpx_mock.add_response(
+        method="HEAD",
+        url=f"{REG}/v2/acme/app/manifests/v1.2.3",
+        headers={"docker-content-digest": INDEX_DIGEST, "content-type": OCI_INDEX},
+        match_headers={"Authorization": "Bearer regtoken"},
+    )
+    backend = make_backend(client, time)
+    assert backend.resolve_tag("v1.2.3") == INDEX_DIGEST
+    assert all(r.url.host == "ghcr.test" for r in httpx_mock.get_requests())
+    assert backend.stats.by_kind == {"token": 1, "manifest-head": 1}
+
+
+def test_a_public_package_resolves_anonymously(
+    httpx_mock: HTTPXMock, client: httpx.Client, time: FakeTime
+) -> None:
+    def anonymous(request: httpx.Request) -> httpx.Response:
+        assert "authorization" not in request.headers
+        return httpx.Response(200, json={"token": "anon"})
+
+    httpx_mock.add_callback(
+        anonymous, url=f"{REG}/token?scope=repository%3Aacme%2Fapp%3Apull&service=ghcr.io"
+    )
+    httpx_mock.add_response(
+        method="HEAD",
+        url=f"{REG}/v2/acme/app/manifests/v1.2.3",
+        status_code=404,
+        json={"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]},
+        match_headers={"Authorization": "Bearer anon"},
+    )
+    assert make_backend(client, time, token=None).resolve_tag("v1.2.3") is None

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
@@ -30,6 +31,7 @@ from tests.emulators import images as im
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
+    from pathlib import Path
 
     from pytest_httpx import HTTPXMock
 
@@ -53,6 +55,7 @@ class FakeRegistry:
     auth: str | None = None  # None, "basic", "bearer"
     user: tuple[str, str] = ("alice", "pw")
     token_value: str = "tok-SECRET-123"
+    realm: str = f"http://{HOST}/token"  # the token service, on the registry's own host
     delete_status: int | None = None  # force an answer for real deletes
     delete_headers: dict[str, str] = field(default_factory=dict)  # sent with that answer
     log: list[tuple[str, str]] = field(default_factory=list)
@@ -81,7 +84,7 @@ class FakeRegistry:
             value = 'Basic realm="fake"'
         else:
             value = (
-                f'Bearer realm="https://auth.example.com/token",service="fake-registry",'
+                f'Bearer realm="{self.realm}",service="fake-registry",'
                 f'scope="{scope}"'
             )
         return httpx.Response(
@@ -107,7 +110,9 @@ class FakeRegistry:
         return httpx.Response(200, json={"token": self.token_value, "expires_in": 300})
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
-        if request.url.host == "auth.example.com":
+        if f"{request.url.scheme}://{request.url.netloc.decode()}{request.url.path}" == (
+            self.realm
+        ):
             return self.token(request)
         path = request.url.path
         self.log.append((request.method, str(request.url)))
@@ -378,12 +383,12 @@ def test_manifest_children_and_subject(registry: FakeRegistry, client: httpx.Cli
     registry.push(multi, "v1.0.0")
     registry.push(ref)
     b = backend(client)
-    info = b.manifest(multi.digest)
+    info = b.reader.manifest(multi.digest)
     assert info.children == tuple(c.digest for c in multi.children)
     assert info.media_type == im.OCI_INDEX
-    assert b.manifest(ref.digest).subject == img.digest
+    assert b.reader.manifest(ref.digest).subject == img.digest
     before = b.stats.by_kind["manifest-get"]
-    b.manifest(multi.digest)
+    b.reader.manifest(multi.digest)
     assert b.stats.by_kind["manifest-get"] == before  # each digest read once
 
 
@@ -395,7 +400,7 @@ def test_manifest_with_wrong_bytes_is_unreadable(
     impostor = im.image(created=FEB)
     registry.manifests[img.digest] = impostor  # serves other bytes under the digest
     with pytest.raises(ManifestUnreadable, match="another digest") as caught:
-        backend(client).manifest(img.digest)
+        backend(client).reader.manifest(img.digest)
     assert not isinstance(caught.value, ManifestMissing)
 
 
@@ -406,7 +411,7 @@ def test_a_manifest_the_registry_does_not_have_is_missing(
     gone = im.image(created=JAN, label="gone").digest
     for _ in range(2):  # the answer is remembered, as missing
         with pytest.raises(ManifestMissing, match="not found in the registry"):
-            b.manifest(gone)
+            b.reader.manifest(gone)
     assert b.stats.by_kind["manifest-get"] == 1
 
 
@@ -418,7 +423,7 @@ def test_referrers_api_when_the_registry_has_it(
     registry.push(img, "v1")
     ref = im.referrer(img)
     registry.push(ref)
-    assert list(backend(client).referrers(img.digest)) == [ref.digest]
+    assert list(backend(client).reader.referrers(img.digest)) == [ref.digest]
 
 
 def test_referrers_fall_back_to_the_tag_schema_once(
@@ -432,8 +437,8 @@ def test_referrers_fall_back_to_the_tag_schema_once(
     registry.push(im.index([ref]), "sha256-" + img.digest.split(":")[1])
     b = backend(client)
     b.versions()
-    assert list(b.referrers(img.digest)) == [ref.digest]
-    assert list(b.referrers(other.digest)) == []
+    assert list(b.reader.referrers(img.digest)) == [ref.digest]
+    assert list(b.reader.referrers(other.digest)) == []
     assert b.stats.by_kind["referrers"] == 1  # 404 once: the API is not asked again
 
 
@@ -513,6 +518,64 @@ def test_bearer_refused_is_an_auth_error_without_the_secret(
         backend(client, credentials=creds).versions()
     assert "wrong-PASSWORD" not in caught.value.diagnostics()
     assert "refused" in caught.value.message
+
+
+def test_credentials_never_go_to_a_token_service_on_another_host(
+    registry: FakeRegistry, client: httpx.Client, httpx_mock: HTTPXMock
+) -> None:
+    registry.auth = "bearer"
+    registry.realm = "https://auth.elsewhere.example/token"  # not the registry's host
+    registry.push(im.image(created=JAN), "v1")
+    creds = Credentials("alice", Secret("pw-SECRET"), source="test")
+    with pytest.raises(RegistryError, match="another host") as caught:
+        backend(client, credentials=creds).versions()
+    assert "pw-SECRET" not in caught.value.diagnostics()
+    assert registry.token_requests == []  # nothing was sent there
+    assert all(r.url.host != "auth.elsewhere.example" for r in httpx_mock.get_requests())
+
+
+def test_anonymous_access_may_use_a_token_service_on_another_host(
+    registry: FakeRegistry, client: httpx.Client, httpx_mock: HTTPXMock
+) -> None:
+    registry.auth = "bearer"
+    registry.realm = "https://auth.elsewhere.example/token"
+    registry.push(im.image(created=JAN), "v1")
+
+    def anonymous_token(request: httpx.Request) -> httpx.Response:
+        assert "authorization" not in request.headers
+        return httpx.Response(200, json={"token": registry.token_value})
+
+    httpx_mock.add_callback(anonymous_token, url=re.compile(r"https://auth\.elsewhere\.example/"))
+    assert [v.tags for v in backend(client).versions()] == [{"v1"}]
+
+
+def test_a_documented_token_service_gets_the_credentials(
+    httpx_mock: HTTPXMock, client: httpx.Client
+) -> None:
+    # Docker Hub's registry sends clients to auth.docker.io: documented, so trusted
+    httpx_mock.add_response(
+        url="https://registry-1.docker.io/v2/",
+        status_code=401,
+        headers={"WWW-Authenticate": 'Bearer realm="https://auth.docker.io/token",'
+                 'service="registry.docker.io"'},
+    )  # fmt: skip
+    httpx_mock.add_response(
+        url="https://auth.docker.io/token?scope=repository%3Aacme%2Fapp%3Apull"
+        "&service=registry.docker.io",
+        json={"token": "hub-token"},
+        match_headers={"Authorization": "Basic " + base64.b64encode(b"alice:pw").decode()},
+    )
+    httpx_mock.add_response(
+        url="https://registry-1.docker.io/v2/acme/app/tags/list?n=1000",
+        json={"name": "acme/app", "tags": []},
+        match_headers={"Authorization": "Bearer hub-token"},
+    )
+    b = OciBackend(
+        "registry-1.docker.io/acme/app",
+        client,
+        credentials=Credentials("alice", Secret("pw"), source="test"),
+    )
+    assert list(b.versions()) == []
 
 
 def test_basic_auth(registry: FakeRegistry, client: httpx.Client) -> None:
@@ -782,3 +845,51 @@ def test_rate_limit_retry_after_as_an_http_date(
     assert b.delete(by_tag(b.versions(), "dev-0001")).status is DeleteStatus.DELETED
     assert len(waits) == 1
     assert 25 < waits[0] <= 31
+
+
+# ------------------------------------------------------------------- one client, one cache
+
+
+def test_a_replan_during_the_apply_reads_no_manifest_twice(
+    registry: FakeRegistry, client: httpx.Client
+) -> None:
+    from tagkeeper.retention.runner import apply_planned, plan_image
+
+    old = im.multiarch(created=JAN, label="old")
+    registry.push(old, "v1.0.0")
+    registry.push(im.image(created=JAN, label="older"), "v0.9.0")
+    registry.push(im.image(created=FEB, label="new"), "v2.0.0")
+    registry.delete_status = 400  # every delete refused: each refusal plans again
+    b = backend(client)
+    planned = plan_image(b, Policy(keep_release=1, min_age=timedelta(0)), now=NOW)
+    assert old.digest in {d.version.digest for d in planned.plan.delete}
+    report = apply_planned(planned)
+    assert report.replanned is not None  # planned again, through the same reader
+    gets = [url for method, url in registry.log if method == "GET" and "/manifests/" in url]
+    assert gets
+    assert len(gets) == len(set(gets))
+
+
+def test_resolving_a_tag_costs_one_head_and_no_listing(
+    registry: FakeRegistry, client: httpx.Client
+) -> None:
+    img = im.image(created=JAN)
+    registry.push(img, "v1.2.3")
+    b = backend(client)
+    assert b.resolve_tag("v1.2.3") == img.digest
+    assert b.resolve_tag("v9.9.9") is None
+    assert [m for m, url in registry.log if "/v2/app/" in url] == ["HEAD", "HEAD"]
+    assert "tags-list" not in b.stats.by_kind
+
+
+def test_the_disk_cache_serves_oci_manifests_on_the_next_run(
+    registry: FakeRegistry, client: httpx.Client, tmp_path: Path
+) -> None:
+    multi = im.multiarch(created=JAN, attest=False)
+    registry.push(multi, "v1")
+    backend(client, manifest_cache=tmp_path).reader.manifest(multi.digest)
+    again = backend(client, manifest_cache=tmp_path)
+    assert again.reader.manifest(multi.digest).children == tuple(
+        c.digest for c in multi.children
+    )
+    assert "manifest-get" not in again.stats.by_kind

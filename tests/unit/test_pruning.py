@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
     from tagkeeper.inventory import DeleteResult, Version
+    from tagkeeper.retention.planner import Plan
 
 R = TypeVar("R", bound=FakeRegistry)
 NOW = at(10_000)  # every image is far past the one-hour grace period
@@ -231,3 +232,42 @@ def test_a_snapshot_plans_given_versions_without_listing_again() -> None:
     planned = snap.plan(Policy(keep_dev=1), now=NOW)
     assert digest_of(dev(0)) in {d.version.digest for d in planned.plan.keep}
     assert len(planned.plan.delete) == 3
+
+
+def test_the_cap_and_the_delete_hooks_run_once_however_often_they_are_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # as `tagkeeper prune` does: the cap and the hooks before the confirmation, then
+    # the apply, which must not ask the backend (or count the plan) again
+    from tagkeeper.retention import executor
+    from tagkeeper.retention.runner import prepare_deletes
+
+    caps: list[int] = []
+    real = executor.check_cap
+
+    def counting(plan: Plan, max_delete: int | None, *, display: str = "") -> None:
+        caps.append(len(plan.delete))
+        real(plan, max_delete, display=display)
+
+    monkeypatch.setattr(executor, "check_cap", counting)
+    reg = five_dev_images(HookedRegistry())
+    planned = plan_image(reg, Policy(keep_dev=1, max_delete=10), now=NOW)
+    planned.check_cap()
+    prepare_deletes(planned)
+    report = apply_planned(planned)
+    assert report.exit_code is ExitCode.OK
+    assert caps == [4]
+    assert reg.calls.count("check_delete") == 1
+    assert reg.calls.count("expect_deletes") == 1
+    assert len(reg.deleted) == 4
+
+
+def test_a_backend_without_hooks_gets_the_defaults() -> None:
+    reg = five_dev_images(FakeRegistry())  # overrides none of the optional hooks
+    assert reg.protected({dev(0): "pinned"}) == {dev(0): "pinned"}
+    assert reg.warnings == ()
+    reg.check_delete()
+    reg.expect_deletes(reg.versions())
+    assert reg.resolve_tag(dev(3)) == digest_of(dev(3))
+    assert reg.resolve_tag("nope") is None
+    assert prune_image(reg, Policy(keep_dev=1), now=NOW).exit_code is ExitCode.OK

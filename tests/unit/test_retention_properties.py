@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from tagkeeper.errors import AuthError, RegistryError
 from tagkeeper.inventory import DeleteStatus, Version
-from tagkeeper.retention.executor import MemoReader, apply_plan, replanner
+from tagkeeper.retention.executor import apply_plan, replanner
 from tagkeeper.retention.planner import Plan, Policy, plan
 from tests.unit.fakes import FakeRegistry, at, digest_of, sig_tag
 
@@ -311,7 +311,7 @@ def test_apply_with_faults_never_breaks_an_image_that_stays(
     case: Case, data: st.DataObject
 ) -> None:
     reg = case.reg
-    reader = MemoReader(reg)
+    reader = reg
     p = plan(reg.versions(), case.policy, now=case.now, reader=reader, protected=case.protected)
     reach = {v.digest: pull_reach(reg, v.digest) for v in reg.versions()}
     reach.update((d, pull_reach(reg, d)) for d in protected_digests(case))

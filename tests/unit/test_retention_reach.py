@@ -11,10 +11,6 @@ from __future__ import annotations
 from collections import Counter
 from datetime import timedelta
 
-import pytest
-
-from tagkeeper.inventory import ManifestMissing, ManifestUnreadable
-from tagkeeper.retention.executor import MemoReader
 from tagkeeper.retention.planner import Plan, Policy, plan
 from tests.unit.fakes import FakeRegistry, at, digest_of
 
@@ -185,16 +181,3 @@ def test_tags_and_listed_digests_are_not_read_again_as_unlisted() -> None:
     assert p.delete == ()
     assert p.warnings == ()
     assert reg.manifest_reads == []  # a plain image manifest: nothing to read
-
-
-def test_memo_reader_keeps_missing_apart_from_unreadable() -> None:
-    reg = FakeRegistry()
-    reg.unreadable[digest_of("broken")] = "500"
-    memo = MemoReader(reg)
-    for _ in range(2):
-        with pytest.raises(ManifestMissing):
-            memo.manifest(digest_of("nowhere"))
-        with pytest.raises(ManifestUnreadable) as caught:
-            memo.manifest(digest_of("broken"))
-        assert type(caught.value) is ManifestUnreadable
-    assert Counter(reg.manifest_reads) == {digest_of("nowhere"): 1, digest_of("broken"): 1}

@@ -1,0 +1,627 @@
+"""The one client of the OCI distribution API (``/v2``), shared by every registry backend.
+
+:class:`Registry` speaks ``/v2`` for one repository (``ghcr.io/acme/app`` through the
+GHCR backend, ``registry.example.com/team/app`` through the OCI backend):
+
+- the base URL: given (``--registry-url``), or found: ``https://HOST``, and plain
+  ``http://HOST`` only for a loopback host that does not answer https (as Docker does)
+  or the one host ``--insecure`` names;
+- authentication through :mod:`tagkeeper.registries.auth` (basic, bearer token per
+  scope, the realm policy), retried once on a ``401``;
+- manifests by digest, verified against it and remembered for the run (answers and
+  failures both: :class:`Memo`), optionally kept on disk between runs
+  (:class:`ManifestCache`, verified on read); manifests by tag (``GET`` or ``HEAD``,
+  ``Docker-Content-Digest``), existence checks, config blobs, the tag list (``n``/
+  ``last``/``Link`` pagination), the OCI 1.1 referrers API, and manifest deletes.
+
+:class:`DistributionReader` is the :class:`~tagkeeper.inventory.ManifestReader` both
+registry backends hand the planner: manifests through the client's one cache, referrers
+from the API where the registry has one, else from the ``sha256-<hex>`` tag schema.
+
+The client receives its :class:`~tagkeeper.transport.Sender` (and so its
+``httpx.Client``); it never builds one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from concurrent.futures import Future
+from dataclasses import replace
+from typing import TYPE_CHECKING, Generic, NamedTuple, TypeVar
+
+import httpx
+
+from tagkeeper.errors import RateLimited, RegistryError
+from tagkeeper.inventory import (
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    INDEX_TYPES,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Backend,
+    ManifestInfo,
+    ManifestMissing,
+    ManifestUnreadable,
+)
+from tagkeeper.refs import SHA256_DIGEST_RE
+from tagkeeper.registries.auth import Authenticator, Challenge, RealmPolicy
+from tagkeeper.registries.manifests import Manifest, digest_matches, digest_of, read_manifest
+from tagkeeper.transport import NoAnswer, describe_response, is_loopback_host, json_body
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from datetime import datetime
+    from pathlib import Path
+
+    from tagkeeper.inventory import RequestStats
+    from tagkeeper.registries.credentials import Credentials
+    from tagkeeper.transport import Sender
+
+ACCEPT = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
+MAX_MANIFEST = 4 * 1024 * 1024  # the limit distribution and most registries enforce
+_PLAIN_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
+DEFAULT_REFUSED_HINT = (
+    "log in (docker login, or --username with --password-stdin, or "
+    "TAGKEEPER_REGISTRY_USERNAME/TAGKEEPER_REGISTRY_PASSWORD)"
+)
+
+K = TypeVar("K")
+T = TypeVar("T")
+
+
+class Memo(Generic[K, T]):
+    """Compute each key at most once, even across threads (later callers wait).
+
+    Failures are remembered as answers: a manifest that could not be read is not read
+    again in the same run, and every caller sees the same reason.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._futures: dict[K, Future[T]] = {}
+
+    def get(self, key: K, compute: Callable[[], T]) -> T:
+        with self._lock:
+            future = self._futures.get(key)
+            owner = future is None
+            if future is None:
+                future = Future()
+                self._futures[key] = future
+        if owner:
+            try:
+                future.set_result(compute())
+            except BaseException as exc:
+                future.set_exception(exc)
+        try:
+            return future.result()
+        except ManifestUnreadable as exc:  # a fresh copy: callers never share a traceback
+            raise type(exc)(exc.digest, exc.reason) from None
+
+    def peek(self, key: K) -> T | None:
+        """The answer for ``key`` when it is known and not a failure."""
+        with self._lock:
+            future = self._futures.get(key)
+        if future is None or not future.done() or future.exception() is not None:
+            return None
+        return future.result()
+
+    def put(self, key: K, value: T) -> None:
+        """Remember ``value`` for ``key`` unless an answer is already known or coming."""
+        with self._lock:
+            if key not in self._futures:
+                future: Future[T] = Future()
+                future.set_result(value)
+                self._futures[key] = future
+
+
+class ManifestCache:
+    """An on-disk cache of manifests keyed by digest (content-addressed, verified).
+
+    Only ``sha256`` digests are kept; an entry whose bytes no longer match its digest
+    (damaged, or written by someone else) is deleted and read from the registry again.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _paths(self, digest: str) -> tuple[Path, Path] | None:
+        if not SHA256_DIGEST_RE.fullmatch(digest):
+            return None
+        folder = self.root / "sha256"
+        hexpart = digest.split(":", 1)[1]
+        return folder / hexpart, folder / f"{hexpart}.type"
+
+    def get(self, digest: str) -> tuple[bytes, str] | None:
+        paths = self._paths(digest)
+        if paths is None:
+            return None
+        try:
+            raw = paths[0].read_bytes()
+            media = paths[1].read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        if not digest_matches(digest, raw):  # damaged or tampered: never trust it
+            with contextlib.suppress(OSError):
+                paths[0].unlink()
+            return None
+        return raw, media
+
+    def put(self, digest: str, raw: bytes, media: str) -> None:
+        paths = self._paths(digest)
+        if paths is None or not digest_matches(digest, raw):
+            return
+        try:
+            paths[0].parent.mkdir(parents=True, exist_ok=True)
+            for path, data in ((paths[1], media.encode()), (paths[0], raw)):
+                tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+                tmp.write_bytes(data)
+                tmp.replace(path)
+        except OSError:
+            return  # a cache that cannot be written only costs requests
+
+
+class Found(NamedTuple):
+    """What a tag (or digest) points at: its digest and the media type answered."""
+
+    digest: str
+    media_type: str | None
+
+
+def _media(response: httpx.Response) -> str | None:
+    value = response.headers.get("content-type")
+    return value.split(";")[0].strip() or None if value else None
+
+
+def error_codes(response: httpx.Response) -> set[str]:
+    """The ``errors[].code`` values of a distribution error body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return set()
+    codes: set[str] = set()
+    if isinstance(body, dict) and isinstance(body.get("errors"), list):
+        for entry in body["errors"]:
+            if isinstance(entry, dict) and isinstance(entry.get("code"), str):
+                codes.add(entry["code"])
+    return codes
+
+
+def _hostname(host: str) -> str:
+    """``host`` without its port (``[::1]:5000`` -> ``[::1]``, ``a.b:5000`` -> ``a.b``)."""
+    if host.startswith("["):
+        return host.split("]", 1)[0] + "]"
+    return host.rsplit(":", 1)[0] if ":" in host else host
+
+
+class Registry:
+    """The ``/v2`` API of one repository ``name`` on the registry at ``host``.
+
+    ``base_url``: where the registry answers (``https://ghcr.io``, an emulator); found
+    by a ``GET /v2/`` when not given. ``display`` names the repository in messages.
+    ``credentials``: the basic credentials or identity token (``None``: anonymous).
+    ``refused_hint``: what to do when they are refused. ``known_realm``: a token
+    service to ask before the registry does (ghcr.io). ``cache``: manifests on disk.
+    """
+
+    def __init__(
+        self,
+        sender: Sender,
+        *,
+        host: str,
+        name: str,
+        display: str | None = None,
+        base_url: str | None = None,
+        insecure: bool = False,
+        credentials: Credentials | None = None,
+        refused_hint: str = DEFAULT_REFUSED_HINT,
+        known_realm: Challenge | None = None,
+        token_services: frozenset[str] = frozenset(),
+        cache: ManifestCache | None = None,
+    ) -> None:
+        self.sender = sender
+        self.host = host
+        self.name = name
+        self.display = display or f"{host}/{name}"
+        self.insecure = insecure
+        self.cache = cache
+        self._credentials = credentials
+        self._refused_hint = refused_hint
+        self._known_realm = known_realm
+        self._token_services = token_services
+        self._lock = threading.Lock()
+        self._base: str | None = base_url.rstrip("/") if base_url else None
+        self._auth: Authenticator | None = None
+        self._scope_of: dict[str, str] = {}  # action -> the scope the registry asked for
+        self._manifests: Memo[str, Manifest] = Memo()
+        self._referrers_api: bool | None = None  # None: not asked yet
+
+    # ------------------------------------------------------------------ plumbing
+
+    def scrub(self, text: str) -> str:
+        return self.sender.scrub(text)
+
+    def base_url(self) -> str:
+        """``https://HOST`` (or the ``base_url`` given), found once per run."""
+        with self._lock:
+            if self._base is not None:
+                return self._base
+        base = self._discover_base()
+        with self._lock:
+            self._base = base
+        return base
+
+    def authenticator(self) -> Authenticator:
+        base = self.base_url()
+        with self._lock:
+            if self._auth is None:
+                self._auth = Authenticator(
+                    self.sender,
+                    display=self.display,
+                    policy=RealmPolicy(
+                        httpx.URL(base), self.insecure, frozenset(self._token_services)
+                    ),
+                    credentials=self._credentials,
+                    refused_hint=self._refused_hint,
+                    known_realm=self._known_realm,
+                )
+            return self._auth
+
+    def _discover_base(self) -> str:
+        https = f"https://{self.host}"
+        may_fall_back = self.insecure or is_loopback_host(_hostname(self.host))
+        if may_fall_back:
+            self.sender.count("ping")
+            try:
+                response = self.sender.client.request("GET", f"{https}/v2/")
+            except httpx.TransportError:
+                http = f"http://{self.host}"
+                self._learn(self.sender.send("GET", f"{http}/v2/", kind="ping"), http)
+                return http
+            self._learn(response, https)
+            return https
+        try:
+            response = self.sender.send("GET", f"{https}/v2/", kind="ping")
+        except RegistryError as exc:
+            raise RegistryError(
+                exc.message,
+                hint=f"check the host name; if {self.host} speaks plain http, pass --insecure",
+            ) from None
+        self._learn(response, https)
+        return https
+
+    def _learn(self, response: httpx.Response, base: str) -> None:
+        """What the ``/v2/`` answer says: the API is there, and which auth it asks for."""
+        if response.status_code == 404:
+            raise RegistryError(
+                f"{self.host} does not speak the OCI distribution API (GET /v2/ answered 404)",
+                hint="check the registry host and port",
+            )
+        with self._lock:
+            self._base = base
+        self.authenticator().learn(response)
+
+    def _scope(self, action: str) -> str:
+        default = f"repository:{self.name}:{'pull' if action == 'read' else action}"
+        with self._lock:
+            return self._scope_of.get(action, default)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        kind: str,
+        action: str = "read",
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """``method`` on ``/v2/<name><path>`` with the credentials ``action`` needs
+        (``read`` or ``delete``); a ``401`` is answered once (new token, or basic)."""
+        url = f"{self.base_url()}/v2/{self.name}{path}"
+        auth = self.authenticator()
+        scope = self._scope(action)
+        sent = auth.headers(scope)
+        response = self.sender.send(method, url, kind=kind, headers={**(headers or {}), **sent})
+        if response.status_code != 401:
+            return response
+        scope = auth.answer(response, scope, sent)
+        with self._lock:
+            self._scope_of[action] = scope
+        again = auth.headers(scope)
+        response = self.sender.send(method, url, kind=kind, headers={**(headers or {}), **again})
+        if response.status_code == 401:
+            raise auth.refused(response, "delete manifests in" if action == "delete" else "read")
+        return response
+
+    def expect_ok(self, response: httpx.Response, what: str) -> None:
+        """Raise for an answer other than 200: auth (4), rate limit (10), else registry (5)."""
+        if response.status_code == 200:
+            return
+        if response.status_code in (401, 403):
+            raise self.authenticator().refused(response, "read")
+        if response.status_code == 429:
+            raise RateLimited(
+                f"{self.display}: the registry rate-limits requests "
+                f"({describe_response(response, self.scrub)})",
+                hint="rerun later",
+            )
+        raise RegistryError(
+            f"cannot {what} {self.display} ({describe_response(response, self.scrub)})"
+        )
+
+    # ------------------------------------------------------------------ manifests
+
+    def manifest(self, digest: str) -> Manifest:
+        """The manifest ``digest``, verified, read at most once per run.
+
+        Raises :class:`ManifestMissing` when the registry says it does not exist,
+        :class:`ManifestUnreadable` when it cannot be read or does not match its digest,
+        :class:`~tagkeeper.errors.AuthError` when the credentials may not read it.
+        """
+        return self._manifests.get(digest, lambda: self._load(digest))
+
+    def peek(self, digest: str) -> Manifest | None:
+        """The manifest ``digest`` when it was read already (never a request)."""
+        return self._manifests.peek(digest)
+
+    def _load(self, digest: str) -> Manifest:
+        cached = self.cache.get(digest) if self.cache is not None else None
+        if cached is not None:
+            return read_manifest(digest, cached[0], cached[1])
+        try:
+            response = self.request(
+                "GET", f"/manifests/{digest}", kind="manifest-get", headers={"Accept": ACCEPT}
+            )
+        except NoAnswer as exc:  # no answer: what it reaches is kept (fail closed)
+            raise ManifestUnreadable(digest, exc.message) from None
+        if response.status_code in (401, 403):
+            raise self.authenticator().refused(response, "read manifests in")
+        if response.status_code == 404:  # the registry says it does not exist
+            raise ManifestMissing(
+                digest, f"not found in the registry ({describe_response(response, self.scrub)})"
+            )
+        if response.status_code != 200:
+            raise ManifestUnreadable(digest, describe_response(response, self.scrub))
+        parsed = self._parse(digest, response)
+        if self.cache is not None:
+            self.cache.put(digest, response.content, parsed.media_type)
+        return parsed
+
+    def _parse(self, digest: str, response: httpx.Response) -> Manifest:
+        data = response.content
+        if len(data) > MAX_MANIFEST:
+            raise ManifestUnreadable(digest, f"manifest of {len(data)} bytes is too large")
+        return read_manifest(digest, data, _media(response))
+
+    def get_tag(self, tag: str) -> Found | None:
+        """The manifest ``tag`` points at, by ``GET`` (``None``: the tag does not exist).
+
+        The manifest is remembered when its bytes match the digest the registry gave
+        (else reading it by digest later fails closed).
+        """
+        response = self.request(
+            "GET", f"/manifests/{tag}", kind="manifest-get", headers={"Accept": ACCEPT}
+        )
+        if response.status_code == 404:
+            return None
+        self.expect_ok(response, f"read the tag {tag} of")
+        digest = response.headers.get("docker-content-digest") or digest_of(response.content)
+        if digest_matches(digest, response.content):
+            with contextlib.suppress(ManifestUnreadable):  # the planner reports it later
+                self._manifests.put(digest, self._parse(digest, response))
+        return Found(digest, _media(response))
+
+    def head(self, reference: str) -> Found | None:
+        """What ``reference`` (a tag or digest) points at, by ``HEAD`` (``None``: absent).
+
+        A registry that does not say the digest (no ``Docker-Content-Digest``) is asked
+        with a ``GET`` instead, and the bytes are hashed.
+        """
+        response = self.request(
+            "HEAD", f"/manifests/{reference}", kind="manifest-head", headers={"Accept": ACCEPT}
+        )
+        if response.status_code == 404:
+            return None
+        self.expect_ok(response, f"read the tag {reference} of")
+        digest = response.headers.get("docker-content-digest")
+        if digest:
+            return Found(digest, _media(response))
+        return self.get_tag(reference)
+
+    def exists(self, digest: str) -> bool:
+        """Whether the manifest ``digest`` exists now (one ``HEAD``)."""
+        return self.head(digest) is not None
+
+    def listed_by(self, digest: str) -> frozenset[str]:
+        """Every manifest ``digest`` lists, recursively.
+
+        Only what may list others is read: the manifest itself and each child whose
+        descriptor does not say it is a plain image manifest (an index is digest-verified,
+        so its descriptors are what was pushed), each once per run. A manifest the
+        registry says is missing lists nothing (deleted meanwhile); any other failure
+        raises :class:`ManifestUnreadable`: the caller must assume it lists anything.
+        """
+        out: set[str] = set()
+        todo = [digest]
+        while todo:
+            try:
+                parsed = self.manifest(todo.pop())
+            except ManifestMissing:
+                continue
+            for entry in parsed.entries:
+                if entry.digest in out:
+                    continue
+                out.add(entry.digest)
+                if entry.media_type not in _PLAIN_TYPES:
+                    todo.append(entry.digest)
+        return frozenset(out)
+
+    # ------------------------------------------------------------------ the rest
+
+    def blob(self, digest: str, *, kind: str = "blob-get") -> httpx.Response:
+        """``GET`` of the blob ``digest`` (the caller checks the status)."""
+        return self.request("GET", f"/blobs/{digest}", kind=kind)
+
+    def tags(self, page_size: int) -> list[str] | None:
+        """Every tag of the repository, following ``Link`` pagination (sorted, unique).
+
+        ``None`` when the registry does not know the repository (``NAME_UNKNOWN``).
+        """
+        tags: list[str] = []
+        seen_urls: set[str] = set()
+        url: str | None = f"/tags/list?n={page_size}"
+        while url is not None:
+            if url in seen_urls:
+                raise RegistryError(f"{self.display}: the tags list pagination loops at {url}")
+            seen_urls.add(url)
+            response = self.request("GET", url, kind="tags-list")
+            if response.status_code == 404 and error_codes(response) & {"NAME_UNKNOWN"}:
+                return None
+            self.expect_ok(response, "list the tags of")
+            body = json_body(response, what=f"{self.display}: the tags list", scrub=self.scrub)
+            page = body.get("tags") if isinstance(body, dict) else None
+            if page is not None and not isinstance(page, list):
+                raise RegistryError(f"{self.display}: the tags list has no 'tags' array")
+            tags.extend(str(t) for t in page or ())
+            url = self._next(response, "tags list")
+        return sorted(set(tags))
+
+    def _next(self, response: httpx.Response, what: str) -> str | None:
+        """The path after ``/v2/<name>`` of the ``Link: rel="next"`` page, if any."""
+        link = response.links.get("next")
+        if not link or not link.get("url"):
+            return None
+        target = response.url.join(link["url"])
+        prefix = f"/v2/{self.name}"
+        path = target.raw_path.decode("ascii")
+        if not path.startswith(prefix):
+            raise RegistryError(f"{self.display}: the {what} links outside the repository")
+        return path[len(prefix) :]
+
+    def referrers(self, digest: str) -> list[str] | None:
+        """Referrers from ``/v2/<name>/referrers/<digest>``; ``None`` when the registry
+        has no referrers API (it answers 404, which the spec forbids where it exists)."""
+        if self._referrers_api is False:
+            return None
+        out: list[str] = []
+        url: str | None = f"/referrers/{digest}"
+        while url is not None:
+            response = self.request("GET", url, kind="referrers", headers={"Accept": OCI_INDEX})
+            if response.status_code == 404:
+                self._referrers_api = False
+                return None
+            if response.status_code != 200:
+                raise ManifestUnreadable(
+                    digest, "referrers: " + describe_response(response, self.scrub)
+                )
+            try:
+                body = response.json()
+            except ValueError:
+                raise ManifestUnreadable(digest, "referrers: the answer is not JSON") from None
+            self._referrers_api = True
+            for entry in (body.get("manifests") if isinstance(body, dict) else None) or ():
+                if isinstance(entry, dict) and isinstance(entry.get("digest"), str):
+                    out.append(entry["digest"])
+            url = self._next(response, "referrers listing")
+        return out
+
+    def delete(self, digest: str, *, kind: str = "delete") -> httpx.Response:
+        """``DELETE`` of the manifest ``digest`` (the caller reads the answer)."""
+        return self.request("DELETE", f"/manifests/{digest}", kind=kind, action="delete")
+
+
+class DistributionReader:
+    """The :class:`~tagkeeper.inventory.ManifestReader` of a registry backend.
+
+    Manifests come from the :class:`Registry`'s one cache. ``tag_digest`` finds the
+    digest a tag points at in the backend's listing (for the ``sha256-<hex>`` tag schema
+    of referrers). ``referrers_api``: ask the OCI 1.1 API first (ghcr.io has none).
+    ``read_plain_children=False``: a plain image manifest that an already-read index
+    lists is answered from that (digest-verified) index, without a request: it cannot
+    list other manifests; its :class:`ManifestInfo` then has no ``subject`` or
+    ``created``. ``created``: the creation time the backend knows for a digest.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        tag_digest: Callable[[str], str | None],
+        referrers_api: bool = True,
+        read_plain_children: bool = True,
+        created: Callable[[str], datetime | None] | None = None,
+    ) -> None:
+        self._registry = registry
+        self._tag_digest = tag_digest
+        self._referrers_api = referrers_api
+        self._read_plain = read_plain_children
+        self._created = created
+        self._plain: dict[str, str] = {}  # digest -> media type, from an index's descriptor
+        self._referrers: Memo[str, tuple[str, ...]] = Memo()
+        self._lock = threading.Lock()
+
+    def manifest(self, digest: str) -> ManifestInfo:
+        if not self._read_plain and self._registry.peek(digest) is None:
+            with self._lock:
+                media = self._plain.get(digest)
+            if media is not None:
+                return ManifestInfo(digest=digest, media_type=media)
+        parsed = self._registry.manifest(digest)
+        if parsed.is_index and not self._read_plain:
+            with self._lock:
+                self._plain.update(
+                    (entry.digest, entry.media_type)
+                    for entry in parsed.entries
+                    if entry.media_type in _PLAIN_TYPES
+                )
+        info = parsed.info
+        if self._created is not None:
+            info = replace(info, created=self._created(digest))
+        return info
+
+    def referrers(self, digest: str) -> Sequence[str]:
+        return self._referrers.get(digest, lambda: self._find_referrers(digest))
+
+    def _find_referrers(self, digest: str) -> tuple[str, ...]:
+        if self._referrers_api:
+            found = self._registry.referrers(digest)
+            if found is not None:
+                return tuple(found)
+        algorithm, _, hexpart = digest.partition(":")
+        if not hexpart:
+            return ()
+        holder = self._tag_digest(f"{algorithm}-{hexpart}")
+        if holder is None:
+            return ()
+        parsed = self._registry.manifest(holder)
+        return parsed.children if parsed.media_type in INDEX_TYPES else ()
+
+
+class RegistryBackend(Backend):
+    """What every backend that speaks ``/v2`` shares: its :class:`Registry` client, the
+    :class:`DistributionReader` it hands the planner, its request counts, and
+    :meth:`resolve_tag` as one manifest ``HEAD``."""
+
+    def __init__(self, registry: Registry, reader: DistributionReader) -> None:
+        self._registry = registry
+        self._reader = reader
+
+    @property
+    def registry(self) -> Registry:
+        """The ``/v2`` client of this repository."""
+        return self._registry
+
+    @property
+    def stats(self) -> RequestStats:
+        return self._registry.sender.stats
+
+    @property
+    def reader(self) -> DistributionReader:
+        return self._reader
+
+    def resolve_tag(self, tag: str) -> str | None:
+        """The digest ``tag`` points at now: one manifest ``HEAD`` (after the token
+        exchange the first time), never a listing. Needs read access only."""
+        found = self._registry.head(tag)
+        return found.digest if found is not None else None
