@@ -9,8 +9,8 @@ GHCR backend, ``registry.example.com/team/app`` through the OCI backend):
 - authentication through :mod:`tagkeeper.registries.auth` (basic, bearer token per
   scope, the realm policy), retried once on a ``401``;
 - manifests by digest, verified against it and remembered for the run (answers and
-  failures both: :class:`Memo`), optionally kept on disk between runs
-  (:class:`ManifestCache`, verified on read); manifests by tag (``GET`` or ``HEAD``,
+  failures both), optionally kept on disk between runs, verified on read
+  (:mod:`tagkeeper.registries.cache`); manifests by tag (``GET`` or ``HEAD``,
   ``Docker-Content-Digest``), existence checks, config blobs, the tag list (``n``/
   ``last``/``Link`` pagination), the OCI 1.1 referrers API, and manifest deletes.
 
@@ -25,11 +25,9 @@ The client receives its :class:`~tagkeeper.transport.Sender` (and so its
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
-from concurrent.futures import Future
 from dataclasses import replace
-from typing import TYPE_CHECKING, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, NamedTuple
 
 import httpx
 
@@ -45,15 +43,14 @@ from tagkeeper.inventory import (
     ManifestMissing,
     ManifestUnreadable,
 )
-from tagkeeper.refs import SHA256_DIGEST_RE
 from tagkeeper.registries.auth import Authenticator, Challenge, RealmPolicy
+from tagkeeper.registries.cache import ManifestCache, Memo
 from tagkeeper.registries.manifests import Manifest, digest_matches, digest_of, read_manifest
 from tagkeeper.transport import NoAnswer, describe_response, is_loopback_host, json_body
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from datetime import datetime
-    from pathlib import Path
 
     from tagkeeper.inventory import RequestStats
     from tagkeeper.registries.credentials import Credentials
@@ -66,100 +63,6 @@ DEFAULT_REFUSED_HINT = (
     "log in (docker login, or --username with --password-stdin, or "
     "TAGKEEPER_REGISTRY_USERNAME/TAGKEEPER_REGISTRY_PASSWORD)"
 )
-
-K = TypeVar("K")
-T = TypeVar("T")
-
-
-class Memo(Generic[K, T]):
-    """Compute each key at most once, even across threads (later callers wait).
-
-    Failures are remembered as answers: a manifest that could not be read is not read
-    again in the same run, and every caller sees the same reason.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._futures: dict[K, Future[T]] = {}
-
-    def get(self, key: K, compute: Callable[[], T]) -> T:
-        with self._lock:
-            future = self._futures.get(key)
-            owner = future is None
-            if future is None:
-                future = Future()
-                self._futures[key] = future
-        if owner:
-            try:
-                future.set_result(compute())
-            except BaseException as exc:
-                future.set_exception(exc)
-        try:
-            return future.result()
-        except ManifestUnreadable as exc:  # a fresh copy: callers never share a traceback
-            raise type(exc)(exc.digest, exc.reason) from None
-
-    def peek(self, key: K) -> T | None:
-        """The answer for ``key`` when it is known and not a failure."""
-        with self._lock:
-            future = self._futures.get(key)
-        if future is None or not future.done() or future.exception() is not None:
-            return None
-        return future.result()
-
-    def put(self, key: K, value: T) -> None:
-        """Remember ``value`` for ``key`` unless an answer is already known or coming."""
-        with self._lock:
-            if key not in self._futures:
-                future: Future[T] = Future()
-                future.set_result(value)
-                self._futures[key] = future
-
-
-class ManifestCache:
-    """An on-disk cache of manifests keyed by digest (content-addressed, verified).
-
-    Only ``sha256`` digests are kept; an entry whose bytes no longer match its digest
-    (damaged, or written by someone else) is deleted and read from the registry again.
-    """
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def _paths(self, digest: str) -> tuple[Path, Path] | None:
-        if not SHA256_DIGEST_RE.fullmatch(digest):
-            return None
-        folder = self.root / "sha256"
-        hexpart = digest.split(":", 1)[1]
-        return folder / hexpart, folder / f"{hexpart}.type"
-
-    def get(self, digest: str) -> tuple[bytes, str] | None:
-        paths = self._paths(digest)
-        if paths is None:
-            return None
-        try:
-            raw = paths[0].read_bytes()
-            media = paths[1].read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError):
-            return None
-        if not digest_matches(digest, raw):  # damaged or tampered: never trust it
-            with contextlib.suppress(OSError):
-                paths[0].unlink()
-            return None
-        return raw, media
-
-    def put(self, digest: str, raw: bytes, media: str) -> None:
-        paths = self._paths(digest)
-        if paths is None or not digest_matches(digest, raw):
-            return
-        try:
-            paths[0].parent.mkdir(parents=True, exist_ok=True)
-            for path, data in ((paths[1], media.encode()), (paths[0], raw)):
-                tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-                tmp.write_bytes(data)
-                tmp.replace(path)
-        except OSError:
-            return  # a cache that cannot be written only costs requests
 
 
 class Found(NamedTuple):

@@ -54,13 +54,9 @@ from tagkeeper.inventory import (
 )
 from tagkeeper.refs import parse_repository
 from tagkeeper.registries.auth import Challenge
+from tagkeeper.registries.cache import ManifestCache
 from tagkeeper.registries.credentials import Credentials
-from tagkeeper.registries.distribution import (
-    DistributionReader,
-    ManifestCache,
-    Registry,
-    RegistryBackend,
-)
+from tagkeeper.registries.distribution import DistributionReader, Registry, RegistryBackend
 from tagkeeper.registries.ghcr_api import (
     OwnerKind,
     PackagesApi,

@@ -85,11 +85,10 @@ from tagkeeper.inventory import (
 )
 from tagkeeper.refs import ImageRef, parse_repository
 from tagkeeper.registries.auth import parse_challenge as parse_challenge  # noqa: PLC0414
+from tagkeeper.registries.cache import ManifestCache, Memo
 from tagkeeper.registries.distribution import (
     DistributionReader,
     Found,
-    ManifestCache,
-    Memo,
     Registry,
     RegistryBackend,
     error_codes,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tagkeeper.inventory import ManifestUnreadable
-from tagkeeper.registries.distribution import Memo
+from tagkeeper.registries.cache import Memo
 from tagkeeper.registries.manifests import CREATED_ANNOTATION, parse_time
 from tagkeeper.retention.planner import referrer_subject
 
