@@ -18,33 +18,37 @@ as a registry garbage collector does it:
    could reach is deleted, and the plan says so.
 
 This module is pure: it reads manifests only through the :class:`ManifestReader` it is
-given, takes the clock as ``now``, and returns a :class:`Plan` value.
+given, takes the clock as ``now``, and returns a :class:`Plan` value
+(:mod:`tagkeeper.retention.decisions`, which also keeps the delete order). It is one
+algorithm in its phases (scan the tags, rank each channel, mark from the roots, sweep),
+kept in one module on purpose: the phases share the tables the scan builds.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import gc
 import re
-import threading
 from collections import deque
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cached_property
-from itertools import groupby, repeat
-from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from tagkeeper.channels import DEV_TAG_RE, PR_TAG_RE
 from tagkeeper.inventory import (
     DOCKER_MANIFEST,
-    INDEX_TYPES,
     OCI_MANIFEST,
     ManifestMissing,
     ManifestReader,
     ManifestUnreadable,
     Version,
+)
+from tagkeeper.retention.collector import collector_paused
+from tagkeeper.retention.decisions import (
+    Decision,
+    Plan,
+    make_decision,
+    make_decisions,
+    newest_first,
+    newest_first_versions,
 )
 from tagkeeper.retention.policy import (
     REFERRER_KIND,
@@ -58,7 +62,7 @@ from tagkeeper.retention.policy import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Mapping, Sequence
 
     from tagkeeper.semver import SemVer
 
@@ -82,65 +86,24 @@ _DIGEST_RE = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
 _END_OF_TIME = datetime.max.replace(tzinfo=UTC)
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """The fate of one version, with the rule that decided it and a reason for people."""
-
-    version: Version
-    keep: bool
-    rule: str
-    reason: str
-
-    def to_json(self) -> dict[str, object]:
-        v = self.version
-        out: dict[str, object] = {
-            "digest": v.digest,
-            "tags": sorted(v.tags),
-            "created": v.created.isoformat(),
-            "rule": self.rule,
-            "reason": self.reason,
-        }
-        if v.key is not None:
-            out["key"] = v.key
-        return out
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Every version with keep or delete. ``decisions`` holds the kept versions (newest
-    first) followed by the deleted ones in delete order."""
-
-    decisions: tuple[Decision, ...]
-    warnings: tuple[str, ...] = ()
-    unreadable: tuple[str, ...] = ()
-    stats: Mapping[str, int] = field(default_factory=dict, compare=False)
-
-    @cached_property
-    def keep(self) -> tuple[Decision, ...]:
-        return tuple(d for d in self.decisions if d.keep)
-
-    @cached_property
-    def delete(self) -> tuple[Decision, ...]:
-        """In delete order: tagged first (referrer tags before their subjects), newest
-        first, then untagged, newest first (an index is pushed after its children; at
-        equal push times a version the listing says is an index goes first)."""
-        return tuple(d for d in self.decisions if not d.keep)
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "keep": [d.to_json() for d in self.keep],
-            "delete": [d.to_json() for d in self.delete],
-            "warnings": list(self.warnings),
-            "unreadable": list(self.unreadable),
-        }
-
-
 # --------------------------------------------------------------------------- helpers
 
 
 def _short(digest: str) -> str:
     algo, _, hexpart = digest.partition(":")
     return f"{algo}:{hexpart[:12]}" if hexpart else digest[:19]
+
+
+def _first_tag(v: Version) -> str | None:
+    return min(v.tags) if v.tags else None
+
+
+def _tag_list(tags: Sequence[str], limit: int = 3) -> str:
+    if len(tags) <= limit:
+        return ", ".join(tags)
+    return ", ".join(tags[:limit]) + f" (+{len(tags) - limit} more)"
+
+
 
 
 def _merge(versions: Sequence[Version]) -> tuple[dict[str, Version], list[str]]:
@@ -225,8 +188,8 @@ class _Planner:
         # tagged and untagged versions, each newest first, ties by digest: the order of
         # every list below (split first: each version is visited in listing order once)
         everything = self.by_digest.values()
-        self.tagged = _newest_first_versions([v for v in everything if v.tags])
-        self.untagged = _newest_first_versions([v for v in everything if not v.tags])
+        self.tagged = newest_first_versions([v for v in everything if v.tags])
+        self.untagged = newest_first_versions([v for v in everything if not v.tags])
         self.keep_n = {channel: policy.keep_of(channel) for channel in Channel}
         self.reads = 0
         self.referrer_calls = 0
@@ -608,7 +571,7 @@ class _Planner:
         tagged_delete: list[Decision] = []
         pending: list[Version] = []  # referrer tags: decided once the rest is known
         ref_subjects = self.ref_subjects
-        decide = _decision
+        decide = make_decision
         # the bulk of a large package: untagged versions, decided in one pass each way
         if fail_closed or self.policy.untagged == "keep":
             rule, reason = (
@@ -622,7 +585,7 @@ class _Planner:
             untagged_delete: list[Decision] = []
         else:
             garbage = "untagged and unreachable from any kept image"
-            untagged_delete = _decisions(
+            untagged_delete = make_decisions(
                 [v for v in self.untagged if v.digest not in marked], False, "garbage", garbage
             )
         for v in self.tagged:
@@ -643,7 +606,7 @@ class _Planner:
                 tagged_delete.append(decide(v, False, rule, reason))
 
         referrer_delete = self._sweep_referrers(pending, kept, kept_set)
-        kept = _newest_first(kept)  # the delete lists were filled newest first
+        kept = newest_first(kept)  # the delete lists were filled newest first
         delete = self._order_referrers(referrer_delete) + tagged_delete + untagged_delete
         return Plan(
             decisions=(*kept, *delete),
@@ -669,14 +632,14 @@ class _Planner:
                 subject = next((s for _t, s in sorted(subjects) if s in kept_set), None)
                 if subject is not None:
                     reason = f"referrer tag of kept {_short(subject)}"
-                    kept.append(_decision(v, True, "reachable", reason))
+                    kept.append(make_decision(v, True, "reachable", reason))
                     kept_set.add(v.digest)
                     changed = True
         out = []
         for v in pending:
             if v.digest not in kept_set:
                 rule, reason = self._fell_out(v, kept_set=kept_set)
-                out.append(_decision(v, False, rule, reason))
+                out.append(make_decision(v, False, rule, reason))
         return out
 
     def _kept(self, v: Version) -> Decision:
@@ -699,7 +662,7 @@ class _Planner:
             if shared:
                 verb = "shares" if len(shared) == 1 else "share"
                 reason += f"; {_tag_list(shared)} {verb} its digest"
-        return _decision(v, True, rule, reason)
+        return make_decision(v, True, rule, reason)
 
     def _fell_out(self, v: Version, *, kept_set: set[str] | None) -> tuple[str, str]:
         """The rule and reason a tagged, unmarked version is deleted by."""
@@ -751,93 +714,6 @@ class _Planner:
         return ordered
 
 
-def _decision(version: Version, keep: bool, rule: str, reason: str) -> Decision:
-    """``Decision(...)`` without the frozen ``__setattr__`` detour (the hot path: one per
-    version). The result is an ordinary, frozen :class:`Decision`."""
-    obj = _new(Decision)
-    _set_version(obj, version)
-    _set_keep(obj, keep)
-    _set_rule(obj, rule)
-    _set_reason(obj, reason)
-    return obj
-
-
-def _decisions(versions: list[Version], keep: bool, rule: str, reason: str) -> list[Decision]:
-    """Many decisions with the same verdict, built by C-level maps (no Python frame per
-    version): the bulk of a large package is untagged garbage."""
-    count = len(versions)
-    objs: list[Decision] = list(map(_new, repeat(Decision, count)))
-    for setter, values in (
-        (_set_version, versions),
-        (_set_keep, repeat(keep, count)),
-        (_set_rule, repeat(rule, count)),
-        (_set_reason, repeat(reason, count)),
-    ):
-        deque(map(setter, objs, values), maxlen=0)
-    return objs
-
-
-_new = object.__new__
-_set_version = Decision.__dict__["version"].__set__
-_set_keep = Decision.__dict__["keep"].__set__
-_set_rule = Decision.__dict__["rule"].__set__
-_set_reason = Decision.__dict__["reason"].__set__
-_DIGEST = attrgetter("digest")
-_CREATED = attrgetter("created")
-
-
-def _parents_first(v: Version) -> tuple[bool, int, str]:
-    """Order within equal push times: known indexes first, then the later push (when the
-    backend knows the push order), then by digest."""
-    return v.media_type not in INDEX_TYPES, -(v.sequence or 0), v.digest
-
-
-def _newest_first_versions(versions: list[Version]) -> list[Version]:
-    """Newest first; among equal push times, indexes first, then by digest.
-
-    This is also the delete order of each group, so it must put a parent before its
-    children. A registry accepts an index only once the manifests it lists are there, so
-    an index is never older than its children; it can be exactly as old (an OCI
-    registry dates an index by its newest platform image, GHCR dates versions to the
-    second), and then the media type decides: an index (or manifest list) goes first.
-    When the listing does not say the media type (GHCR's does not), the push order
-    decides where the backend knows it (GHCR's version ids grow with every push, and a
-    registry accepts an index only after its children). Residual risk: with neither, equal
-    times fall back to the digest, and a child can come before its index; the planner
-    reads manifests only of the images it keeps, so it knows no better about the ones it
-    deletes. The executor then re-plans around any index whose delete does not go through
-    (see :mod:`tagkeeper.retention.executor`), but a child deleted before its index was
-    refused stays deleted.
-
-    Sorting by time alone is cheap on a listing that is already about newest first; only
-    the runs of equal times need a second sort.
-    """
-    versions.sort(key=_CREATED, reverse=True)
-    out: list[Version] = []
-    for _when, run in groupby(versions, key=_CREATED):
-        same = list(run)
-        if len(same) > 1:
-            same.sort(key=_parents_first)
-        out += same
-    return out
-
-
-def _newest_first(decisions: list[Decision]) -> list[Decision]:
-    decisions.sort(key=lambda d: d.version.digest)
-    decisions.sort(key=lambda d: d.version.created, reverse=True)
-    return decisions
-
-
-def _first_tag(v: Version) -> str | None:
-    return min(v.tags) if v.tags else None
-
-
-def _tag_list(tags: Sequence[str], limit: int = 3) -> str:
-    if len(tags) <= limit:
-        return ", ".join(tags)
-    return ", ".join(tags[:limit]) + f" (+{len(tags) - limit} more)"
-
-
 def plan(
     versions: Sequence[Version],
     policy: Policy,
@@ -855,49 +731,14 @@ def plan(
 
     The deletes come in a safe order: referrer tags before their subjects, then tagged
     versions, then untagged ones, each newest first and, at equal push times, known
-    indexes before the rest (see :func:`_newest_first_versions` for what the order
+    indexes before the rest (see
+    :func:`~tagkeeper.retention.decisions.newest_first_versions` for what the order
     cannot know). Python's cyclic garbage collector is paused while planning and
-    restored afterwards (see :func:`_collector_paused`).
+    restored afterwards (see :func:`~tagkeeper.retention.collector.collector_paused`).
     """
     if now.tzinfo is None:
         raise ValueError("plan(now=...) must be timezone-aware")
-    with _collector_paused():
+    with collector_paused():
         return _Planner(versions, policy, now, reader, protected or {}).run()
 
 
-_GC_LOCK = threading.Lock()
-_gc_pauses = 0  # plans running now with the collector paused by this module
-_gc_was_enabled = False  # the collector's state before the first of them paused it
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector for one plan, then restore it.
-
-    Planning allocates one decision (and a few small objects) per version and creates
-    no reference cycles; the cyclic collector would only walk every version of a large
-    package again and again. Measured on the ``bench/plan_bench.py`` package of 100,000
-    versions (2 CPUs, best and median of 7, CPU seconds): in listing order 0.57 / 0.64 s
-    with the collector running against 0.45 / 0.61 s paused; shuffled 0.81 / 1.09 s
-    against 0.64 / 0.80 s, so without the pause a shuffled listing misses the 1 s target.
-    Reference counting frees memory as usual while it is paused; only cycles wait until
-    it is back on.
-
-    The collector is process-wide, so this is careful: plans running at the same time in
-    several threads (or one inside another) share one pause, and the last one to finish
-    restores the state found by the first, whatever happens (``finally``). A caller that
-    disabled the collector itself finds it still disabled.
-    """
-    global _gc_pauses, _gc_was_enabled  # noqa: PLW0603 - one process-wide collector
-    with _GC_LOCK:
-        if _gc_pauses == 0:
-            _gc_was_enabled = gc.isenabled()
-            gc.disable()
-        _gc_pauses += 1
-    try:
-        yield
-    finally:
-        with _GC_LOCK:
-            _gc_pauses -= 1
-            if _gc_pauses == 0 and _gc_was_enabled:
-                gc.enable()
