@@ -2,9 +2,10 @@
 
 ``policy`` holds the vocabulary (channels, tag classification, the policy);
 ``planner`` is the pure mark-and-sweep planner (policy in, a plan of keeps and deletes
-with reasons out; it never imports a backend), ``decisions`` the plan it returns and its
-delete order, ``collector`` its pause of the garbage collector; ``times`` says which creation times can
-change a decision; ``executor`` applies a plan to a backend (parents first, re-checks,
-re-planning around refusals); ``runner`` is the prune of one image end to end (list,
-protect, plan, apply, report) that the CLI and library users call.
+with reasons out; it never imports a backend), ``decisions`` the plan it returns and
+its delete order, ``collector`` its pause of the garbage collector; ``times`` says
+which creation times can change a decision; ``executor`` applies a plan to a backend
+(parents first, re-checks, re-planning around refusals); ``runner`` is the prune of one
+image end to end (list, protect, plan, apply, report) that the CLI and library users
+call.
 """

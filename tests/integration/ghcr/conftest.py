@@ -1,7 +1,7 @@
 """Fixtures: a GHCR emulator per test on 127.0.0.1 (random port).
 
 ``ghcr`` is an emulator with default options (no latency, GitHub's documented limits);
-``make_ghcr(**options)`` starts one with other options (see ``tests/emulators/ghcr.py``).
+``make_ghcr(**options)`` starts one with other options (see ``tests/emulators/ghcr/``).
 Both are stopped after the test, and the test fails if a handler raised (an emulator bug).
 These fixtures never skip: the emulator needs nothing but the standard library.
 """
