@@ -5,17 +5,15 @@ terminal escape sequences and GitHub workflow commands (``::error::``, ``::add-m
 ``##[...]``). :func:`neutralise` is the one function that makes such text safe to put
 in a message, a log line, a terminal or a CI log; the library applies it to every
 outside string it puts into an error or a warning, and renderers apply it to the
-outside strings they print (tags, digests from history, reasons).
+outside strings they print (tags, digests from history, reasons). :func:`loads` reads
+JSON from outside without letting a hostile document crash the run.
 """
 
 from __future__ import annotations
 
-import unicodedata
+import json
+from typing import Any
 
-# unicodedata categories that never print as themselves: controls, format characters
-# (bidirectional overrides such as U+202E), surrogates, private use, unassigned, and
-# the line and paragraph separators
-_HIDDEN = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
 DEFAULT_LIMIT = 500
 
@@ -24,8 +22,8 @@ def _escape(ch: str) -> str:
     named = _NAMED.get(ch)
     if named is not None:
         return named
-    if unicodedata.category(ch) not in _HIDDEN:
-        return ch
+    if ch.isprintable():  # not: controls, format characters (bidirectional overrides
+        return ch  # such as U+202E), separators other than space, unassigned...
     code = ord(ch)
     if code < 0x100:
         return f"\\x{code:02x}"
@@ -37,7 +35,8 @@ def _escape(ch: str) -> str:
 def neutralise(text: str, *, limit: int | None = DEFAULT_LIMIT) -> str:
     """``text`` on one line, safe to print anywhere.
 
-    Control, format and other invisible characters are written as escapes (``\\n``,
+    Every character that does not print as itself (controls, format characters, spaces
+    other than the plain space, unassigned code points) is written as an escape (``\\n``,
     ``\\x1b``, ``\\u202e``; a backslash as ``\\\\``), so the text can neither end a line
     nor drive a terminal; ``::`` is written ``:\\x3a`` and ``##[`` ``#\\x23[``, so no part
     of it can be read as a GitHub workflow command. Text longer than ``limit``
@@ -49,3 +48,21 @@ def neutralise(text: str, *, limit: int | None = DEFAULT_LIMIT) -> str:
         left = len(out) - limit
         out = f"{out[:limit]}... ({left} more characters)"
     return out
+
+
+class NotJson(ValueError):
+    """Bytes from outside that are not the JSON document expected (the reason says why)."""
+
+
+def loads(data: bytes | str) -> Any:
+    """JSON from outside: the document, or :class:`NotJson` with a reason.
+
+    A document nested deeper than the interpreter recurses (a hostile ``[[[[...]]]]``) is
+    refused as such rather than crashing the run, and so are bytes that are not UTF-8.
+    """
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise NotJson("the JSON is nested too deeply to read") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise NotJson(f"not JSON ({neutralise(str(exc), limit=120)})") from None

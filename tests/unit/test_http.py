@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from tagkeeper.errors import RegistryError, UsageError
+from tagkeeper.errors import ExitCode, RateLimited, RegistryError, UsageError
 from tagkeeper.inventory import RequestStats
 from tagkeeper.secret import Secret
 from tagkeeper.transport import (
@@ -121,13 +121,25 @@ def test_retry_after_on_a_5xx_is_honoured(httpx_mock: HTTPXMock) -> None:
     assert sleeps.calls == [7.0]
 
 
-def test_a_retry_after_beyond_the_limit_returns_the_answer(httpx_mock: HTTPXMock) -> None:
+def test_a_retry_after_beyond_max_wait_stops_cleanly(httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(url=URL, status_code=503, headers={"retry-after": "3600"})
     sleeps = Sleeps()
-    with httpx.Client() as client:
-        response = make_sender(client, sleeps).send("GET", URL, kind="list")
-    assert response.status_code == 503
+    with httpx.Client() as client, pytest.raises(RateLimited) as caught:
+        make_sender(client, sleeps, max_wait=300.0).send("GET", URL, kind="list")
     assert sleeps.calls == []
+    assert caught.value.exit_code == ExitCode.RATE_LIMITED
+    assert "3600" in caught.value.message
+    assert "--max-wait" in caught.value.message
+
+
+def test_a_retry_after_within_max_wait_is_waited(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(url=URL, status_code=503, headers={"retry-after": "200"})
+    httpx_mock.add_response(url=URL, json={"ok": True})
+    sleeps = Sleeps()
+    with httpx.Client() as client:
+        response = make_sender(client, sleeps, max_wait=300.0).send("GET", URL, kind="list")
+    assert response.status_code == 200
+    assert sleeps.calls == [200.0]
 
 
 def test_5xx_after_every_attempt_is_returned_to_the_caller(httpx_mock: HTTPXMock) -> None:
