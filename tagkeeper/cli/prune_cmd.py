@@ -509,7 +509,10 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
     insecure: Annotated[
         bool,
         typer.Option(
-            "--insecure", help="Allow plain http:// to a non-loopback registry (OCI backend only)."
+            "--insecure",
+            help="The --image registries' own hosts may speak plain http:// or have a "
+            "certificate that is not verified (OCI backend only; never a token service "
+            "on another host).",
         ),
     ] = False,
     username: Annotated[
@@ -542,8 +545,9 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
         str | None,
         typer.Option(
             "--max-wait",
-            help="Wait up to this long (e.g. 1h) for a rate-limit "
-            "reset instead of stopping (default 0).",
+            help="Wait up to this long (e.g. 1h) when a registry or GitHub asks to wait "
+            "(retry-after, a rate limit's reset); a longer wait stops the run with exit 10 "
+            "(default 5m).",
             show_default=False,
         ),
     ] = None,
@@ -609,6 +613,7 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
     deleted), 10 stopped on the rate limit (rerun later), 11 declined, 12 the deploy
     ledger cannot be read.
     """
+    from tagkeeper.refs import parse_reference
     from tagkeeper.registries.factory import (
         KINDS,
         BackendOptions,
@@ -618,7 +623,7 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
     )
     from tagkeeper.retention import runner as pruning
     from tagkeeper.rollback.protection import NoHistory
-    from tagkeeper.transport import build_client
+    from tagkeeper.transport import DEFAULT_MAX_WAIT, build_client
 
     config = common.state(ctx).config()
     targets = list(images) if images else config.images()
@@ -651,7 +656,7 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
         unmatched=unmatched,
         max_delete=max_delete,
     )
-    wait = parse_duration(max_wait) if max_wait else 0.0
+    wait = parse_duration(max_wait) if max_wait else DEFAULT_MAX_WAIT
     interactive = sys.stdin.isatty()
     if not dry_run and not yes and not interactive:
         raise UsageError(
@@ -697,7 +702,8 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
     code = ExitCode.OK
     people = fmt is not common.Format.json
     progress_on = sys.stderr.isatty()
-    with build_client() as client, ExitStack() as stack:
+    insecure_hosts = [h for t in targets if (h := parse_reference(t).host)] if insecure else []
+    with build_client(insecure_hosts=insecure_hosts) as client, ExitStack() as stack:
         guard = rollback_guard(
             ctx,
             stack,

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import httpx
 
+from tagkeeper.bounded import CAPS
 from tagkeeper.errors import AuthError, RegistryError
 from tagkeeper.secret import Secret, check_credential
 from tagkeeper.transport import describe_response, is_loopback_host, json_body
@@ -273,6 +274,8 @@ class Authenticator:
                 "POST",
                 str(url),
                 kind="token",
+                limit=CAPS.token,
+                what="the token answer",
                 data={
                     **query,
                     "grant_type": "refresh_token",
@@ -283,7 +286,12 @@ class Authenticator:
         else:
             auth = None if creds is None else (creds.username, creds.secret.reveal())
             response = self._sender.send(
-                "GET", str(url.copy_merge_params(query)), kind="token", auth=auth
+                "GET",
+                str(url.copy_merge_params(query)),
+                kind="token",
+                auth=auth,
+                limit=CAPS.token,
+                what="the token answer",
             )
         if response.status_code in (401, 403):
             raise AuthError(

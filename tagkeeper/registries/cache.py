@@ -63,6 +63,14 @@ class Memo(Generic[K, T]):
             return None
         return future.result()
 
+    def fail(self, key: K, error: BaseException) -> None:
+        """Answer ``error`` for ``key`` from now on, whatever was known before (an answer
+        found to be untrustworthy after it was read)."""
+        future: Future[T] = Future()
+        future.set_exception(error)
+        with self._lock:
+            self._futures[key] = future
+
     def put(self, key: K, value: T) -> None:
         """Remember ``value`` for ``key`` unless an answer is already known or coming."""
         with self._lock:

@@ -143,7 +143,7 @@ def _from_helper(name: str, server: str, runner: HelperRunner, source: str) -> C
         return None
     try:
         data = json.loads(out)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         raise AuthError(
             f"the Docker credential helper docker-credential-{name} printed no JSON",
         ) from None
@@ -208,7 +208,7 @@ def from_docker_config(
         raise AuthError(f"{path}: cannot be read ({exc})") from None
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise AuthError(
             f"{path}: not valid JSON ({exc})", hint="fix or remove the Docker config file"
         ) from None

@@ -27,6 +27,7 @@ from tagkeeper.refs import parse_reference
 
 # re-exported: the one token lookup lives in tagkeeper.secret (no heavy imports there)
 from tagkeeper.secret import token_from_env as token_from_env  # noqa: PLC0414
+from tagkeeper.transport import DEFAULT_MAX_WAIT
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -46,8 +47,11 @@ class BackendOptions:
     """How to reach an image's repository. ``None`` means "the default / from the env".
 
     ``kind``: force a backend instead of detecting it. ``api_url``/``registry_url``:
-    GitHub Enterprise or an emulator. ``max_wait``: seconds a run may wait for a rate
-    limit reset before it stops. ``insecure``: other backends may allow plain http.
+    GitHub Enterprise or an emulator. ``max_wait``: seconds a run may wait when told
+    to (``retry-after``, a rate limit's reset) before it stops (exit 10).
+    ``insecure``: the OCI registry's host may be plain http or have a certificate that
+    is not verified (the caller's client must not verify it: see
+    :func:`tagkeeper.transport.build_client`); never any other host.
     """
 
     kind: Kind | None = None
@@ -55,7 +59,7 @@ class BackendOptions:
     api_url: str | None = None
     registry_url: str | None = None
     manifest_cache: Path | None = None
-    max_wait: float = 0.0
+    max_wait: float = DEFAULT_MAX_WAIT
     insecure: bool = False
     username: str | None = None  # OCI registries: with ``password``; else env / Docker config
     password: Secret | None = field(default=None, repr=False)
@@ -148,6 +152,7 @@ def _open_oci(image: str, options: BackendOptions, client: httpx.Client) -> Back
         time_needed=options.time_needed,
         sleep=options.sleep,
         manifest_cache=options.manifest_cache,
+        max_wait=options.max_wait,
     )
 
 

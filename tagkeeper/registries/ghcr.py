@@ -52,7 +52,7 @@ from tagkeeper.inventory import (
     RequestStats,
     Version,
 )
-from tagkeeper.refs import parse_repository
+from tagkeeper.refs import DIGEST_RE, is_valid_tag, parse_repository
 from tagkeeper.registries.auth import Challenge
 from tagkeeper.registries.cache import ManifestCache
 from tagkeeper.registries.credentials import Credentials
@@ -68,11 +68,20 @@ from tagkeeper.registries.ghcr_api import (
 from tagkeeper.registries.ghcr_doctor import Check, Diagnosis, diagnose
 from tagkeeper.registries.ghcr_versions import Page, PushWatch, read_consistently
 from tagkeeper.registries.pacing import DeletePacer, PacerSettings
-from tagkeeper.transport import Clock, RetryPolicy, Sender, Sleep, describe_response
+from tagkeeper.transport import (
+    DEFAULT_MAX_WAIT,
+    Clock,
+    RetryPolicy,
+    Sender,
+    Sleep,
+    describe_response,
+    json_of,
+)
+from tagkeeper.untrusted import neutralise
 
 if TYPE_CHECKING:
     import random
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
     from pathlib import Path
 
     from tagkeeper.secret import Secret
@@ -93,6 +102,7 @@ __all__ = [
 DEFAULT_API_URL = "https://api.github.com"
 DEFAULT_REGISTRY_URL = "https://ghcr.io"
 PER_PAGE = 100
+MAX_PAGES = 10_000  # a million versions: a listing that claims more is not believed
 # The pacing every backend gets unless it is handed a pacer (tests against a local
 # emulator replace it to run faster than GitHub allows).
 DEFAULT_PACER_SETTINGS = PacerSettings()
@@ -147,7 +157,7 @@ class GhcrBackend(RegistryBackend):
         registry_url: str = DEFAULT_REGISTRY_URL,
         pacer: DeletePacer | None = None,
         manifest_cache: Path | None = None,
-        max_wait: float = 0.0,
+        max_wait: float = DEFAULT_MAX_WAIT,
         credentials: Credentials | None = None,
         list_workers: int = 6,
         retry: RetryPolicy | None = None,
@@ -172,6 +182,7 @@ class GhcrBackend(RegistryBackend):
             rng=rng,
             secret=token,
             where="the GitHub API or ghcr.io",
+            max_wait=max_wait,
         )
         self.api = PackagesApi(
             self.sender,
@@ -214,6 +225,7 @@ class GhcrBackend(RegistryBackend):
         self._state = threading.Lock()  # what pushed versions reach (never held long)
         self._versions: tuple[Version, ...] | None = None
         self._by_tag: dict[str, Version] = {}
+        self._left_alone: dict[str, str] = {}  # digest -> why (tags outside the grammar)
         self._watch: PushWatch | None = None  # versions pushed since the listing
         self._reach: dict[str, frozenset[str]] = {}  # pushed digest -> what it lists
 
@@ -258,6 +270,35 @@ class GhcrBackend(RegistryBackend):
                 self._versions = self._list()
                 self._by_tag = {tag: v for v in self._versions for tag in v.tags}
             return self._versions
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Tags outside the OCI grammar that the listing shows (their versions stay)."""
+        with self._state:
+            bad = dict(self._left_alone)
+        if not bad:
+            return ()
+        shown = "; ".join(f"{d[:19]} ({why})" for d, why in sorted(bad.items())[:5])
+        more = f"; and {len(bad) - 5} more" if len(bad) > 5 else ""
+        return (
+            f"{len(bad)} version(s) carry tags that break the OCI tag grammar and are left "
+            f"alone: {shown}{more}",
+        )
+
+    def protected(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        """``extra``, plus every version that carries a tag outside the OCI grammar."""
+        out = dict(extra or {})
+        with self._state:
+            for digest, why in self._left_alone.items():
+                out.setdefault(digest, why)
+        return out
+
+    def _leave_alone(self, digest: str, bad: Sequence[str]) -> None:
+        shown = ", ".join(repr(neutralise(tag, limit=60)) for tag in bad[:3])
+        with self._state:
+            self._left_alone.setdefault(
+                digest, f"tagged {shown}, outside the OCI tag grammar: left alone"
+            )
 
     def version_by_tag(self, tag: str) -> Version | None:
         self.versions()
@@ -378,10 +419,7 @@ class GhcrBackend(RegistryBackend):
 
     def _missing_permission(self, response: httpx.Response) -> tuple[str, str]:
         """What a 403 on a delete says is missing, and how to fix it."""
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
+        body = json_of(response)
         message = str(body.get("message", "")) if isinstance(body, dict) else ""
         accepted = (
             response.headers.get("x-accepted-oauth-scopes", "")
@@ -504,6 +542,12 @@ class GhcrBackend(RegistryBackend):
             return self._fetch_page(url, page, PER_PAGE, earlier, kind=kind)
 
         first = fetch(1)
+        if first.last > MAX_PAGES:
+            raise RegistryError(
+                f"{self.display}: GitHub says the versions list has {first.last} pages, more "
+                f"than the {MAX_PAGES} tagkeeper reads",
+                hint="check --api-url and any proxy between this machine and GitHub",
+            )
         pages = [first]
         if first.last > 1:
             workers = min(self.list_workers, first.last - 1)
@@ -540,16 +584,22 @@ class GhcrBackend(RegistryBackend):
         return body
 
     def _to_version(self, item: Any) -> Version:
+        """A version of the listing; a tag outside the OCI grammar is left out of its tags,
+        and the version is left alone (:meth:`protected`)."""
         try:
             metadata = item.get("metadata") or {}
             container = metadata.get("container") or {}
             tags = frozenset(str(t) for t in container.get("tags") or ())
             created = _api_time(str(item["created_at"]))
-            if created is not None:
+            digest = str(item["name"])
+            if created is not None and DIGEST_RE.fullmatch(digest):
+                bad = sorted(t for t in tags if not is_valid_tag(t))
+                if bad:
+                    self._leave_alone(digest, bad)
                 ident = item["id"]
                 return Version(
-                    digest=str(item["name"]),
-                    tags=tags,
+                    digest=digest,
+                    tags=tags.difference(bad),
                     created=created,
                     key=str(ident),
                     sequence=ident if isinstance(ident, int) else None,

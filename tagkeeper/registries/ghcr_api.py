@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 from tagkeeper.errors import AuthError, RateLimited, RegistryError
-from tagkeeper.transport import describe_response, json_body, parse_retry_after
+from tagkeeper.transport import describe_response, json_body, json_of, parse_retry_after
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -245,10 +245,7 @@ class PackagesApi:
         """Which rate limit (if any) a ``403``/``429`` answer is."""
         if response.status_code not in (403, 429):
             return None
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
+        body = json_of(response)
         message = str(body.get("message", "")) if isinstance(body, dict) else ""
         if _SECONDARY_RE.search(message):
             return "secondary"
@@ -284,6 +281,14 @@ class PackagesApi:
             if spread <= self.max_wait:
                 self.sleep(spread)
 
+    def _told_to_wait(self, seconds: float) -> RateLimited:
+        return RateLimited(
+            f"{self.display}: GitHub's secondary rate limit asks to wait {seconds:.0f} s, "
+            f"longer than --max-wait ({self.max_wait:.0f} s)",
+            hint="rerun later (the next run continues where this one stopped), or raise "
+            "--max-wait",
+        )
+
     def rest(
         self,
         method: str,
@@ -313,6 +318,9 @@ class PackagesApi:
                 while wait < 0:
                     self.sleep(0.05)
                     wait = self.pacer.reserve()
+                if wait > self.max_wait:
+                    self.pacer.released()
+                    raise self._told_to_wait(wait)
                 if wait > 0:
                     self.sleep(wait)
                 started = self.clock()
@@ -347,7 +355,10 @@ class PackagesApi:
             if pace:
                 self.pacer.limited(retry_after)  # the next reserve() waits as told
             else:
-                self.sleep(retry_after if retry_after is not None else 60.0)
+                wait = retry_after if retry_after is not None else 60.0
+                if wait > self.max_wait:
+                    raise self._told_to_wait(wait)
+                self.sleep(wait)
             if limited > self.max_limit_retries:
                 raise RegistryError(
                     f"{self.display}: GitHub kept answering with its secondary rate limit "

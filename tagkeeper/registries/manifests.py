@@ -25,7 +25,6 @@ unreadable too (read either way, it could hide a child from the planner).
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,6 +38,8 @@ from tagkeeper.inventory import (
     ManifestInfo,
     ManifestUnreadable,
 )
+from tagkeeper.refs import DIGEST_RE
+from tagkeeper.untrusted import NotJson, loads, neutralise
 
 CREATED_ANNOTATION = "org.opencontainers.image.created"
 # Reproducible builds stamp a fixed time (the Unix epoch, 1980-01-01 for buildpacks and
@@ -156,9 +157,9 @@ def read_manifest(digest: str, data: bytes, content_type: str | None) -> Manifes
             digest, f"the content does not match: it has another digest ({digest_of(data)})"
         )
     try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise ManifestUnreadable(digest, "the manifest is not JSON") from None
+        doc = loads(data)
+    except NotJson as exc:
+        raise ManifestUnreadable(digest, f"the manifest: {exc}") from None
     if not isinstance(doc, dict):
         raise ManifestUnreadable(digest, "the manifest is not a JSON object")
     media = doc.get("mediaType")
@@ -169,12 +170,18 @@ def read_manifest(digest: str, data: bytes, content_type: str | None) -> Manifes
     if media not in MANIFEST_TYPES:
         raise ManifestUnreadable(
             digest,
-            f"unknown media type {media!r} (tagkeeper reads OCI and Docker v2 "
-            "image manifests and indexes)",
+            f"unknown media type {neutralise(media, limit=80)!r} (tagkeeper reads OCI and "
+            "Docker v2 image manifests and indexes)",
         )
     entries = doc.get("manifests")
     if media not in INDEX_TYPES and isinstance(entries, list) and entries:
         raise ManifestUnreadable(digest, f"a {media} that lists manifests, as an index would")
+    for value in (*(entries if isinstance(entries, list) else ()), doc.get("subject")):
+        named = value.get("digest") if isinstance(value, dict) else None
+        if isinstance(named, str) and not DIGEST_RE.fullmatch(named):
+            raise ManifestUnreadable(
+                digest, f"it lists a malformed digest ({neutralise(named, limit=80)})"
+            )
     annotations = doc.get("annotations")
     stamp = annotations.get(CREATED_ANNOTATION) if isinstance(annotations, dict) else None
     subject = _descriptor(doc.get("subject"))

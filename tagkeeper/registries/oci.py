@@ -83,7 +83,7 @@ from tagkeeper.inventory import (
     RequestStats,
     Version,
 )
-from tagkeeper.refs import ImageRef, parse_repository
+from tagkeeper.refs import ImageRef, is_valid_tag, parse_repository
 from tagkeeper.registries.auth import parse_challenge as parse_challenge  # noqa: PLC0414
 from tagkeeper.registries.cache import ManifestCache, Memo
 from tagkeeper.registries.distribution import (
@@ -96,10 +96,18 @@ from tagkeeper.registries.distribution import (
 from tagkeeper.registries.manifests import CREATED_ANNOTATION
 from tagkeeper.registries.manifests import parse_time as parse_time  # noqa: PLC0414 (re-export)
 from tagkeeper.registries.oci_times import CreationTimes
-from tagkeeper.transport import RetryPolicy, Sender, Sleep, describe_response, parse_retry_after
+from tagkeeper.transport import (
+    DEFAULT_MAX_WAIT,
+    RetryPolicy,
+    Sender,
+    Sleep,
+    describe_response,
+    parse_retry_after,
+)
+from tagkeeper.untrusted import neutralise
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
     from pathlib import Path
 
     import httpx
@@ -154,6 +162,7 @@ class OciBackend(RegistryBackend):
         clock: Callable[[], float] = time.monotonic,
         manifest_cache: Path | None = None,
         token_services: frozenset[str] = frozenset(),
+        max_wait: float = DEFAULT_MAX_WAIT,
     ) -> None:
         ref = parse_repository(image if isinstance(image, str) else str(image))
         if ref.host is None:
@@ -177,7 +186,9 @@ class OciBackend(RegistryBackend):
             retry=retry,
             sleep=sleep,
             where=f"the registry {self.host}",
+            max_wait=max_wait,
         )
+        self._max_wait = max_wait
         self._tag_digest: dict[str, str] = {}
         registry = Registry(
             self._sender,
@@ -205,6 +216,8 @@ class OciBackend(RegistryBackend):
         self._reach: Memo[str, frozenset[str] | _Everything] = Memo()
         self._warnings: list[str] = []
         self._has_index = False
+        self._left_alone: dict[str, str] = {}  # digest -> why (a tag outside the grammar)
+        self._untrusted: dict[str, str] = {}  # digest -> why (answers not believed)
 
     # ------------------------------------------------------------------ protocol
 
@@ -218,7 +231,9 @@ class OciBackend(RegistryBackend):
         return ((_UNTAGGED_NOTE,) if self._has_index else ()) + tuple(self._warnings)
 
     def versions(self) -> Sequence[Version]:
-        tags = self.list_tags()
+        every = self.list_tags()
+        tags = [t for t in every if is_valid_tag(t)]
+        self._leave_alone([t for t in every if not is_valid_tag(t)])
         resolved = self._parallel(self._resolve_tag, tags)
         by_digest: dict[str, list[str]] = {}
         media: dict[str, str | None] = {}
@@ -260,6 +275,7 @@ class OciBackend(RegistryBackend):
                 )
             )
         versions.extend(self._index_children(versions))
+        self._distrust()
         if unknown:
             listed = "; ".join(unknown[:10]) + (
                 f"; and {len(unknown) - 10} more" if len(unknown) > 10 else ""
@@ -270,6 +286,46 @@ class OciBackend(RegistryBackend):
                 f"Set the {CREATED_ANNOTATION} annotation or label when building"
             )
         return versions
+
+    def protected(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        """``extra``, plus what this run must not touch: an image a tag outside the OCI
+        grammar points at, and an image whose registry answers could not be believed
+        (kept, and unreadable to the planner: fail closed)."""
+        out = dict(extra or {})
+        with self._lock:
+            for digest, why in (*self._left_alone.items(), *self._untrusted.items()):
+                out.setdefault(digest, why)
+        return out
+
+    def _leave_alone(self, bad: Sequence[str]) -> None:
+        """Tags the registry lists that break the OCI tag grammar: the image each points
+        at stays (a manifest delete would delete the tag too), and the plan says so."""
+        if not bad:
+            return
+        shown = [repr(neutralise(tag, limit=60)) for tag in sorted(bad)[:5]]
+        for tag in bad:
+            found = self._registry.head(tag)
+            if found is not None:
+                with self._lock:
+                    self._left_alone.setdefault(
+                        found.digest,
+                        f"tagged {neutralise(tag, limit=60)!r}, which breaks the OCI tag "
+                        "grammar: left alone",
+                    )
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        self._warnings.append(
+            f"{len(bad)} tag(s) listed by the registry break the OCI tag grammar and are left "
+            f"alone, with the images they point at: {', '.join(shown)}{more}"
+        )
+
+    def _distrust(self) -> None:
+        """Images whose config blob could not be believed: unreadable from now on."""
+        for digest, why in sorted(self._times.untrusted().items()):
+            reason = f"{why}: the registry's answer cannot be believed; kept (fail closed)"
+            self._registry.distrust(digest, reason)
+            with self._lock:
+                self._untrusted.setdefault(digest, reason)
+            self._warnings.append(f"{digest[:19]}: {reason}")
 
     def _index_children(self, tagged: Sequence[Version]) -> list[Version]:
         """The untagged manifests that tagged indexes list (platform images, attestations).
@@ -397,13 +453,15 @@ class OciBackend(RegistryBackend):
                 wait = parse_retry_after(
                     response.headers.get("Retry-After"), now=self._sender.clock()
                 )
-                if attempt < _RATE_LIMIT_RETRIES and wait is not None and wait <= 120:
+                if attempt < _RATE_LIMIT_RETRIES and wait is not None and wait <= self._max_wait:
                     self._sleep(wait)
                     continue
+                asked = f", and asks to wait {wait:.0f} s" if wait is not None else ""
                 raise RateLimited(
                     f"{self.display}: the registry rate-limits deletes "
-                    f"({describe_response(response, self._sender.scrub)})",
-                    hint="rerun later; the plan resumes where it stopped",
+                    f"({describe_response(response, self._sender.scrub)}){asked}",
+                    hint="rerun later (the plan resumes where it stopped), or raise --max-wait "
+                    f"(now {self._max_wait:.0f} s)",
                 )
             detail = describe_response(response, self._sender.scrub)
             with self._lock:  # the image stays, and so do its tags

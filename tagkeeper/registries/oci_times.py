@@ -6,7 +6,10 @@
 2. for an index, the newest time of its platform images (attestations and
    ``unknown/unknown`` entries do not count);
 3. the image config's ``created`` (one blob read, verified against its digest), else
-   the config's ``org.opencontainers.image.created`` label.
+   the config's ``org.opencontainers.image.created`` label. A config blob whose bytes do
+   not match its digest (or that comes through a redirect from https to http, or is
+   over 8 MiB) is not believed: its image is *untrusted*, and the backend makes it
+   unreadable (fail closed).
 
 Placeholder times of reproducible builds (before 1981) count as unknown
 (:func:`~tagkeeper.registries.manifests.parse_time`). :meth:`CreationTimes.subject_time`
@@ -16,14 +19,16 @@ reason a time stays unknown is kept (``source``), for the plan's warning.
 
 from __future__ import annotations
 
-import json
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tagkeeper.inventory import ManifestUnreadable
 from tagkeeper.registries.cache import Memo
+from tagkeeper.registries.distribution import BlobUnreadable
 from tagkeeper.registries.manifests import CREATED_ANNOTATION, parse_time
 from tagkeeper.retention.planner import referrer_subject
+from tagkeeper.untrusted import NotJson, loads, neutralise
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -35,10 +40,13 @@ MAX_CONFIG = 8 * 1024 * 1024
 
 @dataclass(frozen=True, slots=True)
 class Created:
-    """A creation time, or ``None`` with the reason in ``source``."""
+    """A creation time, or ``None`` with the reason in ``source``. ``untrusted``: the
+    registry's answer could not be believed (a config blob that does not match its
+    digest...): the image is unreadable, not merely of unknown age."""
 
     when: datetime | None
     source: str  # "annotation", "config", "config label", "platform images", or why not
+    untrusted: bool = False
 
 
 class CreationTimes:
@@ -48,6 +56,13 @@ class CreationTimes:
         self._registry = registry
         self._times: Memo[str, Created] = Memo()
         self._configs: Memo[str, Created] = Memo()
+        self._untrusted: dict[str, str] = {}  # image digest -> why its answers are not believed
+        self._lock = threading.Lock()
+
+    def untrusted(self) -> dict[str, str]:
+        """The images whose config blob could not be believed (digest -> why)."""
+        with self._lock:
+            return dict(self._untrusted)
 
     def of(self, digest: str) -> Created:
         """The creation time of ``digest`` (read once per run)."""
@@ -92,16 +107,23 @@ class CreationTimes:
         config = parsed.config
         if config is None or (config.size is not None and config.size > MAX_CONFIG):
             return Created(None, "no config and no annotation")
-        return self._configs.get(config.digest, lambda: self._from_config(config.digest))
+        answer = self._configs.get(config.digest, lambda: self._from_config(config.digest))
+        if answer.untrusted:
+            with self._lock:
+                self._untrusted.setdefault(digest, answer.source)
+        return answer
 
     def _from_config(self, digest: str) -> Created:
-        response = self._registry.blob(digest)
-        if response.status_code != 200:
-            return Created(None, f"config blob unreadable ({response.status_code})")
         try:
-            body = json.loads(response.content)
-        except ValueError:
-            return Created(None, "config blob is not JSON")
+            data = self._registry.blob(digest, limit=MAX_CONFIG)
+        except BlobUnreadable as exc:
+            if exc.untrusted:
+                return Created(None, f"config blob {exc.reason}", untrusted=True)
+            return Created(None, f"config blob unreadable ({exc.reason})")
+        try:
+            body = loads(data)
+        except NotJson as exc:
+            return Created(None, f"config blob: {exc}")
         if not isinstance(body, dict):
             return Created(None, "config blob is not a JSON object")
         created = body.get("created")
@@ -116,5 +138,5 @@ class CreationTimes:
             if when is not None:
                 return Created(when, "config label")
         if isinstance(created, str):
-            return Created(None, f"placeholder creation time {created}")
+            return Created(None, f"placeholder creation time {neutralise(created, limit=40)}")
         return Created(None, "config has no creation time")

@@ -24,7 +24,7 @@ from tagkeeper.inventory import (
 from tagkeeper.registries.factory import BackendOptions, detect_kind, open_backend, token_from_env
 from tagkeeper.registries.ghcr import GhcrBackend, split_image, token_kind
 from tagkeeper.secret import Secret
-from tagkeeper.transport import RetryPolicy
+from tagkeeper.transport import DEFAULT_MAX_WAIT, RetryPolicy
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -395,7 +395,7 @@ def ready_backend(
     time: FakeTime,
     *,
     token: str = TOKEN,
-    max_wait: float = 0.0,
+    max_wait: float = DEFAULT_MAX_WAIT,
 ) -> GhcrBackend:
     add_org_owner(httpx_mock)
     backend = make_backend(client, time, token=token, max_wait=max_wait)

@@ -44,16 +44,43 @@ class Registry:
     root: Path
     delete_enabled: bool
     auth: tuple[str, str] | None = None
+    tls: bool = False  # https with a self-signed certificate (see self_signed)
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{'https' if self.tls else 'http'}://{self.host}"
 
     def image(self, repo: str) -> str:
         return f"{self.host}/{repo}"
 
 
-def _config(root: Path, port: int, *, delete: bool, htpasswd: Path | None) -> str:
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate and key for 127.0.0.1, signed by nobody (``openssl``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise RegistryStartError("openssl is not installed; .ci/run installs it")
+    subprocess.run(
+        [
+            openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def _config(
+    root: Path,
+    port: int,
+    *,
+    delete: bool,
+    htpasswd: Path | None,
+    tls: tuple[Path, Path] | None = None,
+) -> str:
     lines = [
         "version: 0.1",
         "log:",
@@ -68,6 +95,8 @@ def _config(root: Path, port: int, *, delete: bool, htpasswd: Path | None) -> st
         "http:",
         f"  addr: 127.0.0.1:{port}",
     ]
+    if tls is not None:
+        lines += ["  tls:", f"    certificate: {tls[0]}", f"    key: {tls[1]}"]
     if htpasswd is not None:
         lines += ["auth:", "  htpasswd:", "    realm: tagkeeper-tests", f"    path: {htpasswd}"]
     return "\n".join(lines) + "\n"
@@ -95,6 +124,7 @@ def start_registry(
     delete: bool = True,
     auth: tuple[str, str] | None = None,
     binary: str = "docker-registry",
+    tls: bool = False,
 ) -> Iterator[Registry]:
     """Run ``docker-registry serve`` until the block ends."""
     path = shutil.which(binary) or (binary if Path(binary).exists() else None)
@@ -108,8 +138,12 @@ def start_registry(
         htpasswd = root / "htpasswd"
         htpasswd.write_text(f"{auth[0]}:{bcrypt_hash(auth[1])}\n", encoding="utf-8")
     port = _free_port()
+    pair = self_signed(root / "tls") if tls else None
     config = root / "config.yml"
-    config.write_text(_config(root, port, delete=delete, htpasswd=htpasswd), encoding="utf-8")
+    config.write_text(
+        _config(root, port, delete=delete, htpasswd=htpasswd, tls=pair), encoding="utf-8"
+    )
+    scheme = "https" if tls else "http"
     log = (root / "registry.log").open("wb")
     proc = subprocess.Popen([path, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -121,7 +155,11 @@ def start_registry(
                     + (root / "registry.log").read_text(errors="replace")[-2000:]
                 )
             try:
-                answer = httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1)
+                answer = httpx.get(
+                    f"{scheme}://127.0.0.1:{port}/v2/",
+                    timeout=1,
+                    verify=False,  # noqa: S501 - our own self-signed test registry
+                )
                 if answer.status_code in (200, 401):
                     break
             except httpx.TransportError:
@@ -129,7 +167,7 @@ def start_registry(
             if time.monotonic() > deadline:
                 raise RegistryStartError(f"docker-registry did not answer on 127.0.0.1:{port}")
             time.sleep(0.05)
-        yield Registry(f"127.0.0.1:{port}", root, delete, auth)
+        yield Registry(f"127.0.0.1:{port}", root, delete, auth, tls)
     finally:
         proc.terminate()
         try:
@@ -149,7 +187,11 @@ class Pusher:
         if registry.auth is not None:
             raw = f"{registry.auth[0]}:{registry.auth[1]}".encode()
             headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
-        self.client = client or httpx.Client(timeout=30, headers=headers)
+        self.client = client or httpx.Client(
+            timeout=30,
+            headers=headers,
+            verify=not registry.tls,  # our own self-signed test registry
+        )
         self.requests = 0
 
     def close(self) -> None:
