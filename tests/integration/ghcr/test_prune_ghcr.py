@@ -440,6 +440,29 @@ def test_the_primary_limit_stops_cleanly_and_max_wait_waits_it_out(
     assert sorted(tag_map(emu)) == ["dev-0000007"]
 
 
+def test_a_secondary_limit_asking_for_days_stops_cleanly_within_max_wait(
+    make_ghcr: MakeGhcr, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GitHub says "retry-after: 99999999": waiting that long is no run; stop (exit 10)
+    emu = make_ghcr(delete_limit=1, delete_window=60.0, retry_after=99_999_999)
+    emu.add_user(OWNER)
+    monkeypatch.setenv("GITHUB_TOKEN", emu.add_token(login=OWNER))
+    for i in range(4):
+        emu.push_built(
+            OWNER, "app", images.image(label=f"w{i}"), tags=[f"dev-{i:07x}"], created=days(i)
+        )
+    started = time.monotonic()
+    result = Cli(emu, capsys)(
+        "--image", f"ghcr.io/{OWNER}/app", "--keep", "1", "--min-age", "0", "--yes",
+        "--max-wait", "1m", "--format", "json",
+    )  # fmt: skip
+    assert time.monotonic() - started < 30
+    assert result.code == 10
+    applied = result.json()["images"][0]["applied"]
+    assert applied["counts"]["deleted"] == 1
+    assert "--max-wait" in applied["stopped"] + (applied["error"]["hint"] or "")
+
+
 def test_github_refusals_are_reported_and_the_rest_goes_on(cli: Cli, ghcr: GhcrEmulator) -> None:
     solo = images.image(label="solo")
     ghcr.push_built(OWNER, "solo", solo, tags=["dev-0000001"], created=days(1))
