@@ -54,9 +54,10 @@ from tagkeeper.inventory import (
 )
 from tagkeeper.refs import DIGEST_RE, is_valid_tag, parse_repository
 from tagkeeper.registries.auth import Challenge
+from tagkeeper.registries.backend import DistributionReader, RegistryBackend
 from tagkeeper.registries.cache import ManifestCache
 from tagkeeper.registries.credentials import Credentials
-from tagkeeper.registries.distribution import DistributionReader, Registry, RegistryBackend
+from tagkeeper.registries.distribution import Registry
 from tagkeeper.registries.ghcr_api import (
     OwnerKind,
     PackagesApi,

@@ -85,14 +85,9 @@ from tagkeeper.inventory import (
 )
 from tagkeeper.refs import ImageRef, is_valid_tag, parse_repository
 from tagkeeper.registries.auth import parse_challenge as parse_challenge  # noqa: PLC0414
+from tagkeeper.registries.backend import DistributionReader, RegistryBackend
 from tagkeeper.registries.cache import ManifestCache, Memo
-from tagkeeper.registries.distribution import (
-    DistributionReader,
-    Found,
-    Registry,
-    RegistryBackend,
-    error_codes,
-)
+from tagkeeper.registries.distribution import Found, Registry, error_codes
 from tagkeeper.registries.manifests import CREATED_ANNOTATION
 from tagkeeper.registries.manifests import parse_time as parse_time  # noqa: PLC0414 (re-export)
 from tagkeeper.registries.oci_times import CreationTimes
