@@ -226,6 +226,43 @@ class PackagesApi:
             hint="GitHub may be having trouble; rerun later",
         )
 
+    def missing_permission(self, response: httpx.Response) -> tuple[str, str]:
+        """What a 403 on a delete says is missing, and how to fix it."""
+        body = json_of(response)
+        message = str(body.get("message", "")) if isinstance(body, dict) else ""
+        accepted = (
+            response.headers.get("x-accepted-oauth-scopes", "")
+            + " "
+            + response.headers.get("x-accepted-github-permissions", "")
+        ).lower()
+        if self.kind == "fine-grained":
+            return "GitHub Packages does not accept fine-grained tokens", permission_hint(
+                "fine-grained"
+            )
+        if self.kind == "classic":
+            scopes = self.scopes
+            if "delete:packages" in message or (
+                "delete:packages" in accepted
+                and (scopes is None or "delete:packages" not in scopes)
+            ):
+                return "the token lacks the delete:packages scope", permission_hint("classic")
+            return (
+                "the token's user is not an admin of the package",
+                "give that user the Admin role on the package (its settings, 'Manage "
+                "access'), or use a token of a package admin",
+            )
+        if self.kind == "github-token":
+            if "packages=write" in accepted:
+                return (
+                    "the workflow's token lacks 'packages: write'",
+                    "add 'permissions: packages: write' to the workflow or the job",
+                )
+            return (
+                "the repository lacks the Admin role in the package's 'Manage Actions access'",
+                permission_hint("github-token"),
+            )
+        return "the token may not delete versions of this package", permission_hint(self.kind)
+
     # -- rate limits ------------------------------------------------------------------
 
     def _note_limits(self, response: httpx.Response) -> None:
