@@ -179,7 +179,8 @@ class Authenticator:
         self._known = known_realm
         self._basic = False  # the registry asked for basic credentials
         self._tokens: dict[str, Secret] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the state above (never held during a request)
+        self._exchanging = threading.Lock()  # one token exchange at a time
         if credentials is not None:
             sender.protect(credentials.secret)
 
@@ -219,7 +220,11 @@ class Authenticator:
         if basic and creds is not None and not creds.identity_token:
             return {"Authorization": _basic(creds)}
         if token is None and self._known is not None and not basic:
-            token = self._exchange(self._known, scope)
+            with self._exchanging:  # parallel first requests share one exchange
+                with self._lock:
+                    token = self._tokens.get(scope)
+                if token is None:
+                    token = self._exchange(self._known, scope)
         return {"Authorization": f"Bearer {token.reveal()}"} if token else {}
 
     def answer(self, response: httpx.Response, scope: str, sent: Mapping[str, str]) -> str:
@@ -240,11 +245,14 @@ class Authenticator:
         if challenge.scheme != "bearer":
             raise self.refused(response, "read")
         wanted = challenge.params.get("scope") or scope
-        with self._lock:
-            stale = self._tokens.get(wanted)
-            if stale is not None and sent.get("Authorization") == f"Bearer {stale.reveal()}":
-                del self._tokens[wanted]  # expired or revoked: ask again, once
-        self._exchange(challenge, wanted)
+        with self._exchanging:
+            with self._lock:
+                current = self._tokens.get(wanted)
+            fresh = current is not None and sent.get("Authorization") != (
+                f"Bearer {current.reveal()}"
+            )
+            if not fresh:  # none yet, or the one sent expired: ask (another thread may
+                self._exchange(challenge, wanted)  # have done so meanwhile: then reuse)
         return wanted
 
     def refused(self, response: httpx.Response, what: str) -> AuthError:
