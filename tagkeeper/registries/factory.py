@@ -97,16 +97,28 @@ def detect_kind(image: str, options: BackendOptions) -> Kind:
 
 
 def _open_ghcr(image: str, options: BackendOptions, client: httpx.Client) -> Backend:
+    """GHCR: the GitHub token for the REST API and ghcr.io; without one, Docker's
+    credentials for the host (``docker login ghcr.io``) for ``/v2`` reads, else none."""
+    from tagkeeper.registries import credentials as dockerauth
     from tagkeeper.registries.ghcr import DEFAULT_API_URL, DEFAULT_REGISTRY_URL, GhcrBackend
     from tagkeeper.transport import check_base_url
 
     env = options.env()
     api_url = options.api_url or env.get("GITHUB_API_URL") or DEFAULT_API_URL
     registry_url = options.registry_url or DEFAULT_REGISTRY_URL
+    credentials = None
+    if not options.token:
+        credentials = dockerauth.resolve(
+            parse_reference(image).host or GHCR_HOST,
+            username=options.username,
+            password=options.password,
+            environ=env,
+        )
     return GhcrBackend(
         image,
         client,
         token=options.token,
+        credentials=credentials,
         api_url=check_base_url(api_url, what="--api-url"),
         registry_url=check_base_url(registry_url, what="--registry-url"),
         manifest_cache=options.manifest_cache,

@@ -50,7 +50,7 @@ from tagkeeper.inventory import (
     RequestStats,
     Version,
 )
-from tagkeeper.refs import parse_repository
+from tagkeeper.refs import DIGEST_RE, parse_repository
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -97,6 +97,31 @@ def engine_repository(text: str) -> str:
             path = path.removeprefix("library/")
         return path
     return ref.repository
+
+
+def pulled_digest(client: EngineAPI | HasEngineAPI, repository: str, tag: str) -> str | None:
+    """The registry digest the engine recorded for ``repository:tag`` when it pulled it
+    (its ``RepoDigests`` entry for that repository), or ``None`` when the engine has no
+    such image, or only built it (no registry digest). Engine failures are
+    :class:`RegistryError`."""
+    api: EngineAPI = client.api if hasattr(client, "api") else client
+    name = engine_repository(repository)
+    try:
+        data = api.inspect_image(f"{name}:{tag}")
+    except Exception as exc:
+        if _status_code(exc) == 404:
+            return None
+        code = _status_code(exc)
+        raise RegistryError(
+            f"the Docker engine {'answered ' + str(code) if code else 'did not answer'} while "
+            f"inspecting {name}:{tag}: {_explanation(exc)}",
+            hint=_ENGINE_HINT,
+        ) from None
+    for ref in _strings(data.get("RepoDigests") if isinstance(data, dict) else None):
+        found_name, _, digest = ref.partition("@")
+        if found_name == name and DIGEST_RE.fullmatch(digest):
+            return digest
+    return None
 
 
 def connect(timeout: float = 60.0) -> Any:
