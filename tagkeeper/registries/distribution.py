@@ -58,7 +58,7 @@ from tagkeeper.transport import (
 from tagkeeper.untrusted import NotJson, loads, neutralise
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from tagkeeper.registries.credentials import Credentials
     from tagkeeper.transport import Sender
@@ -140,7 +140,9 @@ class Registry:
 
     ``base_url``: where the registry answers (``https://ghcr.io``, an emulator); found
     by a ``GET /v2/`` when not given. ``display`` names the repository in messages.
-    ``credentials``: the basic credentials or identity token (``None``: anonymous).
+    ``credentials``: the basic credentials or identity token (``None``: anonymous), or a
+    function that finds them, called once, on the first request (Docker's configuration
+    is then read only by runs that use the registry).
     ``refused_hint``: what to do when they are refused. ``known_realm``: a token
     service to ask before the registry does (ghcr.io). ``cache``: manifests on disk.
     """
@@ -154,7 +156,7 @@ class Registry:
         display: str | None = None,
         base_url: str | None = None,
         insecure: bool = False,
-        credentials: Credentials | None = None,
+        credentials: Credentials | Callable[[], Credentials | None] | None = None,
         refused_hint: str = DEFAULT_REFUSED_HINT,
         known_realm: Challenge | None = None,
         token_services: frozenset[str] = frozenset(),
@@ -202,7 +204,9 @@ class Registry:
                     policy=RealmPolicy(
                         httpx.URL(base), self.insecure, frozenset(self._token_services)
                     ),
-                    credentials=self._credentials,
+                    credentials=self._credentials()
+                    if callable(self._credentials)
+                    else self._credentials,
                     refused_hint=self._refused_hint,
                     known_realm=self._known_realm,
                 )

@@ -106,14 +106,15 @@ def _open_ghcr(image: str, options: BackendOptions, client: httpx.Client) -> Bac
     env = options.env()
     api_url = options.api_url or env.get("GITHUB_API_URL") or DEFAULT_API_URL
     registry_url = options.registry_url or DEFAULT_REGISTRY_URL
-    credentials = None
-    if not options.token:
-        credentials = dockerauth.resolve(
+    def docker_credentials() -> dockerauth.Credentials | None:  # read on first use only
+        return dockerauth.resolve(
             parse_reference(image).host or GHCR_HOST,
             username=options.username,
             password=options.password,
             environ=env,
         )
+
+    credentials = None if options.token else docker_credentials
     return GhcrBackend(
         image,
         client,

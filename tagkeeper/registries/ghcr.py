@@ -81,7 +81,7 @@ from tagkeeper.untrusted import neutralise
 
 if TYPE_CHECKING:
     import random
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from pathlib import Path
 
     from tagkeeper.secret import Secret
@@ -158,7 +158,7 @@ class GhcrBackend(RegistryBackend):
         pacer: DeletePacer | None = None,
         manifest_cache: Path | None = None,
         max_wait: float = DEFAULT_MAX_WAIT,
-        credentials: Credentials | None = None,
+        credentials: Credentials | Callable[[], Credentials | None] | None = None,
         list_workers: int = 6,
         retry: RetryPolicy | None = None,
         sleep: Sleep = time.sleep,

@@ -207,3 +207,21 @@ def test_a_recorded_digest_that_cannot_be_checked_says_so(
     verdict, why = check_recorded_digest(resolver, "ghcr.io/acme/app", "v1", DIGEST)
     assert verdict == "unverified"
     assert "down" in why
+
+
+def test_docker_credentials_are_read_only_when_the_registry_is_used(
+    client: httpx.Client, tmp_path: Path
+) -> None:
+    from tagkeeper.errors import AuthError
+    from tagkeeper.registries.factory import open_backend
+
+    config = tmp_path / "docker"
+    config.mkdir()
+    (config / "config.json").write_text("{not json")
+    backend = open_backend(
+        "ghcr.io/acme/app", options(environ={"DOCKER_CONFIG": str(config)}), client
+    )
+    with pytest.raises(AuthError, match="no GitHub token"):  # listing: config.json unread
+        backend.versions()
+    with pytest.raises(AuthError, match="not valid JSON"):  # /v2: now it is read
+        backend.resolve_tag("v1")
