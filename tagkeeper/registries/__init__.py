@@ -4,7 +4,8 @@
 host -> ``oci``, ``--local`` -> ``local``). ``distribution`` is the one ``/v2`` client
 both registry backends share, with ``auth`` (every challenge and token exchange, the
 realm policy) and ``cache`` (the one manifest cache of a run, and ``--manifest-cache``);
-``backend`` is their common base and the manifest reader they hand the planner.
+``backend`` is their common base and the manifest reader they hand the planner;
+``digests`` says what a tag points at (one ``HEAD``, read access only) for deploys.
 ``ghcr`` is a GHCR package: the Packages REST API (``ghcr_api``: owner lookup, rate
 limits; ``ghcr_versions``: a listing that holds still; ``ghcr_doctor``: what a token can
 do) over the shared client; ``oci`` is any OCI distribution registry (``oci_times``:
