@@ -70,12 +70,52 @@ def listed_by(digest: str, reader: FakeRegistry) -> frozenset[str]:
     return frozenset(out)
 
 
+class ReadOnce:
+    """A :class:`~tagkeeper.inventory.ManifestReader` that asks ``inner`` about each digest
+    at most once, answers and failures alike: what the backend contract asks of a
+    backend's ``reader`` for one run (the registry backends' one cache does this)."""
+
+    def __init__(self, inner: FakeRegistry) -> None:
+        self.inner = inner
+        self._manifests: dict[str, ManifestInfo | ManifestUnreadable] = {}
+        self._referrers: dict[str, tuple[str, ...] | ManifestUnreadable] = {}
+
+    def manifest(self, digest: str) -> ManifestInfo:
+        answer = self._manifests.get(digest)
+        if answer is None:
+            try:
+                answer = self.inner.manifest(digest)
+            except ManifestUnreadable as exc:
+                answer = exc
+            self._manifests[digest] = answer
+        if isinstance(answer, ManifestUnreadable):
+            raise type(answer)(answer.digest, answer.reason)
+        return answer
+
+    def referrers(self, digest: str) -> Sequence[str]:
+        answer = self._referrers.get(digest)
+        if answer is None:
+            try:
+                answer = tuple(self.inner.referrers(digest))
+            except ManifestUnreadable as exc:
+                answer = exc
+            self._referrers[digest] = answer
+        if isinstance(answer, ManifestUnreadable):
+            raise type(answer)(answer.digest, answer.reason)
+        return answer
+
+
 class FakeRegistry(Backend):
-    """One repository held in memory: ``Backend`` and ``ManifestReader`` at once."""
+    """One repository held in memory: ``Backend`` and ``ManifestReader`` at once.
+
+    Its :attr:`reader` reads each digest once per run, as the contract asks (a run
+    starts with :meth:`versions`); the fake itself, used as a reader, reads every time.
+    """
 
     def __init__(self, display: str = "registry.test/acme/app") -> None:
         self._display = display
         self._stats = RequestStats()
+        self._run: ReadOnce | None = None
         self._versions: dict[str, Version] = {}
         self.manifests: dict[str, ManifestInfo] = {}
         self.subjects: dict[str, str] = {}  # referrer digest -> subject (OCI 1.1)
@@ -214,11 +254,14 @@ class FakeRegistry(Backend):
         return self._stats
 
     @property
-    def reader(self) -> FakeRegistry:
-        return self
+    def reader(self) -> ReadOnce:
+        if self._run is None:
+            self._run = ReadOnce(self)
+        return self._run
 
     def versions(self) -> Sequence[Version]:
         self._stats.count("list")
+        self._run = ReadOnce(self)  # a new run: nothing read yet
         return list(self._versions.values())
 
     def resolve_tag(self, tag: str) -> str | None:
@@ -233,15 +276,24 @@ class FakeRegistry(Backend):
         now = self._versions.get(version.digest)
         return None if now is None else now.tags
 
-    def _pushed_reaching(self, target: str) -> str | None:
+    def _pushed_reaching(self, version: Version) -> str | None:
+        """As GhcrBackend: a version pushed since the listing lists ``version``, or lists
+        (or is) what ``version`` refers to (an OCI 1.1 subject, a cosign tag's subject)."""
         if self.listed_at_plan is None:
             return None
+        target = version.digest
+        subjects = {s for s in map(referrer_subject, version.tags) if s is not None}
+        if target in self.subjects:
+            subjects.add(self.subjects[target])
         for digest in sorted(set(self._versions) - self.listed_at_plan):
+            if digest == target:
+                continue
             try:
-                if target in listed_by(digest, self):
-                    return digest
+                reached = listed_by(digest, self) | {digest}
             except ManifestUnreadable as exc:  # as GhcrBackend: stop, it may list anything
                 raise RegistryError(f"{digest} was pushed and cannot be read") from exc
+            if target in reached or subjects & reached:
+                return digest
         return None
 
     def delete(self, version: Version) -> DeleteResult:
@@ -251,7 +303,7 @@ class FakeRegistry(Backend):
         if self.error_after is not None and len(self.deleted) >= self.error_after:
             raise self.error
         self._stats.count("delete")
-        pushed = self._pushed_reaching(version.digest)
+        pushed = self._pushed_reaching(version)
         if pushed is not None:
             return DeleteResult(version, DeleteStatus.CHANGED, f"listed by {pushed[:19]}")
         if version.digest in self.refuse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import pytest
@@ -10,7 +11,7 @@ from tagkeeper.errors import AuthError, CapExceeded, ExitCode, RegistryError, Ta
 from tagkeeper.inventory import DeleteResult, DeleteStatus, Version
 from tagkeeper.retention.executor import ApplyReport, apply_plan, replanner
 from tagkeeper.retention.planner import Plan, Policy, plan
-from tests.unit.fakes import FakeRegistry, at, digest_of, sig_tag
+from tests.unit.fakes import FakeRegistry, ReadOnce, at, digest_of, sig_tag
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -245,10 +246,11 @@ def refused_index_package() -> FakeRegistry:
     return reg
 
 
-def applied_with_replan(reg: FakeRegistry) -> tuple[Plan, ApplyReport, FakeRegistry]:
+def applied_with_replan(reg: FakeRegistry) -> tuple[Plan, ApplyReport, ReadOnce]:
     policy = Policy(keep_release=1)
-    reader = reg
-    first = plan(reg.versions(), policy, now=NOW, reader=reader)
+    versions = reg.versions()
+    reader = reg.reader  # reads each digest once this run, as a backend's reader does
+    first = plan(versions, policy, now=NOW, reader=reader)
     report = apply_plan(first, reg, replan=replanner(policy, now=NOW, reader=reader))
     return first, report, reader
 
@@ -428,8 +430,9 @@ def test_an_index_that_stays_keeps_its_tagged_children(fault: str) -> None:
 
         reg.before_check = retag
     policy = Policy(keep_release=1, keep_prerelease=0)
-    reader = reg
-    first = plan(reg.versions(), policy, now=NOW, reader=reader)
+    versions = reg.versions()
+    reader = reg.reader
+    first = plan(versions, policy, now=NOW, reader=reader)
     assert set(V1_CHILDREN) <= {d.version.digest for d in first.delete}  # old prereleases
     inner = replanner(policy, now=NOW, reader=reader)
     roots: list[dict[str, str]] = []
@@ -535,3 +538,35 @@ def test_an_error_in_the_replan_stops_before_deleting_anything_it_did_not_decide
     assert reg.delete_calls == [digest_of("old")]  # nothing after the refusal
     assert {v.digest for v in report.skipped} == {d.version.digest for d in p.delete[1:]}
     assert report.refused == 1
+
+
+@pytest.mark.parametrize("kind", ["oci-subject", "cosign-tag"])
+def test_a_push_meanwhile_keeps_the_referrers_of_what_it_lists(kind: str) -> None:
+    # Garbage: an image and its signature. While the prune runs, CI pushes an index that
+    # lists the image (buildx reuses an unchanged platform manifest). The signature is
+    # deleted first (referrers go before their subjects): it must stay too, since the
+    # image is whole again only with what refers to it.
+    reg = FakeRegistry()
+    reg.add("image", created=1)
+    image = digest_of("image")
+    if kind == "oci-subject":
+        reg.add("signature", created=2, subject=image)
+    else:
+        reg.add("signature", created=2, tags=[sig_tag(image)])
+    reg.add("kept", tags=["v1.0.0"], created=3)
+    policy = Policy(keep_release=1, untagged="delete", min_age=timedelta(0))
+    versions = reg.versions()
+    first = plan(versions, policy, now=NOW, reader=reg.reader)
+    assert {digest_of("signature"), image} <= {d.version.digest for d in first.delete}
+    reg.listed_at_plan = frozenset(v.digest for v in versions)
+
+    def ci_pushes(version: Version) -> None:
+        del version
+        if digest_of("ci") not in {v.digest for v in reg.versions()}:
+            reg.add("ci", tags=["dev-00000ff"], created=4, children=[image])
+
+    reg.before_check = ci_pushes
+    report = apply_plan(first, reg, replan=replanner(policy, now=NOW, reader=reg.reader))
+    left = {v.digest for v in reg.versions()}
+    assert {image, digest_of("signature"), digest_of("ci")} <= left
+    assert report.exit_code == 6  # skipped as changed: rerun later

@@ -311,8 +311,9 @@ def test_apply_with_faults_never_breaks_an_image_that_stays(
     case: Case, data: st.DataObject
 ) -> None:
     reg = case.reg
-    reader = reg
-    p = plan(reg.versions(), case.policy, now=case.now, reader=reader, protected=case.protected)
+    versions = reg.versions()
+    reader = reg.reader  # reads each digest once this run, as a backend's reader does
+    p = plan(versions, case.policy, now=case.now, reader=reader, protected=case.protected)
     reach = {v.digest: pull_reach(reg, v.digest) for v in reg.versions()}
     reach.update((d, pull_reach(reg, d)) for d in protected_digests(case))
     retag: set[str] = set()
