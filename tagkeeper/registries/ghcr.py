@@ -48,6 +48,7 @@ from tagkeeper.errors import AuthError, RegistryError, TagkeeperError, UsageErro
 from tagkeeper.inventory import (
     DeleteResult,
     DeleteStatus,
+    ManifestMissing,
     ManifestUnreadable,
     RequestStats,
     Version,
@@ -69,6 +70,7 @@ from tagkeeper.registries.ghcr_api import (
 from tagkeeper.registries.ghcr_doctor import Check, Diagnosis, diagnose
 from tagkeeper.registries.ghcr_versions import Page, PushWatch, read_consistently
 from tagkeeper.registries.pacing import DeletePacer, PacerSettings
+from tagkeeper.retention.policy import referrer_subject
 from tagkeeper.transport import (
     DEFAULT_MAX_WAIT,
     Clock,
@@ -337,7 +339,7 @@ class GhcrBackend(RegistryBackend):
 
         def recheck() -> None:
             try:
-                found = self._pushed_reaching(version.digest)
+                found = self._pushed_reaching(version)
             except TagkeeperError as exc:  # stop the run, do not count it as a failed delete
                 raise _StopRun(exc) from None
             if found is not None:
@@ -417,23 +419,58 @@ class GhcrBackend(RegistryBackend):
                 hint=permission_hint("classic"),
             )
 
-    def _pushed_reaching(self, target: str) -> str | None:
-        """Why ``target`` must stay: a version pushed since the listing reaches it.
+    def _pushed_reaching(self, version: Version) -> str | None:
+        """Why ``version`` must stay: a version pushed since the listing reaches it, or
+        reaches what it refers to (the subject of an OCI 1.1 referrer or of a cosign
+        ``sha256-<hex>.sig`` tag: an image is whole only with its signatures).
 
         Pushes are counted from this backend's listing (:meth:`versions`, which a plan is
-        made of); a backend that never listed has nothing to compare with."""
+        made of); a backend that never listed has nothing to compare with. The version's
+        own manifest is read only when something was pushed (to learn its subject)."""
         watch = self._watch
         if watch is None:
             return None
+        target = version.digest
+        subjects: frozenset[str] | None = None
         for item in watch.new_versions():
             pushed = self._to_version(item)
-            if pushed.digest != target and target in self._descendants(pushed.digest):
-                tags = ", ".join(sorted(pushed.tags)) or "untagged"
+            if pushed.digest == target:
+                continue
+            reached = self._descendants(pushed.digest) | {pushed.digest}
+            tags = ", ".join(sorted(pushed.tags)) or "untagged"
+            if target in reached:
                 return (
                     f"listed by {pushed.digest[:19]} ({tags}), pushed since the plan: "
                     "skipped, it stays"
                 )
+            if subjects is None:
+                subjects = self._subjects_of(version)
+            if subjects & reached:
+                subject = min(subjects & reached)
+                return (
+                    f"refers to {subject[:19]}, which {pushed.digest[:19]} ({tags}) pushed "
+                    "since the plan reaches: skipped, it stays"
+                )
         return None
+
+    def _subjects_of(self, version: Version) -> frozenset[str]:
+        """What ``version`` refers to: its cosign tags' subjects and its OCI 1.1
+        ``subject``. Raises :class:`RegistryError` when its manifest cannot be read."""
+        found = {s for s in map(referrer_subject, version.tags) if s is not None}
+        try:
+            subject = self.registry.manifest(version.digest).subject
+        except ManifestMissing:
+            subject = None
+        except ManifestUnreadable as exc:
+            raise RegistryError(
+                f"{self.display}: {version.digest[:19]} cannot be read ({exc.reason}) to tell "
+                "whether it refers to an image pushed during the prune; stopped before "
+                "deleting it",
+                hint="rerun: the next plan includes what was pushed",
+            ) from None
+        if subject is not None:
+            found.add(subject)
+        return frozenset(found)
 
     def _descendants(self, digest: str) -> frozenset[str]:
         """Every manifest ``digest`` lists, recursively (read through the reader, so

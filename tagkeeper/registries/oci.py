@@ -79,6 +79,7 @@ from tagkeeper.inventory import (
     INDEX_TYPES,
     DeleteResult,
     DeleteStatus,
+    ManifestMissing,
     ManifestUnreadable,
     RequestStats,
     Version,
@@ -91,6 +92,7 @@ from tagkeeper.registries.distribution import Found, Registry, error_codes
 from tagkeeper.registries.manifests import CREATED_ANNOTATION
 from tagkeeper.registries.manifests import parse_time as parse_time  # noqa: PLC0414 (re-export)
 from tagkeeper.registries.oci_times import CreationTimes
+from tagkeeper.retention.policy import referrer_subject
 from tagkeeper.transport import (
     DEFAULT_MAX_WAIT,
     RetryPolicy,
@@ -381,8 +383,9 @@ class OciBackend(RegistryBackend):
         """The tags that a ``DELETE`` of ``version`` would remove now, or ``None`` when gone.
 
         A manifest ``DELETE`` removes *every* tag of the digest, so this is every watched
-        tag that now resolves to ``version.digest`` (or to an index that reaches it, when
-        the tag moved or is new since the plan). Watched: the version's own tags, every
+        tag that now resolves to ``version.digest`` (or, when the tag moved or is new since
+        the plan, to an index that reaches it, or to what it refers to: a signature stays
+        with the image a new tag keeps). Watched: the version's own tags, every
         tag of the plan's listing that the plan keeps (all of them when
         :meth:`expect_deletes` was not called), and every tag that the repository's
         listing shows and the plan's did not. The listing is re-read only when the last
@@ -404,9 +407,9 @@ class OciBackend(RegistryBackend):
             elif tag in own:
                 moved_away.add(tag)
             elif self._tag_digest.get(tag) != digest and self._reaches(
-                digest, media_type, version.digest
+                digest, media_type, version
             ):
-                reaching.add(tag)  # moved or new onto an index that lists the digest
+                reaching.add(tag)  # moved or new onto what needs the digest
         result = frozenset(reaching)
         with self._lock:
             self._kept_back |= moved_away  # live elsewhere now: watched from here on
@@ -517,15 +520,36 @@ class OciBackend(RegistryBackend):
                 skip |= self._doomed - self._kept_back
             return (set(self._tag_digest) | self._listed) - skip
 
-    def _reaches(self, digest: str, media_type: str | None, target: str) -> bool:
-        """Whether the manifest ``digest`` is an index that lists ``target`` (recursively).
+    def _reaches(self, digest: str, media_type: str | None, version: Version) -> bool:
+        """Whether the manifest ``digest`` needs ``version``: it is an index that lists
+        it (recursively), or it is (or lists) what ``version`` refers to (the subject of
+        an OCI 1.1 referrer or of a cosign tag).
 
         Manifests are read once per run (memoized); one that cannot be read counts as
         reaching (fail closed).
         """
-        if media_type is not None and media_type not in INDEX_TYPES:
-            return False
-        return target in self._reach.get(digest, lambda: self._descendants(digest))
+        reached: frozenset[str] | _Everything = frozenset()
+        if media_type is None or media_type in INDEX_TYPES:
+            reached = self._reach.get(digest, lambda: self._descendants(digest))
+        if version.digest in reached:
+            return True
+        subjects = self._subjects_of(version)
+        if subjects is None:
+            return True  # cannot tell what it refers to: it stays
+        return any(s == digest or s in reached for s in subjects)
+
+    def _subjects_of(self, version: Version) -> frozenset[str] | None:
+        """What ``version`` refers to (``None``: its manifest cannot be read)."""
+        found = {s for s in map(referrer_subject, version.tags) if s is not None}
+        try:
+            subject = self._registry.manifest(version.digest).subject
+        except ManifestMissing:
+            subject = None
+        except ManifestUnreadable:
+            return None
+        if subject is not None:
+            found.add(subject)
+        return frozenset(found)
 
     def _descendants(self, digest: str) -> frozenset[str] | _Everything:
         try:

@@ -753,3 +753,24 @@ def test_the_disk_cache_serves_oci_manifests_on_the_next_run(
         c.digest for c in multi.children
     )
     assert "manifest-get" not in again.stats.by_kind
+
+
+def test_a_new_tag_on_an_image_keeps_its_signature_from_being_deleted(
+    registry: FakeRegistry, client: httpx.Client
+) -> None:
+    from tagkeeper.retention.runner import apply_planned, plan_image
+
+    old = im.image(created=JAN, label="signed")
+    registry.push(old, "dev-0001")
+    registry.push(im.cosign_signature(old), im.cosign_tag(old.digest))
+    registry.push(im.image(created=FEB, label="newer"), "dev-0002")
+    b = backend(client)
+    planned = plan_image(b, Policy(keep_dev=1, min_age=timedelta(0)), now=NOW)
+    sig = by_tag([d.version for d in planned.plan.delete], im.cosign_tag(old.digest))
+    assert old.digest in {d.version.digest for d in planned.plan.delete}
+    registry.tags["hotfix"] = old.digest  # a rollback tags the old image while prune runs
+    report = apply_planned(planned)
+    results = {r.version.digest: r for r in report.results}
+    assert results[sig.digest].status is DeleteStatus.CHANGED  # the signature stays
+    assert results[old.digest].status is DeleteStatus.CHANGED
+    assert registry.tags[im.cosign_tag(old.digest)] == sig.digest

@@ -170,6 +170,31 @@ def test_a_push_during_apply_that_reuses_a_planned_garbage_manifest_stops_its_de
     assert len(resolve_all(ghcr, token, "app", "dev-9999999")) == 3
 
 
+def test_a_push_during_apply_keeps_the_signature_of_the_manifest_it_reuses(
+    cli: Cli, ghcr: GhcrEmulator, token: str
+) -> None:
+    old, new = buildx_dev("old-signed"), buildx_dev("new-signed")
+    ghcr.push_built(OWNER, "app", old, tags=["dev-0000001"], created=days(1))
+    reused = old.children[0]
+    signature = images.referrer(reused, label="sbom of amd64")  # OCI 1.1, subject: reused
+    ghcr.push_built(OWNER, "app", signature, created=days(1))
+    ghcr.push_built(OWNER, "app", new, tags=["dev-0000002"], created=days(2))
+    ci_push = images.index([reused, images.image("linux/arm64", label="ci-signed")])
+    ghcr.before_next(
+        1,
+        lambda: ghcr.push_built(OWNER, "app", ci_push, tags=["dev-9999999"]),
+        kinds=["rest.version.delete"],
+    )
+    args = ("--image", IMAGE, "--keep-dev", "1", "--min-age", "0", "--yes", "--format", "json")
+    first = cli(*args)
+    assert first.code == 6, first.err
+    results = {r["digest"]: r for r in first.json()["images"][0]["applied"]["results"]}
+    assert results[signature.digest]["status"] == "changed"  # what the push reuses keeps
+    assert reused.digest[:19] in results[signature.digest]["detail"]  # its SBOM
+    left = {v.digest for v in ghcr.versions(OWNER, "app")}
+    assert {reused.digest, signature.digest, ci_push.digest} <= left
+
+
 def test_the_re_check_before_each_delete_costs_a_304_when_nothing_was_pushed(
     cli: Cli, ghcr: GhcrEmulator
 ) -> None:
