@@ -80,12 +80,26 @@ def _check_digest_flags(no_resolve: bool, required: bool) -> None:
         raise UsageError("--no-resolve-digest and --require-digest cannot be used together")
 
 
-def _with_digest(plan: DeployPlan, *, no_resolve: bool, required: bool) -> DeployPlan:
-    """``plan`` with its digest resolved from the registry (unless it has one or told not to)."""
+def _with_digest(
+    ctx: typer.Context,
+    plan: DeployPlan,
+    flags: rollback_cmd.RegistryFlags,
+    *,
+    no_resolve: bool,
+    required: bool,
+) -> DeployPlan:
+    """``plan`` with its digest resolved from the registry (unless it has one or told not
+    to): one manifest ``HEAD`` with read access only, reached as ``flags`` say."""
+    from dataclasses import replace
+
     from tagkeeper.deploy.script import resolve_digest
 
-    resolver = None if no_resolve else rollback_cmd._registry_resolver()
-    return resolve_digest(plan, resolver, required=required)
+    resolver = None if no_resolve else rollback_cmd._registry_resolver(ctx, flags)
+    resolved = resolve_digest(plan, resolver, required=required)
+    if resolver is None:
+        return resolved
+    fallbacks = tuple(rollback_cmd.notes_of(resolver))
+    return replace(resolved, notes=resolved.notes + fallbacks) if fallbacks else resolved
 
 
 def _pass_env(ctx: typer.Context, environment: str, flag: list[str] | None) -> tuple[str, ...]:
@@ -170,6 +184,7 @@ def deploy(  # noqa: PLR0917
     repo: rollback_cmd.RepoOpt = None,
     token: common.TokenOpt = None,
     api_url: common.ApiUrlOpt = None,
+    registry_url: common.RegistryUrlOpt = None,
     ledger_path: rollback_cmd.LedgerOpt = None,
     strategy: deploy_engine.StrategyOpt = None,
     lock_wait: deploy_engine.LockWaitOpt = None,
@@ -211,7 +226,10 @@ def deploy(  # noqa: PLR0917
         command or [],
         allow_prerelease=rollback_cmd._allow_pre(ctx, allow_prerelease),
     )
-    plan = _with_digest(plan, no_resolve=no_resolve_digest, required=require_digest)
+    registry = rollback_cmd.RegistryFlags(token, api_url, registry_url)
+    plan = _with_digest(
+        ctx, plan, registry, no_resolve=no_resolve_digest, required=require_digest
+    )
     _warn(plan)
     recording = _Recording(ledger_path, github, ref, repo, token, api_url)
     _run(ctx, plan, recording, lock_wait, patterns)
@@ -240,6 +258,7 @@ def rollback(  # noqa: PLR0917
     repo: rollback_cmd.RepoOpt = None,
     token: common.TokenOpt = None,
     api_url: common.ApiUrlOpt = None,
+    registry_url: common.RegistryUrlOpt = None,
     ledger_path: rollback_cmd.LedgerOpt = None,
     strategy: deploy_engine.StrategyOpt = None,
     lock_wait: deploy_engine.LockWaitOpt = None,
@@ -293,9 +312,21 @@ def rollback(  # noqa: PLR0917
         repo=repo,
         token=token,
         api_url=api_url,
+        registry_url=registry_url,
     )
     for note in target.notes:
         common.info(f"note: {note}")
+    registry = rollback_cmd.RegistryFlags(token, api_url, registry_url)
+    if target.source == "github" and target.digest:
+        # a digest anyone with deployments: write could have written: checked first
+        if no_resolve_digest:
+            common.error(
+                f"warning: {target.reference(pinned=True)} comes from GitHub Deployments and "
+                "was not checked against the registry (--no-resolve-digest)"
+            )
+        else:
+            resolver = rollback_cmd._registry_resolver(ctx, registry)
+            target = rollback_cmd.vouch(ctx, target, resolver, ledger_path)
     if spec is not None:
         deploy_engine.run_rollback(ctx, spec, target, flags, dry_run=dry_run)
         return
@@ -309,7 +340,9 @@ def rollback(  # noqa: PLR0917
         replaces=target.current,
         pin=True,
     )
-    plan = _with_digest(plan, no_resolve=no_resolve_digest, required=require_digest)
+    plan = _with_digest(
+        ctx, plan, registry, no_resolve=no_resolve_digest, required=require_digest
+    )
     _warn(plan)
     if dry_run:
         from tagkeeper.deploy.script import command_environment

@@ -14,9 +14,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -26,6 +27,8 @@ from tagkeeper.errors import UsageError
 if TYPE_CHECKING:
     from tagkeeper.deploy.script import DigestResolver
     from tagkeeper.inventory import Version
+    from tagkeeper.registries.digests import RegistryDigests
+    from tagkeeper.registries.factory import BackendOptions
     from tagkeeper.rollback.github import GitHubDeployments
     from tagkeeper.rollback.ledger import Ledger
     from tagkeeper.rollback.resolve import DeployRecord, RollbackTarget
@@ -245,33 +248,111 @@ def _repository(image: str, *, current_hint: bool = False) -> str:
     raise UsageError(f"--image {image} names {what}; --image takes a repository", hint=hint)
 
 
-def _backend_versions(repository: str) -> list[Version]:
-    """Every version of ``repository`` through the registry backends.
+@dataclass(frozen=True, slots=True)
+class RegistryFlags:
+    """How a command reaches registries: its --token, --api-url and --registry-url (the
+    configuration's ``api-url`` and ``registry-url`` fill in what they leave out)."""
+
+    token: str | None = None
+    api_url: str | None = None
+    registry_url: str | None = None
+
+    def options(self, ctx: typer.Context) -> BackendOptions:
+        from tagkeeper.registries.factory import BackendOptions
+        from tagkeeper.secret import token_from_env
+
+        config = common.state(ctx).config()
+        env = _environ()
+        return BackendOptions(
+            token=token_from_env(self.token, env),
+            api_url=self.api_url or config.get("api-url"),
+            registry_url=self.registry_url or config.get("registry-url"),
+            environ=env,
+        )
+
+
+def _backend_versions(
+    ctx: typer.Context, repository: str, flags: RegistryFlags
+) -> list[Version]:
+    """Every version of ``repository`` through the registry backends (``previous
+    --source registry`` needs the releases there), reached as ``flags`` say.
 
     A repository no backend can reach is a :class:`RegistryError` here (the registry
-    cannot be asked), so ``deploy`` goes on by tag with a warning.
+    cannot be asked).
     """
     from tagkeeper.errors import RegistryError
-    from tagkeeper.registries.factory import BackendOptions, open_backend
-    from tagkeeper.secret import token_from_env
+    from tagkeeper.registries.factory import open_backend
     from tagkeeper.transport import build_client
 
-    env = _environ()
-    options = BackendOptions(token=token_from_env(None, env), environ=env)
-    with build_client() as client:
-        try:
-            backend = open_backend(repository, options, client)
-        except UsageError as exc:
-            raise RegistryError(
-                f"cannot ask the registry of {repository}: {exc.message}", hint=exc.hint
-            ) from None
-        return list(backend.versions())
+    client = ctx.with_resource(build_client())
+    try:
+        backend = open_backend(repository, flags.options(ctx), client)
+    except UsageError as exc:
+        raise RegistryError(
+            f"cannot ask the registry of {repository}: {exc.message}", hint=exc.hint
+        ) from None
+    return list(backend.versions())
 
 
-def _registry_resolver() -> DigestResolver:
-    from tagkeeper.deploy.script import BackendResolver
+def _registry_resolver(ctx: typer.Context, flags: RegistryFlags) -> RegistryDigests:
+    """What a tag points at: one manifest HEAD with read access only (the GitHub token,
+    else Docker's credentials, else anonymous), else what this host's engine pulled."""
+    from tagkeeper.registries.digests import RegistryDigests
+    from tagkeeper.transport import build_client
 
-    return BackendResolver(_backend_versions)
+    engines: list[Any] = []
+
+    def engine() -> Any:
+        from tagkeeper.registries.local import connect
+
+        if not engines:
+            engines.append(connect(timeout=10))
+            ctx.call_on_close(engines[0].close)
+        return engines[0]
+
+    return RegistryDigests(flags.options(ctx), ctx.with_resource(build_client()), engine=engine)
+
+
+def notes_of(resolver: DigestResolver) -> list[str]:
+    """What the resolver had to fall back on (printed as warnings)."""
+    notes = getattr(resolver, "notes", None)
+    return [str(n) for n in notes] if isinstance(notes, list) else []
+
+
+def vouch(
+    ctx: typer.Context,
+    target: RollbackTarget,
+    resolver: RegistryDigests,
+    ledger_path: Path | None,
+) -> RollbackTarget:
+    """A rollback target whose digest came from GitHub Deployments (anyone with
+    ``deployments: write`` can write one), checked against the registry before it is
+    used: the tag must point at it now, or the ledger of this host must have recorded it
+    for that tag and the registry still have it. Says clearly when it cannot be
+    checked; raises :class:`~tagkeeper.errors.RegistryError` (exit 5) when the registry
+    contradicts it."""
+    from tagkeeper.registries.digests import check_recorded_digest
+
+    if target.source != "github" or not target.digest:
+        return target
+    _, records = _read_history(ctx, ledger_path, environment=None, repository=target.repository)
+    earlier = frozenset(
+        r.digest for r in records or () if r.tag == target.tag and r.digest is not None
+    )
+    verdict, why = check_recorded_digest(
+        resolver, target.repository, target.tag, target.digest, earlier=earlier
+    )
+    if verdict == "unverified":
+        common.error(
+            f"warning: {target.reference(pinned=True)} comes from GitHub Deployments and "
+            f"could not be checked against the registry ({why}); it is used as recorded"
+        )
+    else:
+        how = "the tag points at it now" if verdict == "current" else (
+            "this host's ledger recorded it for that tag"
+        )
+        common.info(f"note: the digest from GitHub Deployments checked: {how}")
+    return target
 
 
 def _container_tag(name: str, repository: str) -> str:
@@ -327,6 +408,7 @@ def resolve_previous(
     repo: str | None,
     token: str | None,
     api_url: str | None,
+    registry_url: str | None = None,
 ) -> RollbackTarget:
     """``previous`` as the CLI answers it, from the source (or sources, for ``auto``).
 
@@ -374,7 +456,8 @@ def resolve_previous(
             for refused in deployments.refused:
                 common.info(f"warning: {refused}")
     # Without a current tag the registry cannot answer: do not list it for nothing.
-    versions = _backend_versions(repository) if current is not None else []
+    flags = RegistryFlags(token, api_url, registry_url)
+    versions = _backend_versions(ctx, repository, flags) if current is not None else []
     return previous_from_registry(
         versions,
         repository=repository,
@@ -551,6 +634,7 @@ def previous(  # noqa: PLR0917
     repo: RepoOpt = None,
     token: common.TokenOpt = None,
     api_url: common.ApiUrlOpt = None,
+    registry_url: common.RegistryUrlOpt = None,
     ledger_path: LedgerOpt = None,
     fmt: common.FormatOpt = common.Format.text,
 ) -> None:
@@ -584,9 +668,14 @@ def previous(  # noqa: PLR0917
         repo=repo,
         token=token,
         api_url=api_url,
+        registry_url=registry_url,
     )
-    if digest and target.digest is None:
-        target = _pin(target)
+    if digest:
+        flags = RegistryFlags(token, api_url, registry_url)
+        if target.digest is None:
+            target = _pin(ctx, target, flags)
+        else:
+            target = vouch(ctx, target, _registry_resolver(ctx, flags), ledger_path)
     answer = target.reference(pinned=True) if digest else target.tag
     for note in target.notes:
         common.info(f"note: {note}")
@@ -606,14 +695,16 @@ def previous(  # noqa: PLR0917
         )
 
 
-def _pin(target: RollbackTarget) -> RollbackTarget:
+def _pin(ctx: typer.Context, target: RollbackTarget, flags: RegistryFlags) -> RollbackTarget:
     """``target`` with the digest its tag has in the registry now (none was recorded)."""
     from dataclasses import replace
 
     from tagkeeper.refs import parse_reference
 
-    resolver = _registry_resolver()
+    resolver = _registry_resolver(ctx, flags)
     found = resolver.resolve(parse_reference(target.reference()))
+    for note in notes_of(resolver):
+        common.info(f"note: {note}")
     common.info(
         f"note: no digest was recorded for {target.reference()}; the registry says {found} now"
     )

@@ -78,9 +78,10 @@ class RegistryDigests:
         except (RegistryError, AuthError, RateLimited) as exc:
             pulled = self._pulled(ref.repository, ref.tag)
             if pulled is None:
+                todo = f"; {exc.hint}" if exc.hint else ""
                 raise DigestUnknown(
-                    f"the digest of {ref} is unknown: the registry did not say "
-                    f"({exc.message}), and the local engine has not pulled it",
+                    f"the registry did not say ({exc.message}{todo}), and the local engine "
+                    "has not pulled it",
                     hint=exc.hint,
                 ) from None
             self.notes.append(

@@ -64,13 +64,13 @@ class FakeResolver:
 
 
 def use_resolver(monkeypatch: pytest.MonkeyPatch, resolver: FakeResolver) -> None:
-    monkeypatch.setattr(rollback_cmd, "_registry_resolver", lambda: resolver)
+    monkeypatch.setattr(rollback_cmd, "_registry_resolver", lambda *_a, **_k: resolver)
 
 
 def use_registry(monkeypatch: pytest.MonkeyPatch, versions: Sequence[Version]) -> list[str]:
     asked: list[str] = []
 
-    def listing(repository: str) -> list[Version]:
+    def listing(_ctx: object, repository: str, *_rest: object) -> list[Version]:
         asked.append(repository)
         return list(versions)
 
