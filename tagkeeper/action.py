@@ -52,7 +52,11 @@ _VALUE_FLAGS: tuple[tuple[str, str, frozenset[str]], ...] = (
     ("TK_MAX_DELETE", "--max-delete", frozenset({"prune"})),
     ("TK_STATUS", "--status", frozenset({"record"})),
     ("TK_API_URL", "--api-url", frozenset({"prune", "doctor", "previous"}) | _HISTORY),
-    ("TK_REGISTRY_URL", "--registry-url", frozenset({"prune", "doctor"})),
+    (
+        "TK_REGISTRY_URL",
+        "--registry-url",
+        frozenset({"prune", "doctor", "previous"}) | _HISTORY - {"record"},
+    ),
 )
 # How the image input reaches the command: repeated --image, one --image, or (check)
 # references after '--'.

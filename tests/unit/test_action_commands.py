@@ -280,3 +280,11 @@ def test_the_license_matches_pyproject() -> None:
     assert "END OF TERMS AND CONDITIONS" in text
     assert "APPENDIX: How to apply the Apache License to your work." in text
     assert len(text) > 10_000  # the full text, not a pointer to it
+
+
+@pytest.mark.parametrize("command", ["deploy", "rollback", "previous", "prune", "doctor"])
+def test_the_registry_url_reaches_every_command_that_reads_a_registry(command: str) -> None:
+    image = "ghcr.io/acme/app:v1" if command == "deploy" else "ghcr.io/acme/app"
+    extra = {"deploy_command": "./deploy.sh"} if command in ("deploy", "rollback") else {}
+    got = argv(command=command, image=image, registry_url="https://ghcr.example", **extra)
+    assert got[got.index("--registry-url") + 1] == "https://ghcr.example"
