@@ -361,14 +361,7 @@ class Registry:
         if not DIGEST_RE.fullmatch(digest):
             raise ManifestUnreadable(digest, "not a digest")
         try:
-            response = self.request(
-                "GET",
-                f"/manifests/{digest}",
-                kind="manifest-get",
-                headers={"Accept": ACCEPT},
-                limit=MAX_MANIFEST,
-                what="the manifest",
-            )
+            response = self._get_manifest(digest)
         except (NoAnswer, BadAnswer) as exc:  # no usable answer: fail closed
             raise ManifestUnreadable(digest, exc.message) from None
         if response.status_code in (401, 403):
@@ -384,6 +377,17 @@ class Registry:
             self.cache.put(digest, response.content, parsed.media_type)
         return parsed
 
+    def _get_manifest(self, reference: str) -> httpx.Response:
+        """``GET`` of the manifest ``reference`` (a tag or digest), at most 4 MiB."""
+        return self.request(
+            "GET",
+            f"/manifests/{_path(reference)}",
+            kind="manifest-get",
+            headers={"Accept": ACCEPT},
+            limit=MAX_MANIFEST,
+            what="the manifest",
+        )
+
     def _parse(self, digest: str, response: httpx.Response) -> Manifest:
         data = response.content
         if len(data) > MAX_MANIFEST:
@@ -398,14 +402,7 @@ class Registry:
         remembered as unreadable, and its digest asked with a ``HEAD``.
         """
         try:
-            response = self.request(
-                "GET",
-                f"/manifests/{_path(tag)}",
-                kind="manifest-get",
-                headers={"Accept": ACCEPT},
-                limit=MAX_MANIFEST,
-                what="the manifest",
-            )
+            response = self._get_manifest(tag)
         except BadAnswer as exc:
             found = self._head(tag)
             if found is None:
