@@ -326,7 +326,10 @@ def rollback(  # noqa: PLR0917
             )
         else:
             resolver = rollback_cmd._registry_resolver(ctx, registry)
-            target = rollback_cmd.vouch(ctx, target, resolver, ledger_path)
+            _, records = rollback_cmd._read_history(
+                ctx, ledger_path, environment=None, repository=target.repository
+            )
+            target = rollback_cmd.vouch(target, resolver, records)
     if spec is not None:
         deploy_engine.run_rollback(ctx, spec, target, flags, dry_run=dry_run)
         return
