@@ -315,3 +315,19 @@ class FakeRegistry(Backend):
         self.remove(version.digest)
         self.deleted.append(version.digest)
         return DeleteResult(version, DeleteStatus.DELETED)
+
+
+class FakeTime:
+    """A clock that only sleeping moves; every sleep is recorded (for retry and pacing
+    waits in adapter tests)."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds

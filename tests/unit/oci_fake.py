@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 import httpx
 
 from tests.emulators import images as im
+
+if TYPE_CHECKING:
+    from pytest_httpx import HTTPXMock
 
 HOST = "127.0.0.1:5000"
 NO_DIGEST = "sha256:" + "0" * 64
@@ -158,3 +162,17 @@ class FakeRegistry:
         if request.method == "HEAD":
             return httpx.Response(200, headers=headers)
         return httpx.Response(200, headers=headers, content=built.data)
+
+
+def serve(httpx_mock: HTTPXMock) -> FakeRegistry:
+    """A fake registry at ``HOST`` answering every request (loopback: https is refused as
+    by a plain-http server, so the client falls back to http)."""
+    fake = FakeRegistry()
+    httpx_mock.add_exception(
+        httpx.ConnectError("[SSL: WRONG_VERSION_NUMBER] wrong version number"),
+        url=f"https://{HOST}/v2/",
+        is_optional=True,
+        is_reusable=True,
+    )
+    httpx_mock.add_callback(fake, is_optional=True, is_reusable=True)
+    return fake

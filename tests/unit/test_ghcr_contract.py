@@ -25,6 +25,7 @@ from tagkeeper.registries.factory import BackendOptions, detect_kind, open_backe
 from tagkeeper.registries.ghcr import GhcrBackend, split_image, token_kind
 from tagkeeper.secret import Secret
 from tagkeeper.transport import DEFAULT_MAX_WAIT, RetryPolicy
+from tests.unit.fakes import FakeTime
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -36,21 +37,6 @@ API = "https://api.github.test"
 REG = "https://ghcr.test"
 TOKEN = "ghp_contractTestToken0123456789"
 NOW = 1_700_000_000.0
-
-
-class FakeTime:
-    """Sleep moves the clock; every sleep is recorded."""
-
-    def __init__(self) -> None:
-        self.now = NOW
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def digest_of(data: bytes) -> str:

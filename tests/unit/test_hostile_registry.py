@@ -27,7 +27,8 @@ from tagkeeper.retention.runner import plan_image
 from tagkeeper.secret import Secret, token_from_env
 from tagkeeper.transport import RetryPolicy, build_client
 from tests.emulators import images as im
-from tests.unit.oci_fake import HOST, FakeRegistry
+from tests.unit.fakes import FakeTime
+from tests.unit.oci_fake import HOST, FakeRegistry, serve
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -42,15 +43,7 @@ REG = f"http://{HOST}/v2/app"
 
 @pytest.fixture
 def registry(httpx_mock: HTTPXMock) -> FakeRegistry:
-    fake = FakeRegistry()
-    httpx_mock.add_exception(
-        httpx.ConnectError("[SSL: WRONG_VERSION_NUMBER] wrong version number"),
-        url=f"https://{HOST}/v2/",
-        is_optional=True,
-        is_reusable=True,
-    )
-    httpx_mock.add_callback(fake, is_optional=True, is_reusable=True)
-    return fake
+    return serve(httpx_mock)
 
 
 @pytest.fixture(scope="module")
@@ -491,19 +484,6 @@ def test_registry_error_text_is_neutralised(
 
 
 # ------------------------------------------------------------- waits
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 SECONDARY = {

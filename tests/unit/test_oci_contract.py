@@ -27,7 +27,7 @@ from tagkeeper.retention.times import time_needed
 from tagkeeper.secret import Secret
 from tagkeeper.transport import RetryPolicy
 from tests.emulators import images as im
-from tests.unit.oci_fake import HOST, FakeRegistry
+from tests.unit.oci_fake import HOST, FakeRegistry, serve
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -42,15 +42,7 @@ FEB = datetime(2024, 2, 10, tzinfo=UTC)
 
 @pytest.fixture
 def registry(httpx_mock: HTTPXMock) -> FakeRegistry:
-    fake = FakeRegistry()
-    httpx_mock.add_exception(
-        httpx.ConnectError("[SSL: WRONG_VERSION_NUMBER] wrong version number"),
-        url=f"https://{HOST}/v2/",
-        is_optional=True,
-        is_reusable=True,
-    )
-    httpx_mock.add_callback(fake, is_optional=True, is_reusable=True)
-    return fake
+    return serve(httpx_mock)
 
 
 @pytest.fixture(scope="module")
