@@ -41,6 +41,42 @@ def test_files_match_githubs_schema(schema: str, paths: list[Path]) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_zizmor_finds_nothing_with_the_projects_configuration() -> None:
+    """Every default audit at every severity; only self-repository is ignored, by file."""
+    binary = require_binary("zizmor", "the test extras install it")
+    proc = subprocess.run(
+        [
+            binary,
+            "--offline",
+            "--config",
+            str(ROOT / ".github" / "zizmor.yml"),
+            "--format",
+            "json",
+            *map(str, WORKFLOWS),
+            str(ROOT / "action.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    findings = json.loads(proc.stdout)
+    assert [(f["ident"], f["determinations"]["severity"]) for f in findings] == []
+
+
+def test_the_configuration_ignores_self_repository_only_where_uses_is_local() -> None:
+    """Without it, the same run reports self-repository and nothing else: nothing is hidden."""
+    binary = require_binary("zizmor", "the test extras install it")
+    proc = subprocess.run(
+        [binary, "--offline", "--no-config", "--format", "json", *map(str, WORKFLOWS),
+         str(ROOT / "action.yml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    idents = {f["ident"] for f in json.loads(proc.stdout)}
+    assert idents == {"self-repository"}
+
+
 def test_zizmor_finds_nothing_above_low() -> None:
     binary = require_binary("zizmor", "the test extras install it")
     proc = subprocess.run(
