@@ -145,11 +145,12 @@ def test_image_defaults_port_8520_and_its_version(
 
 
 def test_healthy_only_after_n_seconds(apps: AppFleet, app_images: AppImages) -> None:
-    app = apps.run(_image(app_images), port=free_port(), env={"HEALTHY_AFTER": 2})
+    # long enough that the first probe lands before it even on a loaded machine
+    app = apps.run(_image(app_images), port=free_port(), env={"HEALTHY_AFTER": 6})
     early = app.get("/actuator/health")
     assert (early.status, early.json()) == (503, {"status": "DOWN"})
     assert app.get(SMOKE).status == 200  # serving, just not ready
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while app.get("/actuator/health").status != 200:
         assert time.monotonic() < deadline, "never became healthy"
         time.sleep(0.2)
@@ -196,11 +197,11 @@ def test_port_in_use_fails_at_start(apps: AppFleet, app_images: AppImages) -> No
 
 
 def test_start_delay_keeps_the_port_closed(apps: AppFleet, app_images: AppImages) -> None:
-    app = apps.run(_image(app_images), port=free_port(), env={"START_DELAY": 2}, wait=False)
+    app = apps.run(_image(app_images), port=free_port(), env={"START_DELAY": 5}, wait=False)
     time.sleep(0.5)
     with pytest.raises(OSError, match=r"(?i)refused|reset|timed out"):
         app.get("/actuator/health", timeout=1)
-    app.wait_listening(timeout=10)
+    app.wait_listening(timeout=30)  # a loaded machine starts containers slowly
     assert app.get("/actuator/health").status == 200
 
 
