@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
 from tagkeeper.config import Config, discover, load_file
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 
 class Format(StrEnum):
@@ -70,6 +74,20 @@ def emit_json(payload: Any) -> None:
     import json
 
     sys.stdout.write(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+
+
+def url_setting(
+    ctx: typer.Context,
+    key: Literal["api-url", "registry-url"],
+    flag: str | None,
+    environ: Mapping[str, str] | None = None,
+) -> str | None:
+    """``--api-url``/``--registry-url`` when given, else the configuration's, which inside
+    GitHub Actions may only name the run's own GitHub (see :mod:`tagkeeper.destinations`)."""
+    from tagkeeper.destinations import configured_url
+
+    env = os.environ if environ is None else environ
+    return configured_url(key, flag, state(ctx).config(), env)
 
 
 def pick(flag: Any, config: Config, key: str, default: Any) -> Any:

@@ -51,8 +51,8 @@ def doctor(  # noqa: PLR0917 - Typer passes options as arguments
     options = BackendOptions(
         kind="ghcr",
         token=token_from_env(token, environ),
-        api_url=api_url or config.get("api-url"),
-        registry_url=registry_url or config.get("registry-url"),
+        api_url=common.url_setting(ctx, "api-url", api_url, environ),
+        registry_url=common.url_setting(ctx, "registry-url", registry_url, environ),
         environ=environ,
     )
     with build_client() as client:

@@ -679,8 +679,8 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
     options = BackendOptions(
         kind=cast("Kind | None", kind),  # checked against KINDS above
         token=secret,
-        api_url=api_url or config.get("api-url"),
-        registry_url=registry_url or config.get("registry-url"),
+        api_url=common.url_setting(ctx, "api-url", api_url, environ),
+        registry_url=common.url_setting(ctx, "registry-url", registry_url, environ),
         manifest_cache=manifest_cache,
         max_wait=wait,
         insecure=insecure,
@@ -712,7 +712,7 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
             source=source,
             repo=repo,
             token=token,
-            api_url=api_url or config.get("api-url"),
+            api_url=common.url_setting(ctx, "api-url", api_url, environ),
             environ=environ,
             allow_prerelease=allow_prerelease,
         )

@@ -40,12 +40,11 @@ class RegistryFlags:
         from tagkeeper.registries.factory import BackendOptions
         from tagkeeper.secret import token_from_env
 
-        config = common.state(ctx).config()
         env = _environ()
         return BackendOptions(
             token=token_from_env(self.token, env),
-            api_url=self.api_url or config.get("api-url"),
-            registry_url=self.registry_url or config.get("registry-url"),
+            api_url=common.url_setting(ctx, "api-url", self.api_url, env),
+            registry_url=common.url_setting(ctx, "registry-url", self.registry_url, env),
             environ=env,
         )
 

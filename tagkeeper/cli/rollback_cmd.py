@@ -215,9 +215,10 @@ def _github(
 ) -> GitHubDeployments:
     from tagkeeper.rollback.github import GitHubDeployments, connect, repository_and_token
 
-    configured = common.state(ctx).config().get("api-url")
+    environ = _environ()
     name, secret, url = repository_and_token(
-        _environ(), repo=repo, token=token, api_url=api_url or configured
+        environ, repo=repo, token=token,
+        api_url=common.url_setting(ctx, "api-url", api_url, environ),
     )
     return GitHubDeployments(connect(name, secret, api_url=url), token=secret)
 

@@ -1,0 +1,99 @@
+"""Where the GitHub token and the registry credentials may be sent.
+
+A configuration file (``tagkeeper.toml``, ``pyproject.toml``) lives in the checkout, and
+inside GitHub Actions the checkout can be anyone's code (a pull request's). Its
+``api-url`` and ``registry-url`` name the hosts that receive the GitHub token (REST API,
+GitHub Deployments, ghcr.io's ``/v2``) and the registry credentials found for GHCR. So
+inside Actions (``GITHUB_ACTIONS=true``) a URL that came from a configuration file is
+used only when it names the GitHub instance the run belongs to:
+
+- ``api-url``: the host of ``$GITHUB_API_URL`` (default ``https://api.github.com``);
+- ``registry-url``: that instance's container registry: ``ghcr.io`` on github.com,
+  ``containers.HOST`` on GitHub Enterprise (``HOST`` from ``$GITHUB_SERVER_URL``).
+
+Any other host is a :class:`~tagkeeper.errors.ConfigError` (exit 9) before a request is
+sent. The command line (``--api-url``, ``--registry-url``, the action's inputs) may name
+any host: the workflow that runs the command decides, not the code it checks out.
+Outside Actions a configured URL is used as written (GitHub Enterprise, an emulator).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import urlsplit
+
+from tagkeeper.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from tagkeeper.config import Config
+
+UrlKey = Literal["api-url", "registry-url"]
+DEFAULT_API_URL = "https://api.github.com"
+DEFAULT_SERVER_URL = "https://github.com"
+GITHUB_COM_REGISTRY = "ghcr.io"
+
+
+def in_actions(environ: Mapping[str, str]) -> bool:
+    """Whether this process runs as a GitHub Actions step."""
+    return environ.get("GITHUB_ACTIONS") == "true"
+
+
+def _origin(url: str) -> tuple[str, int] | None:
+    """``(host, port)`` of ``url``, lower case, the scheme's port when none is written."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    host = (parts.hostname or "").lower().rstrip(".")
+    if not host or parts.scheme.lower() not in ("http", "https"):
+        return None
+    return host, port or (443 if parts.scheme.lower() == "https" else 80)
+
+
+def allowed_hosts(key: UrlKey, environ: Mapping[str, str]) -> frozenset[tuple[str, int]]:
+    """The ``(host, port)`` pairs a configured ``key`` may name inside Actions."""
+    if key == "api-url":
+        found = _origin(environ.get("GITHUB_API_URL") or DEFAULT_API_URL)
+        return frozenset({found} if found else set())
+    server = _origin(environ.get("GITHUB_SERVER_URL") or DEFAULT_SERVER_URL)
+    if server is None:
+        return frozenset()
+    host = GITHUB_COM_REGISTRY if server[0] == "github.com" else f"containers.{server[0]}"
+    return frozenset({(host, 443)})
+
+
+def _shown(hosts: frozenset[tuple[str, int]]) -> str:
+    names = sorted(h if p in (443, 80) else f"{h}:{p}" for h, p in hosts)
+    return ", ".join(names) or "(none: the runner's variable is not a URL)"
+
+
+def configured_url(
+    key: UrlKey, flag: str | None, config: Config, environ: Mapping[str, str]
+) -> str | None:
+    """The URL for ``key``: the command line's ``flag`` when given, else the
+    configuration's when it may receive the credentials here (see the module docs),
+    else ``None`` (the built-in default)."""
+    if flag:
+        return flag
+    value: str | None = config.get(key)
+    if not value or not in_actions(environ):
+        return value
+    origin = _origin(value)
+    hosts = allowed_hosts(key, environ)
+    if origin in hosts:
+        return value
+    from tagkeeper.untrusted import neutralise
+
+    where = f"{config.source}: " if config.source else ""
+    who = "the GitHub token" if key == "api-url" else "the GitHub token and registry credentials"
+    runner = "$GITHUB_API_URL" if key == "api-url" else "$GITHUB_SERVER_URL's container registry"
+    raise ConfigError(
+        f"{where}{key} {neutralise(value, limit=200)} would receive {who}, but inside GitHub "
+        f"Actions they go only to {runner} ({_shown(hosts)}) unless the command line names "
+        "another host",
+        hint=f"pass --{key} (or the action's {key} input) to mean it, or remove {key} "
+        "from the configuration file",
+    )
