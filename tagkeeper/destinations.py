@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from tagkeeper.errors import ConfigError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
     from tagkeeper.config import Config
 
@@ -96,4 +96,37 @@ def configured_url(
         "another host",
         hint=f"pass --{key} (or the action's {key} input) to mean it, or remove {key} "
         "from the configuration file",
+    )
+
+
+
+def check_configured_images(
+    hosts: Iterable[str],
+    config: Config,
+    environ: Mapping[str, str],
+    *,
+    password_given: bool = False,
+) -> None:
+    """Refuse, inside Actions, to send registry credentials that name no host (``--username``
+    with ``--password-stdin``, or ``TAGKEEPER_REGISTRY_USERNAME``/``_PASSWORD``) to a
+    registry that only the configuration file names: ``hosts`` are the registry hosts of
+    the images taken from it (``password_given``: the flags gave a password). Docker's
+    ``config.json`` holds credentials per host, so those are never sent elsewhere."""
+    from tagkeeper.registries.credentials import ENV_PASSWORD
+
+    named = sorted({h for h in hosts if h})
+    unbound = password_given or bool(environ.get(ENV_PASSWORD))
+    if not named or not unbound or not in_actions(environ):
+        return
+    from tagkeeper.untrusted import neutralise
+
+    where = f"{config.source}: " if config.source else ""
+    shown = ", ".join(neutralise(h, limit=100) for h in named[:5])
+    what = "--password-stdin" if password_given else f"${ENV_PASSWORD}"
+    raise ConfigError(
+        f"{where}image names the registry {shown}, which would receive the password of "
+        f"{what}, but inside GitHub Actions a password that names no registry goes only "
+        "to images named on the command line",
+        hint="pass --image (or the action's image input) for each image, or log in with "
+        "docker login (credentials per registry host) instead",
     )

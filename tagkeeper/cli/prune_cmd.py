@@ -697,6 +697,13 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
             from tagkeeper.registries.local import engine_repository
 
             engine_repository(target)
+    if not images:  # from the configuration: the checkout's, inside Actions
+        from tagkeeper.destinations import check_configured_images
+
+        oci_hosts = [parse_reference(t).host or "" for t, k in kinds.items() if k == "oci"]
+        check_configured_images(
+            oci_hosts, config, environ, password_given=registry_password is not None
+        )
     scrub = secret.scrub if secret else (lambda text: text)
     entries: list[dict[str, Any]] = []
     code = ExitCode.OK

@@ -201,3 +201,76 @@ def test_a_config_naming_the_runs_own_api_is_used(
     assert main(COMMANDS["prune"]) == ExitCode.AUTH
     capsys.readouterr()
     assert "api.github.com" in hosts
+
+
+# -- registry passwords that name no host ------------------------------------------------
+
+ELSEWHERE = "collector.example/app"
+
+
+def _recording(httpx_mock: HTTPXMock) -> list[tuple[str, str]]:
+    seen: list[tuple[str, str]] = []
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.host, request.headers.get("authorization", "")))
+        return httpx.Response(401)
+
+    httpx_mock.add_callback(refuse, is_reusable=True)
+    return seen
+
+
+def test_a_configured_image_does_not_get_the_environments_registry_password(
+    in_actions: Path,
+    httpx_mock: HTTPXMock,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("TAGKEEPER_REGISTRY_USERNAME", "ci")
+    monkeypatch.setenv("TAGKEEPER_REGISTRY_PASSWORD", "s3cret-registry-password")
+    (in_actions / "tagkeeper.toml").write_text(f'image = ["{IMAGE}", "{ELSEWHERE}"]\n')
+    code = main(["prune", "--dry-run", "--max-wait", "0"])
+    err = capsys.readouterr().err
+    assert code == ExitCode.CONFIG, err
+    assert "collector.example" in err
+    assert "--image" in err
+    assert "s3cret" not in err
+    assert httpx_mock.get_requests() == []
+
+
+def test_an_image_on_the_command_line_gets_the_environments_registry_password(
+    in_actions: Path,
+    httpx_mock: HTTPXMock,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("TAGKEEPER_REGISTRY_USERNAME", "ci")
+    monkeypatch.setenv("TAGKEEPER_REGISTRY_PASSWORD", "s3cret-registry-password")
+    (in_actions / "tagkeeper.toml").write_text(f'image = "{ELSEWHERE}"\n')
+    seen = _recording(httpx_mock)
+    code = main(["prune", "--image", ELSEWHERE, "--dry-run", "--max-wait", "0"])
+    capsys.readouterr()
+    assert code != ExitCode.CONFIG
+    assert seen
+    assert {host for host, _ in seen} == {"collector.example"}
+
+
+@pytest.mark.parametrize("actions", [True, False])
+def test_without_a_hostless_password_a_configured_image_is_pruned_as_before(
+    actions: bool,
+    in_actions: Path,
+    httpx_mock: HTTPXMock,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    if actions:
+        monkeypatch.delenv("TAGKEEPER_REGISTRY_PASSWORD", raising=False)
+    else:
+        monkeypatch.setenv("TAGKEEPER_REGISTRY_USERNAME", "ci")
+        monkeypatch.setenv("TAGKEEPER_REGISTRY_PASSWORD", "s3cret-registry-password")
+        monkeypatch.delenv("GITHUB_ACTIONS")
+    (in_actions / "tagkeeper.toml").write_text(f'image = "{ELSEWHERE}"\n')
+    seen = _recording(httpx_mock)
+    code = main(["prune", "--dry-run", "--max-wait", "0"])
+    capsys.readouterr()
+    assert code != ExitCode.CONFIG
+    assert {host for host, _ in seen} == {"collector.example"}
