@@ -481,8 +481,21 @@ class OciBackend(RegistryBackend):
         self._delete_checked.get("probe", self._probe_delete)
 
     def list_tags(self) -> list[str]:
-        """Every tag of the repository, following ``Link`` pagination."""
-        return self._registry.tags(self._page_size) or []
+        """Every tag of the repository, following ``Link`` pagination.
+
+        A repository the registry does not know (``NAME_UNKNOWN``: a mistyped name, or
+        credentials that cannot see it) is a :class:`RegistryError`, as on GHCR: an
+        empty answer would read as "nothing to delete".
+        """
+        tags = self._registry.tags(self._page_size)
+        if tags is None:
+            raise RegistryError(
+                f"{self.display}: the registry has no repository of that name "
+                "(it answered NAME_UNKNOWN to the tag list)",
+                hint="check the image name (HOST/REPOSITORY, without tag); a registry may "
+                "also answer so when the credentials cannot see a private repository",
+            )
+        return tags
 
     # --------------------------------------------------------------- internals
 

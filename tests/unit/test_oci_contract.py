@@ -104,9 +104,12 @@ def test_index_children_are_listed_untagged_with_the_index_time(
     assert all(v.created == FEB for v in untagged.values())
 
 
-def test_missing_repository_lists_nothing(registry: FakeRegistry, client: httpx.Client) -> None:
+def test_a_missing_repository_is_a_registry_error_not_an_empty_one(
+    registry: FakeRegistry, client: httpx.Client
+) -> None:
     b = OciBackend(f"{HOST}/other", client, now=NOW)
-    assert list(b.versions()) == []
+    with pytest.raises(RegistryError, match=f"{HOST}/other: the registry has no repository"):
+        b.versions()
 
 
 def test_image_with_a_tag_is_a_usage_error(client: httpx.Client) -> None:
