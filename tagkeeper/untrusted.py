@@ -50,6 +50,40 @@ def neutralise(text: str, *, limit: int | None = DEFAULT_LIMIT) -> str:
     return out
 
 
+def _escape_kept(ch: str) -> str:
+    """:func:`_escape`, but line breaks, tabs and backslashes stay as they are."""
+    return ch if ch in "\n\t\\" else _escape(ch)
+
+
+def printable(text: str) -> str:
+    """Output that may hold outside text (a message, a table, a report), safe to print.
+
+    The safety net under :func:`neutralise`, applied once where the CLI writes: the
+    lines stay as they are, but every other character that does not print as itself is
+    escaped (``\\x1b``, ``\\r``, ``\\u202e``), ``##[`` is written ``#\\x23[`` and a line
+    cannot start (after blanks) with ``::``, so nothing in it can drive a terminal or be
+    read as a GitHub workflow command. Text that :func:`neutralise` made safe passes
+    through unchanged.
+    """
+    out = "".join(map(_escape_kept, text)).replace("##[", "#\\x23[")
+    if "::" not in out:
+        return out
+    lines = out.split("\n")
+    for i, line in enumerate(lines):
+        body = line.lstrip(" \t")
+        if body.startswith("::"):
+            lines[i] = line[: len(line) - len(body)] + ":\\x3a" + body[2:]
+    return "\n".join(lines)
+
+
+def json_text(document: str) -> str:
+    """A JSON document's text with ``::`` and ``##[`` written as JSON escapes
+    (``:\\u003a``, ``#\\u0023[``): the same data, but no line of it can be read as a
+    workflow command when it is printed to a CI log (``json.dumps`` already escapes
+    control characters)."""
+    return document.replace("::", ":\\u003a").replace("##[", "#\\u0023[")
+
+
 class NotJson(ValueError):
     """Bytes from outside that are not the JSON document expected (the reason says why)."""
 

@@ -204,9 +204,9 @@ def _location(verdict: Verdict) -> str:
 def _render_text(results: list[Verdict]) -> None:
     for verdict in results:
         if verdict.ok:
-            typer.echo(f"{_location(verdict)}{verdict.ref}: ok ({verdict.message})")
+            common.out(f"{_location(verdict)}{verdict.ref}: ok ({verdict.message})")
         else:
-            typer.echo(f"{_location(verdict)}{verdict.ref}: {verdict.message} [{verdict.code}]")
+            common.out(f"{_location(verdict)}{verdict.ref}: {verdict.message} [{verdict.code}]")
 
 
 def _render_github(payload: dict[str, object], results: list[Verdict], policy: Policy) -> None:
@@ -217,7 +217,7 @@ def _render_github(payload: dict[str, object], results: list[Verdict], policy: P
     )
     for verdict in results:
         if verdict.ok:
-            typer.echo(f"{_location(verdict)}{verdict.ref}: ok ({verdict.message})")
+            common.out(f"{_location(verdict)}{verdict.ref}: ok ({verdict.message})")
         else:
             typer.echo(
                 gha.annotation(
@@ -232,11 +232,11 @@ def _render_github(payload: dict[str, object], results: list[Verdict], policy: P
 
 
 def _summary(results: list[Verdict], policy: Policy, ok: bool) -> str:
-    from tagkeeper.cli.gha import md_escape
+    from tagkeeper.cli.gha import md_code, md_escape
 
     head = "passed" if ok else "failed"
     lines = [
-        f"### tagkeeper check {head} for `{md_escape(policy.env.name)}` ({policy.rule_set} rules)",
+        f"### tagkeeper check {head} for {md_code(policy.env.name)} ({policy.rule_set} rules)",
         "",
         "| | reference | where | reason |",
         "|---|---|---|---|",
@@ -246,7 +246,7 @@ def _summary(results: list[Verdict], policy: Policy, ok: bool) -> str:
         where = f"{verdict.file}:{verdict.line}" if verdict.file else ""
         reason = verdict.message if verdict.ok else f"{verdict.code}: {verdict.message}"
         lines.append(
-            f"| {mark} | `{md_escape(verdict.ref)}` | {md_escape(where)} | {md_escape(reason)} |"
+            f"| {mark} | {md_code(verdict.ref)} | {md_escape(where)} | {md_escape(reason)} |"
         )
     if not results:
         lines.append("| | (no references) | | |")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import typer
 
 from tagkeeper.config import Config, discover, load_file
+from tagkeeper.untrusted import json_text, printable
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -60,20 +61,33 @@ def state(ctx: typer.Context) -> State:
     return obj
 
 
+# Every line the CLI prints goes through one of these: text from outside (tags, error
+# bodies, history, files of the checkout) is neutralised where it is put into a message
+# (tagkeeper.untrusted.neutralise), and these apply untrusted.printable on top, so
+# nothing printed can drive a terminal or be read as a GitHub workflow command.
+
+
 def error(message: str) -> None:
     """Print a message for people on stderr."""
-    typer.echo(f"tagkeeper: {message}", err=True)
+    typer.echo(printable(f"tagkeeper: {message}"), err=True)
 
 
 def info(message: str) -> None:
-    typer.echo(message, err=True)
+    """Print a line (or lines) for people on stderr."""
+    typer.echo(printable(message), err=True)
+
+
+def out(text: str, *, nl: bool = True) -> None:
+    """Print text output on stdout."""
+    typer.echo(printable(text), nl=nl)
 
 
 def emit_json(payload: Any) -> None:
     """Print the machine payload on stdout."""
     import json
 
-    sys.stdout.write(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+    text = json.dumps(payload, indent=2, sort_keys=False)
+    sys.stdout.write(json_text(text) + "\n")
 
 
 def url_setting(

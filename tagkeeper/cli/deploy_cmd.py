@@ -353,7 +353,7 @@ def rollback(  # noqa: PLR0917
         chosen = command_environment(plan, deploy_engine.environ(), patterns)
         _tell(chosen)
         common.info(f"the command would get: {', '.join(chosen.passed)}")
-        typer.echo(plan.describe())
+        common.out(plan.describe())
         return
     recording = _Recording(ledger_path, github, ref, repo, token, api_url)
     _run(ctx, plan, recording, lock_wait, patterns)

@@ -349,7 +349,7 @@ def run_rollback(ctx: typer.Context, spec: DeploySpec, target: RollbackTarget,
 
     request = rollback_request(spec, target)
     if dry_run:
-        typer.echo(
+        common.out(
             f"would roll {spec.environment} back to {request.reference} with {spec.strategy} "
             f"(container {spec.container_name}): restart {spec.container_name}-previous if it "
             "holds that digest, else pull it and pre-check a candidate"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tagkeeper.cli import common
-from tagkeeper.cli.gha import md_escape
+from tagkeeper.cli.gha import md_code, md_escape
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -71,7 +71,7 @@ def verify_summary(report: VerifyReport, subject: str) -> str:
     """Markdown for the step summary: a table of checks with timings, then the log tail."""
     verdict = "passed" if report.ok else "failed"
     rows = [
-        f"### tagkeeper verify: `{md_escape(subject)}` {verdict}",
+        f"### tagkeeper verify: {md_code(subject)} {verdict}",
         "",
         "| check | result | seconds | detail |",
         "|---|---|---:|---|",
@@ -91,8 +91,11 @@ def verify_summary(report: VerifyReport, subject: str) -> str:
 def _log_block(report: VerifyReport) -> list[str]:
     if not report.log_tail:
         return []
-    # no line of the log can close the block: backticks are replaced
-    lines = [line.replace("`", "'") for line in report.log_tail]
+    # no line of the log can close the block (backticks are replaced) or hold a control
+    # character (each is neutralised)
+    from tagkeeper.untrusted import neutralise
+
+    lines = [neutralise(line).replace("`", "'") for line in report.log_tail]
     return [
         f"<details><summary>log of {md_escape(report.container or 'the container')}</summary>",
         "",
@@ -118,7 +121,7 @@ def result_lines(result: DeployResult) -> list[str]:
 def deploy_summary(result: DeployResult) -> str:
     kind = "rollback" if result.rollback else "deploy"
     rows = [
-        f"### tagkeeper {kind}: `{md_escape(result.image)}` to {md_escape(result.environment)}: "
+        f"### tagkeeper {kind}: {md_code(result.image)} to {md_escape(result.environment)}: "
         f"{result.status}",
         "",
         md_escape(result.message),
@@ -180,7 +183,5 @@ def status_lines(report: StatusReport) -> list[str]:
 
 
 def print_lines(lines: Sequence[str]) -> None:
-    import typer
-
     for line in lines:
-        typer.echo(line)
+        common.out(line)

@@ -63,14 +63,14 @@ def doctor(  # noqa: PLR0917 - Typer passes options as arguments
     if fmt is common.Format.json:
         common.emit_json(diagnosis.to_json())
     else:
-        typer.echo(
+        common.out(
             f"{diagnosis.image}: token {diagnosis.token_kind}, owner "
             f"{diagnosis.owner_kind or 'unknown'}"
         )
         for check in diagnosis.checks:
-            typer.echo(f"  {_MARK[check.status]:<13} {check.name:<12} {check.detail}")
+            common.out(f"  {_MARK[check.status]:<13} {check.name:<12} {check.detail}")
             if check.fix and check.status != "ok":
-                typer.echo(f"  {'':<13} {'':<12} fix: {check.fix}")
+                common.out(f"  {'':<13} {'':<12} fix: {check.fix}")
     if fmt is common.Format.github:
         _github(diagnosis)
     if not diagnosis.ok:
@@ -92,4 +92,6 @@ def _github(diagnosis: Diagnosis) -> None:
         if check.status == "missing":
             message = check.detail + (f" Fix: {check.fix}" if check.fix else "")
             typer.echo(gha.annotation("error", message, title=f"tagkeeper doctor: {check.name}"))
-    gha.append_summary(f"### tagkeeper doctor: `{diagnosis.image}`\n\n" + "\n".join(rows))
+    gha.append_summary(
+        f"### tagkeeper doctor: {gha.md_code(diagnosis.image)}\n\n" + "\n".join(rows)
+    )

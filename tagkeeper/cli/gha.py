@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -112,20 +113,64 @@ def annotation(
     level: str, message: str, *, file: str | None = None, line: int | None = None,
     title: str | None = None,
 ) -> str:
-    """A ``::error``/``::warning``/``::notice`` workflow command, safely escaped."""
+    """A ``::error``/``::warning``/``::notice`` workflow command, safely escaped.
+
+    Each part is made :func:`~tagkeeper.untrusted.printable` first (no terminal escapes,
+    no line of the message read as another workflow command), then escaped as the
+    runner reads it: the message's lines stay lines of the annotation.
+    """
+    from tagkeeper.untrusted import printable
+
     if level not in ("error", "warning", "notice"):
         raise ValueError(level)
     props = []
     if file is not None:
-        props.append(f"file={_escape_property(file)}")
+        props.append(f"file={_escape_property(printable(file))}")
     if line is not None:
         props.append(f"line={line}")
     if title is not None:
-        props.append(f"title={_escape_property(title)}")
+        props.append(f"title={_escape_property(printable(title))}")
     head = f"::{level}" + (" " + ",".join(props) if props else "")
-    return f"{head}::{_escape_data(message)}"
+    return f"{head}::{_escape_data(printable(message))}"
+
+
+# What gives outside text markup in (GitHub-flavoured) Markdown: inline syntax (code,
+# emphasis, links and images need ``[``, table cells ``|``), escaped with a backslash as
+# CommonMark allows, and HTML's own characters, written as character references. A line
+# that starts with other punctuation (``#``, ``-``, ``+``, ``=``, ``1.``) could start a
+# heading or a list: that first character is escaped too.
+_MD_INLINE = frozenset("\\`*_[]|~")
+_HTML_REFERENCES = {"<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;"}
+_ORDERED = re.compile(r"^(\d{1,9})([.)])")
 
 
 def md_escape(text: str) -> str:
-    """Escape text for a Markdown table cell."""
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("`", "\\`")
+    """``text`` as plain Markdown text (a table cell, a sentence): one line, no HTML,
+    no Markdown markup (links, images, emphasis, code, table pipes, a heading or list at
+    the start), no control characters.
+
+    Every summary puts what came from outside through this or :func:`md_code`.
+    """
+    from tagkeeper.untrusted import neutralise
+
+    safe = neutralise(text, limit=None)
+    out = "".join(
+        _HTML_REFERENCES.get(ch) or (f"\\{ch}" if ch in _MD_INLINE else ch) for ch in safe
+    )
+    if out[:1] in "#-+=!.:;,/?@$%^'(){}" and out[:1]:
+        out = f"\\{out}"
+    return _ORDERED.sub(r"\1\\\2", out)
+
+
+def md_code(text: str) -> str:
+    """``text`` as a Markdown code span, safe in a table cell: one line, no control
+    characters, a fence longer than any run of backticks inside, ``|`` escaped (GitHub
+    reads ``\\|`` as a pipe inside a table's code span)."""
+    from tagkeeper.untrusted import neutralise
+
+    body = neutralise(text, limit=None).replace("|", "\\|")
+    runs = [len(run) for run in re.findall(r"`+", body)]
+    fence = "`" * (max(runs, default=0) + 1)
+    if not body or body.startswith(("`", " ")) or body.endswith(("`", " ")):
+        body = f" {body} "
+    return f"{fence}{body}{fence}"

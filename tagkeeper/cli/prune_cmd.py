@@ -326,7 +326,7 @@ def _summary_markdown(entries: list[dict[str, Any]], dry_run: bool) -> str:
         if entry.get("error"):
             problems.append(str(entry["error"]["message"]))
         lines.append(
-            f"| `{gha.md_escape(entry['image'])}` | {len(entry['keep'])} | "
+            f"| {gha.md_code(entry['image'])} | {len(entry['keep'])} | "
             f"{len(entry['delete'])} | {counts.get('deleted', 0)} | "
             f"{gha.md_escape('; '.join(problems)) or '-'} |"
         )
@@ -755,7 +755,7 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
                 image_plan = snap.plan(policy, now=datetime.now(UTC), notes=noticed_history)
                 the_plan = image_plan.plan
                 if people:
-                    typer.echo(render_plan(backend.display, the_plan))
+                    common.out(render_plan(backend.display, the_plan))
                 for warning in the_plan.warnings:
                     common.info(f"warning: {backend.display}: {warning}")
                     if fmt is common.Format.github:

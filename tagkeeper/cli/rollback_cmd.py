@@ -509,7 +509,7 @@ def history(  # noqa: PLR0917
         when = r.started_at.strftime("%Y-%m-%d %H:%M:%SZ")
         digest = f" {r.digest[:19]}" if r.digest else ""
         who = f" by {r.user}" if r.user else ""
-        typer.echo(
+        common.out(
             f"#{r.id}\t{when}\t{r.environment}\t{r.reference}{digest}\t{r.status}{kind}{who}"
         )
 
@@ -587,7 +587,7 @@ def previous(  # noqa: PLR0917
     if fmt is common.Format.json:
         common.emit_json(target.as_dict())
         return
-    typer.echo(answer)
+    common.out(answer)
     if fmt is common.Format.github:
         gha.write_outputs(
             {

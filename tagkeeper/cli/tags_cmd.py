@@ -21,7 +21,7 @@ class Printed(StrEnum):
 
 
 def _summary(result: TagResult, lines: list[str], metadata: ImageMetadata) -> str:
-    from tagkeeper.cli.gha import md_escape
+    from tagkeeper.cli.gha import md_code, md_escape
 
     ctx = result.context
     rows = [
@@ -35,9 +35,9 @@ def _summary(result: TagResult, lines: list[str], metadata: ImageMetadata) -> st
     out = ["### tagkeeper tags", "", "| | |", "|---|---|"]
     out += [f"| {name} | {md_escape(value)} |" for name, value in rows]
     out += ["", "Tags:", ""]
-    out += [f"- `{md_escape(line)}`" for line in lines] or ["- (none)"]
+    out += [f"- {md_code(line)}" for line in lines] or ["- (none)"]
     out += ["", "Labels (annotations at " + ", ".join(metadata.levels) + "):", ""]
-    out += [f"- `{md_escape(key)}={md_escape(value)}`" for key, value in metadata.labels.items()]
+    out += [f"- {md_code(f'{key}={value}')}" for key, value in metadata.labels.items()]
     return "\n".join(out) + "\n"
 
 
@@ -257,4 +257,4 @@ def tags(  # noqa: PLR0917 - Typer passes options as arguments
         Printed.annotations: metadata.annotations_text().splitlines(),
     }[printed]
     for line in lines:
-        typer.echo(line)
+        common.out(line)
