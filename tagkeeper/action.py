@@ -257,9 +257,11 @@ def main() -> int:
         os.environ["GITHUB_TOKEN"] = invocation.token
     for variable in [name for name in os.environ if name.startswith("TK_")]:
         del os.environ[variable]
+    from tagkeeper.untrusted import printable
+
     for note in invocation.notes:
-        print(f"note: {note}", flush=True)
-    print(f"tagkeeper {shown(invocation.argv)}", flush=True)
+        print(printable(f"note: {note}"), flush=True)
+    print(printable(f"tagkeeper {shown(invocation.argv)}"), flush=True)
     from tagkeeper.cli import main as cli_main
 
     return cli_main(invocation.argv)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tagkeeper.action import (
@@ -197,3 +199,21 @@ def test_verify_takes_no_environment_input() -> None:
     # --env is a container variable for verify; the environment input never becomes one
     with pytest.raises(UsageError, match="input 'env' does not apply to the 'verify'"):
         build_invocation({"TK_COMMAND": "verify", "TK_IMAGE": "a/b:v1", "TK_ENV": "prod"})
+
+
+def test_the_echoed_command_line_cannot_drive_the_log(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tagkeeper import action
+
+    for name in [n for n in os.environ if n.startswith("TK_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("TK_COMMAND", "check")
+    monkeypatch.setenv("TK_ARGS", "'app:v1\x1b[2J\u202e ##[warning]x'")
+    monkeypatch.setattr("tagkeeper.cli.main", lambda argv: 0)
+    assert action.main() == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out
+    assert "\u202e" not in out
+    assert "##[" not in out
+    assert "tagkeeper check" in out
