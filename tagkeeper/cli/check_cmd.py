@@ -69,6 +69,16 @@ def check(  # noqa: PLR0917 - Typer passes options as arguments
             show_default=False,
         ),
     ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--only",
+            metavar="REPO",
+            help="Judge only references to this repository in --file (others, such as "
+            "postgres:16, are listed as skipped). Repeatable. Default: config 'image'.",
+            show_default=False,
+        ),
+    ] = None,
     resolve_env: Annotated[
         bool,
         typer.Option(
@@ -88,7 +98,7 @@ def check(  # noqa: PLR0917 - Typer passes options as arguments
     REF argument or an unreadable --file is bad input (exit 2).
     """
     from tagkeeper.gate.rules import DEFAULT_POINTERS, Code, policy_for
-    from tagkeeper.gate.scan import judge_findings, scan_text
+    from tagkeeper.gate.scan import repositories
 
     config = common.state(ctx).config()
     env_name = common.pick(env, config, "env", "prod")
@@ -105,6 +115,8 @@ def check(  # noqa: PLR0917 - Typer passes options as arguments
             hint="pass image references (tagkeeper check ghcr.io/o/app:v1.2.3) or --file PATH",
         )
     policy = policy_for(env_name, allow_prerelease=allow, pointers=pointers)
+    only_from = "--only" if only else "config 'image'"
+    ours = repositories(only) if only else repositories(config.images(), what=only_from)
 
     ref_verdicts = policy.judge_all(refs)
     bad_input = [v for v in ref_verdicts if v.code is Code.UNPARSEABLE]
@@ -114,17 +126,16 @@ def check(  # noqa: PLR0917 - Typer passes options as arguments
     values = _variables(variables or [], resolve_env)
     texts = [_read(name) for name in files]  # every file is read before anything is printed
 
-    file_verdicts: list[Verdict] = []
-    file_counts: list[dict[str, object]] = []
-    for name, text in zip(files, texts, strict=True):
-        shown = STDIN_NAME if name == STDIN else name
-        found = scan_text(text, shown, values)
-        file_counts.append({"path": shown, "references": len(found)})
-        if not found:
-            common.info(f"tagkeeper: no image references found in {shown}")
-        file_verdicts.extend(judge_findings(found, policy))
-
+    file_verdicts, file_counts, skipped = _scan_files(files, texts, values, ours, policy)
     results = ref_verdicts + file_verdicts
+    if not results and skipped:  # only other teams' images: --only names none of them
+        paths = ", ".join(str(f["path"]) for f in file_counts)
+        raise UsageError(
+            f"none of the {len(skipped)} image references in {paths} is one of "
+            f"{', '.join(sorted(only or config.images()))} ({only_from})",
+            hint="check the repository names given to --only (or config 'image'); "
+            "skipped: " + ", ".join(str(s["ref"]) for s in skipped[:5]),
+        )
     if not results:  # a check that saw nothing must not pass (an empty pipe, a wrong file)
         raise UsageError(
             f"no image references found in {', '.join(str(f['path']) for f in file_counts)}",
@@ -139,6 +150,7 @@ def check(  # noqa: PLR0917 - Typer passes options as arguments
         "ok": ok,
         "results": [v.as_dict() for v in results],
         "files": file_counts,
+        "skipped": skipped,
     }
 
     if fmt is common.Format.json:
@@ -148,6 +160,13 @@ def check(  # noqa: PLR0917 - Typer passes options as arguments
     else:
         _render_text(results)
 
+    if skipped:
+        listed = ", ".join(f"{s['ref']} ({s['file']}:{s['line']})" for s in skipped[:10])
+        more = f" and {len(skipped) - 10} more" if len(skipped) > 10 else ""
+        common.info(
+            f"tagkeeper: {len(skipped)} reference(s) skipped, not one of {only_from}: "
+            f"{listed}{more}"
+        )
     refused = [v for v in results if not v.ok]
     if not refused:
         common.info(
@@ -158,9 +177,44 @@ def check(  # noqa: PLR0917 - Typer passes options as arguments
         raise PolicyViolation(
             f"{len(refused)} of {len(results)} reference(s) are not acceptable for "
             f"{policy.env.name}",
-            hint="deploy exact release tags (ghcr.io/owner/app:v1.2.3) or digests; "
-            "tagkeeper tags computes them",
+            hint=_HINTS.get(policy.rule_set, _HINTS["prod"]),
         )
+
+
+def _scan_files(
+    files: list[str],
+    texts: list[str],
+    values: dict[str, str] | None,
+    ours: frozenset[str],
+    policy: Policy,
+) -> tuple[list[Verdict], list[dict[str, object]], list[dict[str, object]]]:
+    """The verdicts on the references in ``files`` that are ``ours`` (all, when empty),
+    each file's counts, and the references skipped as someone else's."""
+    from tagkeeper.gate.scan import judge_findings, scan_text, select_findings
+
+    verdicts: list[Verdict] = []
+    counts: list[dict[str, object]] = []
+    skipped: list[dict[str, object]] = []
+    for name, text in zip(files, texts, strict=True):
+        shown = STDIN_NAME if name == STDIN else name
+        found = scan_text(text, shown, values)
+        judged, others = select_findings(found, ours)
+        counts.append({"path": shown, "references": len(found), "skipped": len(others)})
+        if not found:
+            common.info(f"tagkeeper: no image references found in {shown}")
+        verdicts.extend(judge_findings(judged, policy))
+        skipped += [
+            {"ref": v.ref, "file": v.file, "line": v.line} for v in judge_findings(others, policy)
+        ]
+    return verdicts, counts, skipped
+
+
+_HINTS = {
+    "prod": "deploy exact release tags (ghcr.io/owner/app:v1.2.3) or digests; "
+    "tagkeeper tags computes them",
+    "dev": "deploy immutable tags (ghcr.io/owner/app:dev-<sha>, pr-<n> or v1.2.3) or "
+    "digests, not latest or a moving pointer; tagkeeper tags computes them",
+}
 
 
 def _variables(pairs: list[str], resolve_env: bool) -> dict[str, str] | None:
@@ -228,10 +282,13 @@ def _render_github(payload: dict[str, object], results: list[Verdict], policy: P
                     title=f"tagkeeper check: {verdict.code}",
                 )
             )
-    gha.append_summary(_summary(results, policy, ok))
+    skipped = payload.get("skipped")
+    gha.append_summary(_summary(results, policy, ok, skipped if isinstance(skipped, list) else []))
 
 
-def _summary(results: list[Verdict], policy: Policy, ok: bool) -> str:
+def _summary(
+    results: list[Verdict], policy: Policy, ok: bool, skipped: list[dict[str, object]]
+) -> str:
     from tagkeeper.cli.gha import md_code, md_escape
 
     head = "passed" if ok else "failed"
@@ -250,4 +307,11 @@ def _summary(results: list[Verdict], policy: Policy, ok: bool) -> str:
         )
     if not results:
         lines.append("| | (no references) | | |")
+    if skipped:
+        lines += ["", f"Skipped (not one of the repositories checked): {len(skipped)}", ""]
+        for entry in skipped[:100]:
+            where = md_escape(f"{entry['file']}:{entry['line']}")
+            lines.append(f"- {md_code(str(entry['ref']))} ({where})")
+        if len(skipped) > 100:
+            lines.append(f"- and {len(skipped) - 100} more")
     return "\n".join(lines) + "\n"

@@ -345,3 +345,68 @@ def judge_findings(findings: Iterable[Finding], policy: Policy) -> list[Verdict]
             verdict = replace(policy.judge_text(finding.text), ref=printable(finding.text))
         verdicts.append(verdict.at(finding.file, finding.line, finding.column))
     return verdicts
+
+
+# --------------------------------------------------------------------------- whose images
+
+
+_DOCKER_HUB = ("docker.io", "index.docker.io", "registry-1.docker.io")
+
+
+def canonical_repository(repository: str) -> str:
+    """A repository as Docker names it: ``postgres`` and ``index.docker.io/library/postgres``
+    are ``docker.io/library/postgres``; ``acme/app`` is ``docker.io/acme/app``."""
+    first, _, rest = repository.partition("/")
+    has_host = bool(rest) and ("." in first or ":" in first or first == "localhost")
+    if not has_host:
+        first, rest = "docker.io", repository
+    elif first in _DOCKER_HUB:
+        first = "docker.io"
+    if first == "docker.io" and "/" not in rest:
+        rest = f"library/{rest}"
+    return f"{first}/{rest}"
+
+
+def repositories(names: Iterable[str], *, what: str = "--only") -> frozenset[str]:
+    """``names`` checked as image repositories (no tag, no digest) and made canonical;
+    a :class:`~tagkeeper.errors.UsageError` naming ``what`` for one that is not."""
+    from tagkeeper.errors import UsageError
+    from tagkeeper.refs import parse_reference
+
+    found: set[str] = set()
+    for name in names:
+        try:
+            ref = parse_reference(name)
+        except UsageError as exc:
+            raise UsageError(f"{what} {exc.message}", hint=exc.hint) from None
+        if ref.tag is not None or ref.digest is not None:
+            raise UsageError(
+                f"{what} {name!r} names a tag or digest",
+                hint=f"name the repository only: {what} {ref.repository}",
+            )
+        found.add(canonical_repository(ref.repository))
+    return frozenset(found)
+
+
+def select_findings(
+    findings: Iterable[Finding], only: frozenset[str]
+) -> tuple[list[Finding], list[Finding]]:
+    """``(judged, skipped)``: with ``only`` (canonical repositories, see
+    :func:`repositories`), a finding that names another repository is skipped. One that
+    cannot be read, resolved or parsed is judged: nobody can tell it is not one of them."""
+    from tagkeeper.errors import UsageError
+    from tagkeeper.refs import parse_reference
+
+    judged: list[Finding] = []
+    skipped: list[Finding] = []
+    for finding in findings:
+        if not only or finding.broken is not None or finding.unresolved is not None:
+            judged.append(finding)
+            continue
+        try:
+            repository = canonical_repository(parse_reference(finding.text).repository)
+        except UsageError:
+            judged.append(finding)
+            continue
+        (judged if repository in only else skipped).append(finding)
+    return judged, skipped

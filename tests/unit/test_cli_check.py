@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -231,9 +231,10 @@ def test_json_payload_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert payload["ok"] is False
     assert payload["env"] == "prod"
     assert payload["files"] == [
-        {"path": "compose.yml", "references": 2},
-        {"path": "empty.env", "references": 0},
+        {"path": "compose.yml", "references": 2, "skipped": 0},
+        {"path": "empty.env", "references": 0, "skipped": 0},
     ]
+    assert payload["skipped"] == []
     results = payload["results"]
     assert isinstance(results, list)
     latest_message = results[2]["message"]
@@ -434,3 +435,129 @@ def test_check_never_prints_what_a_yaml_escape_decodes_to_raw(
     assert code == ExitCode.POLICY
     assert "\x1b" not in out + err
     assert not [line for line in out.splitlines() if line.startswith("::")]
+
+
+# -- --only REPO and config 'image': the team's own images in a shared file ------------
+
+MIXED = """services:
+  web:
+    image: ghcr.io/acme/app:v1.2.3
+  db:
+    image: postgres:16
+  cache:
+    image: redis:latest
+"""
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, Any]:
+    code = main(["check", "--format", "json", *args])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def _mixed(tmp_path: Path) -> str:
+    (tmp_path / "compose.yml").write_text(MIXED, encoding="utf-8")
+    return "compose.yml"
+
+
+def test_only_limits_a_file_to_the_named_repositories(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = _mixed(tmp_path)
+    assert main(["check", "--file", name]) == ExitCode.POLICY  # postgres:16 fails prod
+    capsys.readouterr()
+    code, payload = _run(capsys, "--file", name, "--only", "ghcr.io/acme/app")
+    assert code == ExitCode.OK
+    assert [r["ref"] for r in payload["results"]] == ["ghcr.io/acme/app:v1.2.3"]
+    assert [s["ref"] for s in payload["skipped"]] == ["postgres:16", "redis:latest"]
+    assert payload["skipped"][0]["line"] == 5
+    code = main(["check", "--file", name, "--only", "ghcr.io/acme/app"])
+    err = capsys.readouterr().err
+    assert code == ExitCode.OK
+    assert "2 reference(s) skipped" in err
+    assert "postgres:16 (compose.yml:5)" in err
+
+
+def test_only_is_repeatable_and_matches_docker_hub_spellings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = _mixed(tmp_path)
+    code, payload = _run(
+        capsys, "--file", name, "--only", "ghcr.io/acme/app", "--only", "docker.io/library/redis"
+    )
+    assert code == ExitCode.POLICY  # redis:latest is one of ours now
+    assert [r["ref"] for r in payload["results"]] == [
+        "ghcr.io/acme/app:v1.2.3", "redis:latest",
+    ]  # fmt: skip
+
+
+def test_config_image_is_the_default_of_only_and_the_flag_overrides_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = _mixed(tmp_path)
+    (tmp_path / "tagkeeper.toml").write_text('image = ["ghcr.io/acme/app"]\n', encoding="utf-8")
+    code, payload = _run(capsys, "--file", name)
+    assert code == ExitCode.OK
+    assert len(payload["skipped"]) == 2
+    code, payload = _run(capsys, "--file", name, "--only", "redis")
+    assert code == ExitCode.POLICY
+    assert [r["ref"] for r in payload["results"]] == ["redis:latest"]
+
+
+def test_only_never_skips_what_cannot_be_read_or_what_was_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "compose.yml").write_text(
+        "services:\n  web:\n    image: ${REGISTRY}/app:v1\n", encoding="utf-8"
+    )
+    # whose image ${REGISTRY}/app is nobody can tell: it is judged (and refused)
+    code, payload = _run(capsys, "--file", "compose.yml", "--only", "ghcr.io/acme/app")
+    assert code == ExitCode.POLICY
+    assert payload["results"][0]["code"] == "unresolved"
+    # references given as arguments are always judged
+    code, payload = _run(capsys, "postgres:latest", "--only", "ghcr.io/acme/app")
+    assert code == ExitCode.POLICY
+
+
+def test_only_that_leaves_nothing_to_check_is_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = _mixed(tmp_path)
+    code = main(["check", "--file", name, "--only", "ghcr.io/acme/other"])
+    err = capsys.readouterr().err
+    assert code == ExitCode.USAGE
+    assert "none of the 3 image references in compose.yml is one of ghcr.io/acme/other" in err
+
+
+@pytest.mark.parametrize("bad", ["ghcr.io/acme/app:v1", "ghcr.io/Acme/app", "", "a b"])
+def test_only_takes_repositories(
+    bad: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = _mixed(tmp_path)
+    assert main(["check", "--file", name, "--only", bad]) == ExitCode.USAGE
+    assert "--only" in capsys.readouterr().err
+
+
+# -- hints that fit the rules -----------------------------------------------------------
+
+
+def test_the_dev_hint_does_not_ask_for_release_tags(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--env", "dev", "ghcr.io/o/app:latest"]) == ExitCode.POLICY
+    err = capsys.readouterr().err
+    assert "release tags" not in err
+    assert "dev-<sha>" in err
+    assert main(["check", "--env", "prod", "ghcr.io/o/app:latest"]) == ExitCode.POLICY
+    assert "exact release tags" in capsys.readouterr().err
+
+
+def test_the_summary_lists_what_only_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = _mixed(tmp_path)
+    monkeypatch.setenv("GITHUB_OUTPUT", str(tmp_path / "output"))
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary.md"))
+    code = main(["check", "--file", name, "--only", "ghcr.io/acme/app", "--format", "github"])
+    capsys.readouterr()
+    assert code == ExitCode.OK
+    markdown = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert "Skipped (not one of the repositories checked): 2" in markdown
+    assert "- `postgres:16` (compose.yml:5)" in markdown
