@@ -31,6 +31,7 @@ class ExitCode(IntEnum):
     VERIFY = 13  # verification failed: nothing was switched (the old version serves)
     ROLLED_BACK = 14  # released, then rolled back automatically
     LOCKED = 15  # another deploy of this environment is running (its lock is held)
+    INTERRUPTED = 130  # stopped by Ctrl-C (SIGINT, 128 + 2): rerun to continue
 
 
 class TagkeeperError(Exception):

@@ -36,6 +36,8 @@ from tagkeeper.config import Config, parse_duration
 from tagkeeper.errors import Aborted, ExitCode, TagkeeperError, UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from tagkeeper.inventory import DeleteResult
     from tagkeeper.registries.factory import Kind
     from tagkeeper.retention.executor import ApplyReport
@@ -352,6 +354,23 @@ class _Progress:
             sys.stderr.write("\n")
 
 
+def _interrupted_text(image: str, report: ApplyReport | None, scrub: Callable[[str], str]) -> str:
+    """What Ctrl-C left of one image's prune: nothing deleted (before the deletes began),
+    or the apply report with the versions deleted by name."""
+    if report is None:
+        return f"{image}: interrupted before any delete; nothing was deleted"
+    from tagkeeper.retention import runner as pruning
+
+    lines = [_report_text(image, pruning.scrubbed(report, scrub))]
+    gone = [r for r in report.results if r.status.value in ("deleted", "already_gone")]
+    lines += [f"  deleted: {_short(r.version.digest)} [{_tags(r.version.tags)}]" for r in gone]
+    lines += [
+        f"  left: {_short(v.digest)} [{_tags(v.tags)}]: {report.reasons.get(v.digest, '')}"
+        for v in report.skipped
+    ]
+    return "\n".join(lines)
+
+
 def _report_text(image: str, report: ApplyReport) -> str:
     parts = [f"{report.deleted} deleted"]
     for name, count in (
@@ -611,7 +630,8 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
     the deletes midway: the report still lists what was deleted), 6 partial (some deletes
     failed, were refused or changed: rerun), 7 the plan exceeds --max-delete (nothing
     deleted), 10 stopped on the rate limit (rerun later), 11 declined, 12 the deploy
-    ledger cannot be read.
+    ledger cannot be read, 130 interrupted by Ctrl-C (what was deleted and what is left
+    are listed; rerun to continue).
     """
     from tagkeeper.refs import parse_reference
     from tagkeeper.registries.factory import (
@@ -622,6 +642,7 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
         token_from_env,
     )
     from tagkeeper.retention import runner as pruning
+    from tagkeeper.retention.executor import Interrupted
     from tagkeeper.rollback.protection import NoHistory
     from tagkeeper.transport import DEFAULT_MAX_WAIT, build_client
 
@@ -733,7 +754,11 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
                 raise
             except TagkeeperError as exc:  # e.g. GitHub down: that image is not pruned
                 histories[target] = exc
+        interrupted = False
         for target in targets:
+            if interrupted:
+                common.info(f"{target}: not started (interrupted)")
+                continue
             backend = None
             snap: Snapshot | None = None
             image_plan: PlannedPrune | None = None
@@ -770,6 +795,8 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
                     common.info(f"{backend.display}: dry run, nothing deleted")
                     continue
                 pruning.prepare_deletes(image_plan)  # e.g. OCI refuses before anything is asked
+                if not yes and not people:  # json on a terminal: what is asked, on stderr
+                    common.info(render_plan(backend.display, the_plan))
                 if not yes and not typer.confirm(
                     f"Delete {len(the_plan.delete)} versions of {backend.display}?",
                     default=False,
@@ -782,6 +809,9 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
                 bar = _Progress(len(the_plan.delete), progress_on)
                 try:
                     report = pruning.apply_planned(image_plan, on_result=bar)
+                except Interrupted as stop:
+                    report = stop.report  # what was deleted and what is left
+                    raise
                 finally:
                     bar.close()
                 # an error's words: scrubbed like any other
@@ -793,6 +823,10 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
                 code = worst(code, exc.exit_code)
                 if isinstance(exc, Aborted):
                     break
+            except KeyboardInterrupt:  # Ctrl-C: say what was done, then exit 130
+                interrupted = True
+                code = worst(code, ExitCode.INTERRUPTED)
+                common.info(_interrupted_text(target, report, scrub))
             finally:
                 result = pruning.PruneResult(
                     target,

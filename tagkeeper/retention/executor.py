@@ -259,6 +259,24 @@ class _Run:
         for version in left:
             self.skip(version, reason)
 
+    def interrupt(self, left: Sequence[Version], in_flight: Version | None) -> None:
+        """Ctrl-C: ``left`` were not attempted; ``in_flight``'s delete was sent and not
+        answered (it may or may not have happened)."""
+        done = len(self.gone)
+        self.stopped = (
+            f"interrupted after {done} deletes, {len(left)} left; rerun to continue "
+            "(prune plans again from what the registry has then)"
+        )
+        self.error_code = ExitCode.INTERRUPTED
+        for version in left:
+            if version is in_flight:
+                self.skip(
+                    version,
+                    "interrupted while its delete was sent: it may have been deleted",
+                )
+            else:
+                self.skip(version, "not attempted: interrupted")
+
     def stays_after(self, version: Version, result: DeleteResult) -> None:
         """``version`` still exists after ``result``: protect what it reaches."""
         if self.replan is None:
@@ -304,6 +322,17 @@ class _Run:
         )
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (``KeyboardInterrupt``) during :func:`apply_plan`; ``report`` says what was
+    deleted and what is left (``stopped`` says so; ``error_code`` is
+    :attr:`~tagkeeper.errors.ExitCode.INTERRUPTED`). Still a ``KeyboardInterrupt``, so
+    code that does not know it stops as before."""
+
+    def __init__(self, report: ApplyReport) -> None:
+        super().__init__()
+        self.report = report
+
+
 def apply_plan(
     plan: Plan,
     backend: Backend,
@@ -329,30 +358,41 @@ def apply_plan(
         check_cap(plan, max_delete, display=backend.display)
     todo = plan.delete
     run = _Run(plan, replan)
-    for index, decision in enumerate(todo):
-        version = decision.version
-        why = run.keep_now.get(version.digest)
-        if why is not None:
-            run.kept_back.append(version)
-            run.skip(version, f"kept when planned again around what stays: {why}")
-            continue
-        if run.held_back is not None and not version.tags:
-            run.skip(version, run.held_back)
-            continue
-        try:
-            result = _attempt(backend, version)
-        except TagkeeperError as exc:
-            run.stop([d.version for d in todo[index:]], exc)
-            break
-        run.record(result)
-        if on_result is not None:
-            on_result(result)
-        if _stays(version, result.status):
+    settled = 0  # todo[:settled] are deleted, skipped or answered
+    in_flight: Version | None = None
+    try:
+        for index, decision in enumerate(todo):
+            version = decision.version
+            why = run.keep_now.get(version.digest)
+            if why is not None:
+                run.kept_back.append(version)
+                run.skip(version, f"kept when planned again around what stays: {why}")
+                settled = index + 1
+                continue
+            if run.held_back is not None and not version.tags:
+                run.skip(version, run.held_back)
+                settled = index + 1
+                continue
+            in_flight = version
             try:
-                run.stays_after(version, result)
-            except TagkeeperError as exc:  # the re-plan could not read what it needed
-                run.stop([d.version for d in todo[index + 1 :]], exc)
+                result = _attempt(backend, version)
+            except TagkeeperError as exc:
+                run.stop([d.version for d in todo[index:]], exc)
                 break
+            run.record(result)
+            in_flight = None
+            settled = index + 1
+            if on_result is not None:
+                on_result(result)
+            if _stays(version, result.status):
+                try:
+                    run.stays_after(version, result)
+                except TagkeeperError as exc:  # the re-plan could not read what it needed
+                    run.stop([d.version for d in todo[index + 1 :]], exc)
+                    break
+    except KeyboardInterrupt:
+        run.interrupt([d.version for d in todo[settled:]], in_flight)
+        raise Interrupted(run.report()) from None
     return run.report()
 
 
