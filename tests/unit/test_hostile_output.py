@@ -315,3 +315,30 @@ def test_deploy_summary_of_hostile_results_renders_no_markup() -> None:
         assert_safe_summary(markdown)
         html = _MD.render(markdown)
         assert "</details>" not in html.split("<pre>")[-1].split("</pre>")[0]
+
+
+# -- doctor: what the GitHub API answers -----------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_doctor_prints_a_hostile_api_answer_safely(
+    fmt: str, runtime: dict[str, Path], httpx_mock: HTTPXMock,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    api = "https://api.github.test"
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_" + "x" * 36)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/user":
+            scopes = "repo, ::error::pwned, <img src=x onerror=alert(1)>|x"  # headers: ASCII
+            return httpx.Response(200, json={"login": HOSTILE}, headers={"X-OAuth-Scopes": scopes})
+        if request.url.path == "/users/acme":
+            return httpx.Response(200, json={"type": "Organization"})
+        return httpx.Response(404, json={"message": HOSTILE})
+
+    httpx_mock.add_callback(answer, is_reusable=True)
+    code = main(["doctor", "--image", "ghcr.io/acme/app", "--api-url", api,
+                 "--registry-url", "https://ghcr.test", "--format", fmt])  # fmt: skip
+    out, err = check_everything(capsys, runtime, fmt)
+    assert code in (ExitCode.AUTH, ExitCode.REGISTRY, ExitCode.OK), err
+    assert "pwned" in out + err + runtime["summary"].read_text()
