@@ -342,3 +342,30 @@ def test_doctor_prints_a_hostile_api_answer_safely(
     out, err = check_everything(capsys, runtime, fmt)
     assert code in (ExitCode.AUTH, ExitCode.REGISTRY, ExitCode.OK), err
     assert "pwned" in out + err + runtime["summary"].read_text()
+
+
+# -- tags: a branch name is chosen by whoever pushes it ---------------------------------
+
+# git allows < > | ` and & in a branch name (not spaces, ~ ^ : ? * [ \ or controls): no
+# attributes, but whole elements
+BRANCH = "feature/<img>|`x`|<sub>&amp;</sub><a>"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_tags_print_a_hostile_branch_name_safely(
+    fmt: str, runtime: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    event = runtime["output"].parent / "event.json"
+    event.write_text("{}", encoding="utf-8")
+    for name, value in {
+        "CI": "true", "GITHUB_EVENT_NAME": "push", "GITHUB_EVENT_PATH": str(event),
+        "GITHUB_SHA": "3f2a9c1d" + "0" * 32, "GITHUB_REF": f"refs/heads/{BRANCH}",
+        "GITHUB_REF_NAME": BRANCH, "GITHUB_REPOSITORY": "o/app",
+    }.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    code = main(["tags", "--image", "ghcr.io/o/app", "--format", fmt])
+    _out, err = check_everything(capsys, runtime, fmt)
+    assert code == ExitCode.OK, err
+    if fmt == "github":
+        assert "&lt;img&gt;" in runtime["summary"].read_text()  # shown, as text
