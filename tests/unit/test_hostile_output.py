@@ -369,3 +369,38 @@ def test_tags_print_a_hostile_branch_name_safely(
     assert code == ExitCode.OK, err
     if fmt == "github":
         assert "&lt;img&gt;" in runtime["summary"].read_text()  # shown, as text
+
+
+# -- status: the ledger's records of a host's deploys ------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_status_prints_a_tampered_ledger_safely(
+    fmt: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    import sqlite3
+
+    from tests.unit.deploy_fakes import new_world
+    from tests.unit.test_cli_verify_status import CONFIG, use_runtime
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("GITHUB_ACTIONS", "GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "tagkeeper.toml").write_text(CONFIG, encoding="utf-8")
+    ledger = tmp_path / "ledger.db"
+    monkeypatch.setenv("TAGKEEPER_LEDGER", str(ledger))
+    with new_world(tmp_path) as world:
+        world.publish("v1.0.0")
+        world.deploy("v1.0.0")
+        use_runtime(monkeypatch, world.runtime)
+        capsys.readouterr()
+        with sqlite3.connect(ledger) as db:
+            db.execute("UPDATE deploys SET tag = ?, reason = ?, detail = ?",
+                       (HOSTILE, HOSTILE, HOSTILE))  # fmt: skip
+        code = main(["status", "--env", "prod", "--format", fmt])
+    captured = capsys.readouterr()
+    assert_safe_stream(captured.out)
+    assert_safe_stream(captured.err)
+    assert code == ExitCode.OK, captured.err
+    assert "pwned" in captured.out
