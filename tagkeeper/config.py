@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from tagkeeper.errors import ConfigError, UsageError
 
@@ -95,32 +95,75 @@ _SECTION_TEXT_RE = re.compile(
     re.MULTILINE,
 )
 
+T = TypeVar("T")
+
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 MAX_DURATION_SECONDS = 100 * 365 * 86400  # 100 years: beyond that is a typo
 
 
 @dataclass(frozen=True)
 class Config:
-    """Validated settings and the file they came from (``None``: no file found)."""
+    """Validated settings, typed, and the file they came from (``None``: no file found).
 
-    values: Mapping[str, Any] = field(default_factory=dict)
+    A key the file does not set is ``None`` (``image`` and ``deploy``: empty), so a
+    command tells "not configured" from a configured value and falls back on its own
+    default; :func:`pick` does that for a flag.
+    """
+
     source: Path | None = None
+    image: tuple[str, ...] = ()
+    sha_length: int | None = None
+    bare_version: bool | None = None
+    aliases: bool | None = None
+    dev_pointer: str | None = None
+    pr_sha: Literal["head", "merge"] | None = None
+    env: str | None = None
+    allow_prerelease: bool | None = None
+    fail_dirty: bool | None = None
+    keep: int | None = None
+    keep_dev: int | None = None
+    keep_pr: int | None = None
+    keep_release: int | None = None
+    keep_prerelease: int | None = None
+    protect: tuple[str, ...] | None = None
+    min_age: str | None = None
+    untagged: Literal["keep", "delete"] | None = None
+    unmatched: Literal["keep", "delete"] | None = None
+    max_delete: int | None = None
+    api_url: str | None = None
+    registry_url: str | None = None
+    ledger: str | None = None
+    pass_env: tuple[str, ...] | None = None
+    deploy: Mapping[str, DeploySpec] = field(default_factory=dict)
 
-    def get(self, key: str, default: Any = None) -> Any:
-        if key not in SCHEMA:
-            raise KeyError(key)  # a typo in the code, not in the user's file
-        return self.values.get(key, default)
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any], source: Path | None = None) -> Config:
+        """A Config from ``values`` already checked by :func:`validate` (keys with dashes)."""
+        fields: dict[str, Any] = {}
+        for key, value in values.items():
+            if key not in SCHEMA:
+                raise KeyError(key)  # validate() refuses unknown keys first
+            typed = value
+            if key == "image" and isinstance(value, str):
+                typed = (value,)
+            elif isinstance(value, list):
+                typed = tuple(value)
+            fields[key.replace("-", "_")] = typed
+        return cls(source=source, **fields)
 
     def deploy_spec(self, environment: str) -> DeploySpec | None:
         """The ``[deploy.ENVIRONMENT]`` service description, ``None`` when there is none."""
-        specs: Mapping[str, DeploySpec] = self.values.get("deploy", {})
-        return specs.get(environment)
+        return self.deploy.get(environment)
 
     def images(self) -> list[str]:
-        image = self.values.get("image")
-        if image is None:
-            return []
-        return [image] if isinstance(image, str) else list(image)
+        return list(self.image)
+
+
+def pick(flag: T | None, configured: T | None, default: T) -> T:
+    """A flag's value when given, else the configuration's, else ``default``."""
+    if flag is not None:
+        return flag
+    return configured if configured is not None else default
 
 
 def parse_duration(text: str) -> float:
@@ -309,8 +352,8 @@ def _from_data(path: Path, data: dict[str, Any]) -> Config:
         section = tool.get("tagkeeper", {}) if isinstance(tool, dict) else {}
         if not isinstance(section, dict):
             raise ConfigError(f"{path}: [tool.tagkeeper] must be a table")
-        return Config(validate(section, path, "tool.tagkeeper"), path)
-    return Config(validate(data, path), path)
+        return Config.from_values(validate(section, path, "tool.tagkeeper"), path)
+    return Config.from_values(validate(data, path), path)
 
 
 def load_file(path: Path) -> Config:

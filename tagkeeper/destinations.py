@@ -78,7 +78,7 @@ def configured_url(
     else ``None`` (the built-in default)."""
     if flag:
         return flag
-    value: str | None = config.get(key)
+    value = config.api_url if key == "api-url" else config.registry_url
     if not value or not in_actions(environ):
         return value
     origin = _origin(value)

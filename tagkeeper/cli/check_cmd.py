@@ -101,10 +101,10 @@ def check(  # noqa: PLR0917 - Typer passes options as arguments
     from tagkeeper.gate.scan import repositories
 
     config = common.state(ctx).config()
-    env_name = common.pick(env, config, "env", "prod")
-    allow = bool(common.pick(allow_prerelease, config, "allow-prerelease", False))
+    env_name = common.pick(env, config.env, "prod")
+    allow = common.pick(allow_prerelease, config.allow_prerelease, False)
     pointers = set(DEFAULT_POINTERS)
-    configured_pointer = config.get("dev-pointer")
+    configured_pointer = config.dev_pointer
     if configured_pointer:
         pointers.add(configured_pointer)
     refs = refs or []

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import typer
 
 from tagkeeper.config import Config, discover, load_file
+from tagkeeper.config import pick as pick  # noqa: PLC0414
 from tagkeeper.untrusted import json_text, printable
 
 if TYPE_CHECKING:
@@ -102,13 +103,6 @@ def url_setting(
 
     env = os.environ if environ is None else environ
     return configured_url(key, flag, state(ctx).config(), env)
-
-
-def pick(flag: Any, config: Config, key: str, default: Any) -> Any:
-    """A flag's value when given, else the configuration's, else ``default``."""
-    if flag is not None:
-        return flag
-    return config.get(key, default)
 
 
 TokenOpt = Annotated[

@@ -110,7 +110,7 @@ def _pass_env(ctx: typer.Context, environment: str, flag: list[str] | None) -> t
     config = common.state(ctx).config()
     spec = config.deploy_spec(environment)
     return (
-        *parse_patterns(config.get("pass-env", [])),
+        *parse_patterns(config.pass_env or ()),
         *(spec.pass_env if spec is not None else ()),
         *parse_patterns(flag or []),
     )
@@ -395,14 +395,14 @@ def status(
     from tagkeeper.rollback.ledger import Ledger, resolve_path
     from tagkeeper.rollback.ledger import exists as ledger_exists
 
-    name = env or common.state(ctx).config().get("env", "prod")
+    name = env or common.state(ctx).config().env or "prod"
     spec = deploy_engine.spec_for(ctx, name)
     if spec.strategy not in CONTAINER_STRATEGIES:
         raise UsageError(
             f"[deploy.{name}] uses strategy {spec.strategy}: tagkeeper does not run its containers",
             hint="tagkeeper history --env ENV shows its deploys",
         )
-    configured = common.state(ctx).config().get("ledger")
+    configured = common.state(ctx).config().ledger
     path = resolve_path(ledger_path, deploy_engine.environ(), configured)
     records = []
     if ledger_exists(path):

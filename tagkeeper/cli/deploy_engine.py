@@ -303,7 +303,7 @@ def _engine(ctx: typer.Context, spec: DeploySpec, flags: EngineFlags) -> Iterato
 
     variables = environ()
     actor = Actor.from_environ(variables)
-    path = resolve_path(flags.ledger_path, variables, common.state(ctx).config().get("ledger"))
+    path = resolve_path(flags.ledger_path, variables, common.state(ctx).config().ledger)
     wait = _seconds("--lock-wait", flags.lock_wait) or 0.0
     docker = runtime()
     try:

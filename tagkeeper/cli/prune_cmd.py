@@ -180,8 +180,8 @@ def rollback_guard(
     config = common.state(ctx).config()
     explicit = bool(env_flags) or ledger_flag is not None or source is not None
     names = list(env_flags or [])
-    if not names and config.get("env"):
-        names = [str(config.get("env"))]
+    if not names and config.env:
+        names = [config.env]
     environments = tuple(dict.fromkeys(validate_env_name(n) for n in names))
     if not environments:
         if ledger_flag is not None or source is not None:
@@ -191,7 +191,7 @@ def rollback_guard(
             )
         return RollbackGuard()
     chosen = source or HistoryFrom.ledger
-    path = resolve_path(ledger_flag, environ, config.get("ledger"))
+    path = resolve_path(ledger_flag, environ, config.ledger)
     sources: list[HistorySource] = []
     where: list[str] = []
     if chosen is not HistoryFrom.github and ledger_exists(path):
@@ -253,19 +253,20 @@ def _policy(
 ) -> Policy:
     from tagkeeper.retention.planner import Policy
 
-    base = common.pick(keep, config, "keep", 5)
-    age = common.pick(min_age, config, "min-age", "1h")
-    patterns = protect if protect else config.get("protect", [])
+    base = common.pick(keep, config.keep, 5)
+    age = common.pick(min_age, config.min_age, "1h")
+    patterns = protect if protect else list(config.protect or ())
     return Policy(
-        keep_dev=common.pick(keep_dev, config, "keep-dev", base),
-        keep_pr=common.pick(keep_pr, config, "keep-pr", base),
-        keep_release=common.pick(keep_release, config, "keep-release", base),
-        keep_prerelease=common.pick(keep_prerelease, config, "keep-prerelease", base),
+        keep_dev=common.pick(keep_dev, config.keep_dev, base),
+        keep_pr=common.pick(keep_pr, config.keep_pr, base),
+        keep_release=common.pick(keep_release, config.keep_release, base),
+        keep_prerelease=common.pick(keep_prerelease, config.keep_prerelease, base),
         protect=tuple(patterns),
         min_age=timedelta(seconds=parse_duration(age)),
-        untagged=common.pick(untagged, config, "untagged", "delete"),
-        unmatched=common.pick(unmatched, config, "unmatched", "keep"),
-        max_delete=common.pick(max_delete, config, "max-delete", None),
+        # a flag's word may be anything: Policy checks it
+        untagged=cast("Any", untagged if untagged is not None else config.untagged or "delete"),
+        unmatched=cast("Any", unmatched if unmatched is not None else config.unmatched or "keep"),
+        max_delete=common.pick(max_delete, config.max_delete, None),
     )
 
 

@@ -163,17 +163,17 @@ def _env_name(ctx: typer.Context, flag: str | None) -> str:
     """``--env``, else config ``env``, else ``prod``: checked, never trimmed."""
     from tagkeeper.gate.rules import validate_env_name
 
-    return validate_env_name(str(common.pick(flag, common.state(ctx).config(), "env", "prod")))
+    return validate_env_name(common.pick(flag, common.state(ctx).config().env, "prod"))
 
 
 def _allow_pre(ctx: typer.Context, flag: bool | None) -> bool:
-    return bool(common.pick(flag, common.state(ctx).config(), "allow-prerelease", False))
+    return common.pick(flag, common.state(ctx).config().allow_prerelease, False)
 
 
 def _ledger_path(ctx: typer.Context, flag: Path | None) -> Path:
     from tagkeeper.rollback.ledger import resolve_path
 
-    return resolve_path(flag, _environ(), common.state(ctx).config().get("ledger"))
+    return resolve_path(flag, _environ(), common.state(ctx).config().ledger)
 
 
 @contextmanager

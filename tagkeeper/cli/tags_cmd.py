@@ -207,22 +207,22 @@ def tags(  # noqa: PLR0917 - Typer passes options as arguments
     images: list[str] = _lowercased(list(image)) if image else config.images()
     levels = parse_levels(annotation_levels)
     created = build_time(os.environ, datetime.now(UTC))
-    pointer = common.pick(dev_pointer, config, "dev-pointer", None)
+    pointer = common.pick(dev_pointer, config.dev_pointer, None)
     options = TagOptions(
-        sha_length=common.pick(sha_length, config, "sha-length", DEFAULT_SHA_LENGTH),
-        v_prefix=not common.pick(bare_version, config, "bare-version", False),
-        aliases=common.pick(aliases, config, "aliases", False),
+        sha_length=common.pick(sha_length, config.sha_length, DEFAULT_SHA_LENGTH),
+        v_prefix=not common.pick(bare_version, config.bare_version, False),
+        aliases=common.pick(aliases, config.aliases, False),
         dev_pointer=pointer or None,
-        env=common.pick(env, config, "env", None),
-        allow_prerelease=bool(common.pick(allow_prerelease, config, "allow-prerelease", False)),
-        fail_dirty=bool(common.pick(fail_dirty, config, "fail-dirty", False)),
+        env=common.pick(env, config.env, None),
+        allow_prerelease=common.pick(allow_prerelease, config.allow_prerelease, False),
+        fail_dirty=common.pick(fail_dirty, config.fail_dirty, False),
     )
     image_references(images, [])  # bad images are bad input: fail before any other work
     context = detect(
         os.environ,
         sha=sha,
         ref=ref,
-        pr_sha=common.pick(pr_sha, config, "pr-sha", "head"),
+        pr_sha=common.pick(pr_sha, config.pr_sha, "head"),
     )
     result = compute_tags(context, options)
     references = image_references(images, result.tags) if images else list(result.tags)

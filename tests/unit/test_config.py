@@ -42,7 +42,7 @@ def test_tagkeeper_toml_wins_over_pyproject_in_the_same_folder(tmp_path: Path) -
     write(tmp_path / "pyproject.toml", "[tool.tagkeeper]\nkeep = 9\n")
     config = discover(tmp_path)
     assert config.source == tmp_path / "tagkeeper.toml"
-    assert config.get("keep") == 3
+    assert config.keep == 3
 
 
 def test_pyproject_section_is_read_with_dashed_keys(tmp_path: Path) -> None:
@@ -54,9 +54,9 @@ def test_pyproject_section_is_read_with_dashed_keys(tmp_path: Path) -> None:
     config = discover(tmp_path)
     assert config.source == tmp_path / "pyproject.toml"
     assert config.images() == ["ghcr.io/o/app"]
-    assert config.get("protect") == ["v*", "stable"]
-    assert config.get("min-age") == "2d"
-    assert config.get("keep", 5) == 5  # unset keys give the caller's default
+    assert config.protect == ("v*", "stable")
+    assert config.min_age == "2d"
+    assert config.keep is None  # an unset key: the caller's default applies
 
 
 def test_discovery_walks_up_and_the_nearest_file_wins(tmp_path: Path) -> None:
@@ -64,7 +64,7 @@ def test_discovery_walks_up_and_the_nearest_file_wins(tmp_path: Path) -> None:
     write(tmp_path / "svc" / "pyproject.toml", "[tool.tagkeeper]\nkeep = 2\n")
     deep = tmp_path / "svc" / "src" / "pkg"
     deep.mkdir(parents=True)
-    assert discover(deep).get("keep") == 2
+    assert discover(deep).keep == 2
     assert discover(deep).source == tmp_path / "svc" / "pyproject.toml"
     other = tmp_path / "other" / "deeper"
     other.mkdir(parents=True)
@@ -80,7 +80,7 @@ def test_a_pyproject_without_the_section_is_passed_over(tmp_path: Path) -> None:
 def test_a_broken_pyproject_without_our_section_is_skipped(tmp_path: Path) -> None:
     write(tmp_path / "tagkeeper.toml", "keep = 4\n")
     write(tmp_path / "app" / "pyproject.toml", "[project\nname = 'app'\n")
-    assert discover(tmp_path / "app").get("keep") == 4
+    assert discover(tmp_path / "app").keep == 4
 
 
 @pytest.mark.parametrize(
@@ -121,9 +121,9 @@ def test_a_broken_tagkeeper_toml_is_an_error_naming_it(tmp_path: Path) -> None:
 
 def test_an_explicit_file_is_read_whatever_its_name(tmp_path: Path) -> None:
     path = write(tmp_path / "ci" / "prune.toml", "keep = 7\n")
-    assert load_file(path) == Config({"keep": 7}, path)
+    assert load_file(path) == Config(source=path, keep=7)
     py = write(tmp_path / "pyproject.toml", '[project]\nname = "x"\n')
-    assert load_file(py).values == {}  # a pyproject without the section: no settings
+    assert load_file(py) == Config(source=py)  # a pyproject without the section: no settings
     with pytest.raises(ConfigError, match="no such configuration file"):
         load_file(tmp_path / "missing.toml")
     with pytest.raises(ConfigError, match="is a directory"):

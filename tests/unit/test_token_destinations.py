@@ -24,7 +24,7 @@ SOURCE = Path("/checkout/tagkeeper.toml")
 
 
 def config(**values: str) -> Config:
-    return Config({k.replace("_", "-"): v for k, v in values.items()}, SOURCE)
+    return Config.from_values({k.replace("_", "-"): v for k, v in values.items()}, SOURCE)
 
 
 @pytest.mark.parametrize(
