@@ -34,6 +34,29 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130  # stopped by Ctrl-C (SIGINT, 128 + 2): rerun to continue
 
 
+# Which failure wins when several parts of a run end differently (worst last).
+_SEVERITY = (
+    ExitCode.OK,
+    ExitCode.PARTIAL,
+    ExitCode.CAP,
+    ExitCode.RATE_LIMITED,
+    ExitCode.REGISTRY,
+    ExitCode.CONFIG,
+    ExitCode.USAGE,
+    ExitCode.AUTH,
+    ExitCode.ABORTED,
+)
+
+
+def worst(a: ExitCode, b: ExitCode) -> ExitCode:
+    """The more serious of two exit codes (codes not ranked above rank as the most serious)."""
+
+    def rank(code: ExitCode) -> int:
+        return _SEVERITY.index(code) if code in _SEVERITY else len(_SEVERITY)
+
+    return a if rank(a) >= rank(b) else b
+
+
 class TagkeeperError(Exception):
     """Base of every error a user can act on."""
 

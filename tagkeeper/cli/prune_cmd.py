@@ -18,136 +18,30 @@ fast.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
-from collections.abc import Sequence
 from contextlib import ExitStack
-from datetime import UTC, datetime, timedelta
-from enum import StrEnum
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
 from tagkeeper.cli import common, gha
-from tagkeeper.config import Config, parse_duration
-from tagkeeper.errors import Aborted, ExitCode, TagkeeperError, UsageError
+from tagkeeper.config import parse_duration
+from tagkeeper.errors import ExitCode, TagkeeperError, UsageError
+from tagkeeper.retention.runner import PruneListener
+from tagkeeper.rollback.sources import HistoryFrom
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from tagkeeper.inventory import DeleteResult
     from tagkeeper.registries.factory import Kind
     from tagkeeper.retention.executor import ApplyReport
-    from tagkeeper.retention.planner import Plan, Policy
-    from tagkeeper.retention.runner import PlannedPrune, Snapshot
-    from tagkeeper.rollback.protection import HistorySource
-    from tagkeeper.rollback.resolve import DeployRecord
-
-
-class HistoryFrom(StrEnum):
-    """Where ``prune --env`` reads deploy history from."""
-
-    ledger = "ledger"
-    github = "github"
-    auto = "auto"
-
-
-# Which failure wins when several images end differently (worst last).
-_SEVERITY = (
-    ExitCode.OK,
-    ExitCode.PARTIAL,
-    ExitCode.CAP,
-    ExitCode.RATE_LIMITED,
-    ExitCode.REGISTRY,
-    ExitCode.CONFIG,
-    ExitCode.USAGE,
-    ExitCode.AUTH,
-    ExitCode.ABORTED,
-)
-
-
-def worst(a: ExitCode, b: ExitCode) -> ExitCode:
-    """The more serious of two exit codes (unknown codes rank as the most serious)."""
-
-    def rank(code: ExitCode) -> int:
-        return _SEVERITY.index(code) if code in _SEVERITY else len(_SEVERITY)
-
-    return a if rank(a) >= rank(b) else b
-
-
-class _Lenient:
-    """A history source whose failures become warnings (``--source auto`` with a ledger)."""
-
-    def __init__(self, inner: HistorySource, problems: list[str]) -> None:
-        self.inner = inner
-        self.problems = problems
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    def history(self, repository: str, environment: str) -> Sequence[DeployRecord]:
-        try:
-            return self.inner.history(repository, environment)
-        except TagkeeperError as exc:
-            self.problems.append(
-                f"{self.inner.name} history of {environment} could not be read "
-                f"({exc.message}); only the ledger protects it"
-            )
-            return []
-
-    def environments(self, repository: str) -> Sequence[str]:
-        try:
-            return self.inner.environments(repository)
-        except TagkeeperError:
-            return []  # only names environments in a message; the history read said why
-
-
-@dataclasses.dataclass
-class RollbackGuard:
-    """What ``prune --env`` protects so that each environment runs on and can roll back.
-
-    ``sources`` are the deploy histories that answered (the ledger, GitHub
-    Deployments); ``where`` says which, for warnings. ``required``: the environments
-    named on the command line, which must have history for each image (the others only
-    get a warning). ``allow_prerelease``: the ``previous`` setting whose rollback target
-    to keep; ``None`` keeps the targets of both. No environments: nothing is protected
-    and no source is opened.
-    """
-
-    environments: tuple[str, ...] = ()
-    sources: tuple[HistorySource, ...] = ()
-    where: str = ""
-    allow_prerelease: bool | None = None
-    required: tuple[str, ...] = ()
-    notes: list[str] = dataclasses.field(default_factory=list)
-
-    def protected(self, image: str) -> tuple[dict[str, str], list[str]]:
-        """The ``protected`` mapping for ``image`` (digest or tag -> reason), and warnings.
-
-        The history is looked up under the repository as ``--image`` writes it, which
-        is what ``tagkeeper deploy``/``record`` store (e.g. ``ghcr.io/acme/app``). A
-        required environment without history raises
-        :class:`~tagkeeper.rollback.protection.NoHistory`.
-        """
-        from tagkeeper.refs import parse_reference
-        from tagkeeper.rollback.protection import protection
-
-        if not self.environments:
-            return {}, []
-        repository = parse_reference(image).repository
-        self.notes.clear()
-        result = protection(
-            repository,
-            self.environments,
-            self.sources,
-            allow_prerelease=self.allow_prerelease,
-        )
-        result.require(self.required)
-        return result.protected, [*self.notes, *result.warnings(self.where)]
+    from tagkeeper.retention.planner import Plan
+    from tagkeeper.rollback.sources import RollbackGuard
 
 
 def rollback_guard(
@@ -160,114 +54,38 @@ def rollback_guard(
     repo: str | None,
     token: str | None,
     api_url: str | None,
-    environ: dict[str, str],
     allow_prerelease: bool | None = None,
 ) -> RollbackGuard:
-    """Open the history sources ``prune --env`` reads; raises before anything is asked.
-
-    The ledger is opened read-only and never created. An environment named on the
-    command line (or a ``--ledger``/``--source`` given there) with no history source to
-    read is a usage error: pruning as if nothing were deployed is what ``--env`` is
-    there to prevent. An environment that only comes from the configuration's ``env``
-    gets a warning instead, so a CI runner without a ledger can still prune. The same
-    holds, per image, for a history that has no deploy of the image to an environment
-    (see :meth:`RollbackGuard.protected`).
-    """
-    from tagkeeper.gate.rules import validate_env_name
-    from tagkeeper.rollback.ledger import Ledger, LedgerHistory, resolve_path
-    from tagkeeper.rollback.ledger import exists as ledger_exists
+    """The history sources ``prune --env`` reads
+    (:func:`tagkeeper.rollback.sources.protection_sources`): the environments named on
+    the command line are required, the configuration's ``env`` only warned about."""
+    from tagkeeper.cli.rollback_cmd import history_settings
+    from tagkeeper.rollback.sources import protection_sources
 
     config = common.state(ctx).config()
-    explicit = bool(env_flags) or ledger_flag is not None or source is not None
     names = list(env_flags or [])
     if not names and config.env:
         names = [config.env]
-    environments = tuple(dict.fromkeys(validate_env_name(n) for n in names))
-    if not environments:
-        if ledger_flag is not None or source is not None:
-            raise UsageError(
-                "--ledger and --source say where deploy history comes from, for --env",
-                hint="add --env ENV for each environment whose rollback targets to keep",
-            )
-        return RollbackGuard()
-    chosen = source or HistoryFrom.ledger
-    path = resolve_path(ledger_flag, environ, config.ledger)
-    sources: list[HistorySource] = []
-    where: list[str] = []
-    if chosen is not HistoryFrom.github and ledger_exists(path):
-        ledger = Ledger(path, create=False)
-        stack.callback(ledger.close)
-        sources.append(LedgerHistory(ledger))
-        where.append(f"ledger {path}")
-    from tagkeeper.cli.rollback_cmd import _github, _github_configured
-
-    github_wanted = chosen is HistoryFrom.github or (
-        chosen is HistoryFrom.auto and _github_configured(repo, token)
-    )
-    notes: list[str] = []  # what a lenient source could not read, per image
-    if github_wanted:
-        deployments = _github(ctx, repo, token, api_url)
-        # auto: GitHub adds to the ledger, and cannot fail the prune while the ledger answers
-        sources.append(_Lenient(deployments, notes) if sources else deployments)
-        where.append("GitHub Deployments")
-    if not sources:
-        told = ", ".join(f"--env {e}" for e in environments)
-        missing = f"no deploy ledger at {path}"
-        if chosen is HistoryFrom.auto:
-            missing += " and no GitHub repository and token for Deployments"
-        if explicit:
-            raise UsageError(
-                f"{told}: {missing}, so nothing deployed there is known to protect",
-                hint="point --ledger or $TAGKEEPER_LEDGER at the ledger the deploys write "
-                "(as root the default is /var/lib/tagkeeper/ledger.db), or read GitHub "
-                "Deployments with --source github, or drop --env",
-            )
-        common.info(
-            f"warning: config env {environments[0]!r}: {missing}; prune protects no "
-            "rollback target (pass --env with --ledger or --source github to make it)"
+    if not names and (ledger_flag is not None or source is not None):
+        raise UsageError(
+            "--ledger and --source say where deploy history comes from, for --env",
+            hint="add --env ENV for each environment whose rollback targets to keep",
         )
-        return RollbackGuard()
-    return RollbackGuard(
-        environments,
-        tuple(sources),
-        ", ".join(where),
+    settings = history_settings(
+        ctx, ledger_path=ledger_flag, repo=repo, token=token, api_url=api_url
+    )
+    guard = protection_sources(
+        names,
+        settings=settings,
+        stack=stack,
+        source=source,
+        required=env_flags or (),
         allow_prerelease=allow_prerelease,
-        required=tuple(dict.fromkeys(env_flags or ())),
-        notes=notes,
+        strict=bool(env_flags) or ledger_flag is not None or source is not None,
     )
-
-
-def _policy(
-    config: Config,
-    *,
-    keep: int | None,
-    keep_dev: int | None,
-    keep_pr: int | None,
-    keep_release: int | None,
-    keep_prerelease: int | None,
-    protect: list[str] | None,
-    min_age: str | None,
-    untagged: str | None,
-    unmatched: str | None,
-    max_delete: int | None,
-) -> Policy:
-    from tagkeeper.retention.planner import Policy
-
-    base = common.pick(keep, config.keep, 5)
-    age = common.pick(min_age, config.min_age, "1h")
-    patterns = protect if protect else list(config.protect or ())
-    return Policy(
-        keep_dev=common.pick(keep_dev, config.keep_dev, base),
-        keep_pr=common.pick(keep_pr, config.keep_pr, base),
-        keep_release=common.pick(keep_release, config.keep_release, base),
-        keep_prerelease=common.pick(keep_prerelease, config.keep_prerelease, base),
-        protect=tuple(patterns),
-        min_age=timedelta(seconds=parse_duration(age)),
-        # a flag's word may be anything: Policy checks it
-        untagged=cast("Any", untagged if untagged is not None else config.untagged or "delete"),
-        unmatched=cast("Any", unmatched if unmatched is not None else config.unmatched or "keep"),
-        max_delete=common.pick(max_delete, config.max_delete, None),
-    )
+    if guard.warning:
+        common.info(f"warning: {guard.warning}")
+    return guard
 
 
 def _short(digest: str) -> str:
@@ -329,7 +147,7 @@ def _summary_markdown(entries: list[dict[str, Any]], dry_run: bool) -> str:
         if entry.get("error"):
             problems.append(str(entry["error"]["message"]))
         lines.append(
-            f"| {gha.md_code(entry['image'])} | {len(entry['keep'])} | "
+            f"| `{gha.md_escape(entry['image'])}` | {len(entry['keep'])} | "
             f"{len(entry['delete'])} | {counts.get('deleted', 0)} | "
             f"{gha.md_escape('; '.join(problems)) or '-'} |"
         )
@@ -353,23 +171,6 @@ class _Progress:
     def close(self) -> None:
         if self.enabled and self.done:
             sys.stderr.write("\n")
-
-
-def _interrupted_text(image: str, report: ApplyReport | None, scrub: Callable[[str], str]) -> str:
-    """What Ctrl-C left of one image's prune: nothing deleted (before the deletes began),
-    or the apply report with the versions deleted by name."""
-    if report is None:
-        return f"{image}: interrupted before any delete; nothing was deleted"
-    from tagkeeper.retention import runner as pruning
-
-    lines = [_report_text(image, pruning.scrubbed(report, scrub))]
-    gone = [r for r in report.results if r.status.value in ("deleted", "already_gone")]
-    lines += [f"  deleted: {_short(r.version.digest)} [{_tags(r.version.tags)}]" for r in gone]
-    lines += [
-        f"  left: {_short(v.digest)} [{_tags(v.tags)}]: {report.reasons.get(v.digest, '')}"
-        for v in report.skipped
-    ]
-    return "\n".join(lines)
 
 
 def _report_text(image: str, report: ApplyReport) -> str:
@@ -631,20 +432,12 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
     the deletes midway: the report still lists what was deleted), 6 partial (some deletes
     failed, were refused or changed: rerun), 7 the plan exceeds --max-delete (nothing
     deleted), 10 stopped on the rate limit (rerun later), 11 declined, 12 the deploy
-    ledger cannot be read, 130 interrupted by Ctrl-C (what was deleted and what is left
-    are listed; rerun to continue).
+    ledger cannot be read.
     """
     from tagkeeper.refs import parse_reference
-    from tagkeeper.registries.factory import (
-        KINDS,
-        BackendOptions,
-        detect_kind,
-        open_backend,
-        token_from_env,
-    )
-    from tagkeeper.retention import runner as pruning
-    from tagkeeper.retention.executor import Interrupted
-    from tagkeeper.rollback.protection import NoHistory
+    from tagkeeper.registries.factory import KINDS, BackendOptions, token_from_env
+    from tagkeeper.retention.runner import check_images, configured_policy, prune_images
+    from tagkeeper.retention.times import time_needed
     from tagkeeper.transport import DEFAULT_MAX_WAIT, build_client
 
     config = common.state(ctx).config()
@@ -665,7 +458,7 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
             "--dangling applies to the local Docker engine only",
             hint="add --local (registries delete untagged versions by policy: --untagged)",
         )
-    policy = _policy(
+    policy = configured_policy(
         config,
         keep=keep,
         keep_dev=keep_dev,
@@ -696,8 +489,6 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
         registry_password = Secret(sys.stdin.read().rstrip("\r\n"))
         if not registry_password:
             raise UsageError("--password-stdin read an empty password")
-    from tagkeeper.retention.times import time_needed
-
     options = BackendOptions(
         kind=cast("Kind | None", kind),  # checked against KINDS above
         token=secret,
@@ -712,13 +503,9 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
         time_needed=time_needed(policy),
         environ=environ,
     )
-    kinds: dict[str, Kind] = {}
-    for target in targets:  # bad names are usage errors before any request
-        kinds[target] = detect_kind(target, options)
-        if kind == "local":
-            from tagkeeper.registries.local import engine_repository
-
-            engine_repository(target)
+    scrub = secret.scrub if secret else (lambda text: text)
+    listener = _Listener(fmt, scrub=scrub, ask=not yes, progress=sys.stderr.isatty())
+    kinds = check_images(targets, options)  # bad names: usage errors before any request
     if not images:  # from the configuration: the checkout's, inside Actions
         from tagkeeper.destinations import check_configured_images
 
@@ -726,11 +513,6 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
         check_configured_images(
             oci_hosts, config, environ, password_given=registry_password is not None
         )
-    scrub = secret.scrub if secret else (lambda text: text)
-    entries: list[dict[str, Any]] = []
-    code = ExitCode.OK
-    people = fmt is not common.Format.json
-    progress_on = sys.stderr.isatty()
     insecure_hosts = [h for t in targets if (h := parse_reference(t).host)] if insecure else []
     with build_client(insecure_hosts=insecure_hosts) as client, ExitStack() as stack:
         guard = rollback_guard(
@@ -741,119 +523,86 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
             source=source,
             repo=repo,
             token=token,
-            api_url=common.url_setting(ctx, "api-url", api_url, environ),
-            environ=environ,
+            api_url=api_url,
             allow_prerelease=allow_prerelease,
         )
-        # Deploy history first, for every image: an --env with no history for one of
-        # them stops the run before any registry is asked (NoHistory is a usage error).
-        histories: dict[str, tuple[dict[str, str], list[str]] | TagkeeperError] = {}
-        for target in targets:
-            try:
-                histories[target] = guard.protected(target)
-            except NoHistory:
-                raise
-            except TagkeeperError as exc:  # e.g. GitHub down: that image is not pruned
-                histories[target] = exc
-        interrupted = False
-        for target in targets:
-            if interrupted:
-                common.info(f"{target}: not started (interrupted)")
-                continue
-            backend = None
-            snap: Snapshot | None = None
-            image_plan: PlannedPrune | None = None
-            report: ApplyReport | None = None
-            error: TagkeeperError | None = None
-            try:
-                known = histories[target]
-                if isinstance(known, TagkeeperError):
-                    raise known
-                history, noticed_history = known
-                backend = open_backend(
-                    target, dataclasses.replace(options, kind=kinds[target]), client
-                )
-                versions = backend.versions()
-                # + what the backend itself keeps (the local engine: images containers use)
-                snap = pruning.snapshot(backend, protected=history, versions=versions)
-                # + what the backend noticed (e.g. OCI: unknown creation times), and
-                # environments with no known deploy
-                image_plan = snap.plan(policy, now=datetime.now(UTC), notes=noticed_history)
-                the_plan = image_plan.plan
-                if people:
-                    common.out(render_plan(backend.display, the_plan))
-                for warning in the_plan.warnings:
-                    common.info(f"warning: {backend.display}: {warning}")
-                    if fmt is common.Format.github:
-                        typer.echo(
-                            gha.annotation("warning", f"{backend.display}: {warning}"), err=True
-                        )
-                image_plan.check_cap()
-                if not the_plan.delete:
-                    common.info(f"{backend.display}: nothing to delete")
-                    continue
-                if dry_run:
-                    common.info(f"{backend.display}: dry run, nothing deleted")
-                    continue
-                pruning.prepare_deletes(image_plan)  # e.g. OCI refuses before anything is asked
-                if not yes and not people:  # json on a terminal: what is asked, on stderr
-                    common.info(render_plan(backend.display, the_plan))
-                if not yes and not typer.confirm(
-                    f"Delete {len(the_plan.delete)} versions of {backend.display}?",
-                    default=False,
-                    err=True,
-                ):
-                    raise Aborted(
-                        f"{backend.display}: nothing was deleted",
-                        hint="pass --dry-run to only print the plan",
-                    )
-                bar = _Progress(len(the_plan.delete), progress_on)
-                try:
-                    report = pruning.apply_planned(image_plan, on_result=bar)
-                except Interrupted as stop:
-                    report = stop.report  # what was deleted and what is left
-                    raise
-                finally:
-                    bar.close()
-                # an error's words: scrubbed like any other
-                common.info(_report_text(backend.display, pruning.scrubbed(report, scrub)))
-                code = worst(code, report.exit_code)
-            except TagkeeperError as exc:
-                error = exc
-                common.error(scrub(exc.diagnostics()))
-                code = worst(code, exc.exit_code)
-                if isinstance(exc, Aborted):
-                    break
-            except KeyboardInterrupt:  # Ctrl-C: say what was done, then exit 130
-                interrupted = True
-                code = worst(code, ExitCode.INTERRUPTED)
-                common.info(_interrupted_text(target, report, scrub))
-            finally:
-                result = pruning.PruneResult(
-                    target,
-                    plan=image_plan.plan if image_plan is not None else None,
-                    report=report,
-                    protected=snap.protected if snap is not None else {},
-                    error=error,
-                    requests=dict(backend.stats.by_kind) if backend is not None else {},
-                )
-                entries.append(result.to_json(scrub))
-
-    payload = {"images": entries, "dry_run": dry_run}
+        run = prune_images(
+            targets,
+            policy,
+            options=options,
+            client=client,
+            clock=lambda: datetime.now(UTC),
+            guard=guard,
+            dry_run=dry_run,
+            listener=listener,
+        )
+    payload = run.to_json(scrub)
     if fmt is common.Format.json:
         common.emit_json(payload)
     elif fmt is common.Format.github:
-        deleted = sum((e["applied"] or {}).get("counts", {}).get("deleted", 0) for e in entries)
-        planned = sum(len(e["delete"]) for e in entries)
+        entries = payload["images"]
         gha.write_outputs(
             {
                 # a dry run says what it would delete (the action documents it so)
-                "deleted": str(planned if dry_run else deleted),
-                "kept": str(sum(len(e["keep"]) for e in entries)),
-                "planned": str(planned),
+                "deleted": str(run.planned if dry_run else run.deleted),
+                "kept": str(run.kept),
+                "planned": str(run.planned),
                 "json": json.dumps(payload, separators=(",", ":")),
             }
         )
         gha.append_summary(_summary_markdown(entries, dry_run))
-    if code is not ExitCode.OK:
-        raise typer.Exit(int(code))
+    if run.exit_code is not ExitCode.OK:
+        raise typer.Exit(int(run.exit_code))
+
+
+class _Listener(PruneListener):
+    """How the CLI follows a prune: the plan and reports on the terminal, a question
+    before deleting (unless --yes), one progress line on a terminal."""
+
+    def __init__(
+        self, fmt: common.Format, *, scrub: Callable[[str], str], ask: bool, progress: bool
+    ) -> None:
+        self.fmt = fmt
+        self.scrub = scrub
+        self.ask = ask
+        self.show_progress = progress
+        self.bar: _Progress | None = None
+
+    def planned(self, image: str, plan: Plan) -> None:
+        if self.fmt is not common.Format.json:
+            typer.echo(render_plan(image, plan))
+
+    def warning(self, image: str, text: str) -> None:
+        common.info(f"warning: {image}: {text}")
+        if self.fmt is common.Format.github:
+            typer.echo(gha.annotation("warning", f"{image}: {text}"), err=True)
+
+    def skipped(self, image: str, why: str) -> None:
+        common.info(f"{image}: {why}")
+
+    def confirm(self, image: str, count: int) -> bool:
+        if not self.ask:
+            return True
+        return typer.confirm(f"Delete {count} versions of {image}?", default=False, err=True)
+
+    def started(self, image: str, total: int) -> None:
+        self.bar = _Progress(total, self.show_progress)
+
+    def progress(self, image: str, result: DeleteResult) -> None:
+        if self.bar is not None:
+            self.bar(result)
+
+    def applied(self, image: str, report: ApplyReport) -> None:
+        from tagkeeper.retention.runner import scrubbed
+
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        # an error's words: scrubbed like any other
+        common.info(_report_text(image, scrubbed(report, self.scrub)))
+
+    def failed(self, image: str, error: TagkeeperError) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        common.error(self.scrub(error.diagnostics()))

@@ -25,20 +25,14 @@ from tagkeeper.cli.registry_access import RegistryFlags as RegistryFlags  # noqa
 from tagkeeper.cli.registry_access import notes_of as notes_of  # noqa: PLC0414
 from tagkeeper.cli.registry_access import vouch as vouch  # noqa: PLC0414
 from tagkeeper.errors import UsageError
+from tagkeeper.rollback.sources import Source as Source  # noqa: PLC0414
 
 if TYPE_CHECKING:
-    from tagkeeper.inventory import Version
     from tagkeeper.registries.digests import RegistryDigests
     from tagkeeper.rollback.github import GitHubDeployments
     from tagkeeper.rollback.ledger import Ledger
     from tagkeeper.rollback.resolve import DeployRecord, RollbackTarget
-
-
-class Source(StrEnum):
-    auto = "auto"
-    ledger = "ledger"
-    github = "github"
-    registry = "registry"
+    from tagkeeper.rollback.sources import HistorySettings
 
 
 class TextJson(StrEnum):
@@ -188,6 +182,33 @@ def _open_ledger(ctx: typer.Context, flag: Path | None) -> Iterator[Ledger]:
         ledger.close()
 
 
+def history_settings(
+    ctx: typer.Context,
+    *,
+    ledger_path: Path | None = None,
+    repo: str | None = None,
+    token: str | None = None,
+    api_url: str | None = None,
+    registry_url: str | None = None,
+) -> HistorySettings:
+    """The history sources' settings: the flags, else the configuration (inside GitHub
+    Actions, only URLs that may receive the credentials: :mod:`tagkeeper.destinations`),
+    else the environment (:class:`~tagkeeper.rollback.sources.HistorySettings`)."""
+    from tagkeeper.rollback.sources import HistorySettings
+    from tagkeeper.secret import token_from_env
+
+    environ = _environ()
+    return HistorySettings(
+        ledger=_ledger_path(ctx, ledger_path),
+        repo=repo,
+        token=token_from_env(token, environ),
+        # the configuration's URLs only where they may receive the credentials
+        api_url=common.url_setting(ctx, "api-url", api_url, environ),
+        registry_url=common.url_setting(ctx, "registry-url", registry_url, environ),
+        environ=environ,
+    )
+
+
 def _read_history(
     ctx: typer.Context,
     flag: Path | None,
@@ -196,38 +217,17 @@ def _read_history(
     repository: str | None,
     limit: int | None = None,
 ) -> tuple[Path, list[DeployRecord] | None]:
-    """The ledger's path and its records, newest first; ``None`` when there is no ledger.
-
-    Reading never creates the ledger (nor its folder).
-    """
-    from tagkeeper.rollback.ledger import Ledger
-    from tagkeeper.rollback.ledger import exists as ledger_exists
+    """The ledger's path and its records, newest first; ``None`` when there is no ledger."""
+    from tagkeeper.rollback.sources import read_ledger
 
     path = _ledger_path(ctx, flag)
-    if not ledger_exists(path):
-        return path, None
-    with Ledger(path, create=False) as ledger:
-        return path, ledger.history(environment=environment, repository=repository, limit=limit)
+    return path, read_ledger(path, environment=environment, repository=repository, limit=limit)
 
 
 def _github(
     ctx: typer.Context, repo: str | None, token: str | None, api_url: str | None
 ) -> GitHubDeployments:
-    from tagkeeper.rollback.github import GitHubDeployments, connect, repository_and_token
-
-    environ = _environ()
-    name, secret, url = repository_and_token(
-        environ, repo=repo, token=token,
-        api_url=common.url_setting(ctx, "api-url", api_url, environ),
-    )
-    return GitHubDeployments(connect(name, secret, api_url=url), token=secret)
-
-
-def _github_configured(repo: str | None, token: str | None) -> bool:
-    from tagkeeper.secret import token_from_env
-
-    env = _environ()
-    return bool((repo or env.get("GITHUB_REPOSITORY")) and token_from_env(token, env))
+    return history_settings(ctx, repo=repo, token=token, api_url=api_url).deployments()
 
 
 def _repository(image: str, *, current_hint: bool = False) -> str:
@@ -249,50 +249,8 @@ def _repository(image: str, *, current_hint: bool = False) -> str:
     raise UsageError(f"--image {image} names {what}; --image takes a repository", hint=hint)
 
 
-def _backend_versions(ctx: typer.Context, repository: str, flags: RegistryFlags) -> list[Version]:
-    return registry_access.backend_versions(ctx, repository, flags)
-
-
 def _registry_resolver(ctx: typer.Context, flags: RegistryFlags) -> RegistryDigests:
     return registry_access.registry_resolver(ctx, flags)
-
-
-def _container_tag(name: str, repository: str) -> str:
-    """The tag of the image a running container was started from (Docker engine)."""
-    import docker
-    from docker.errors import DockerException, NotFound
-
-    from tagkeeper.errors import RegistryError
-    from tagkeeper.refs import parse_reference
-
-    try:
-        client = docker.from_env(timeout=10)
-    except DockerException as exc:
-        raise RegistryError(f"cannot reach the Docker engine: {exc}") from None
-    try:
-        container = client.containers.get(name)
-        image_text = str(container.attrs.get("Config", {}).get("Image", ""))
-    except NotFound:
-        raise UsageError(f"no container named {name!r} on this host") from None
-    except DockerException as exc:
-        raise RegistryError(f"the Docker engine failed: {exc}") from None
-    finally:
-        client.close()
-    try:
-        ref = parse_reference(image_text)
-    except UsageError:
-        ref = None
-    if ref is None or ref.tag is None:
-        raise UsageError(
-            f"container {name!r} runs {image_text!r}, which names no tag",
-            hint="pass --current TAG instead",
-        )
-    if ref.repository != repository:
-        raise UsageError(
-            f"container {name!r} runs {ref.repository}, not {repository}",
-            hint="check --image and --container",
-        )
-    return ref.tag
 
 
 # -- resolution ----------------------------------------------------------------------------
@@ -312,66 +270,29 @@ def resolve_previous(
     api_url: str | None,
     registry_url: str | None = None,
 ) -> RollbackTarget:
-    """``previous`` as the CLI answers it, from the source (or sources, for ``auto``).
+    """``previous`` as the CLI answers it: :func:`tagkeeper.rollback.sources.previous`
+    with the command's settings, its notes on stderr."""
+    from tagkeeper.rollback.sources import previous as previous_target
+    from tagkeeper.transport import build_client
 
-    The ledger is read only when it exists: ``auto`` then goes on to the next source,
-    ``--source ledger`` has no answer.
-    """
-    from functools import partial
-
-    from tagkeeper.errors import NoRollbackTarget
-    from tagkeeper.rollback.resolve import previous_from_history, previous_from_registry
-
-    from_history = partial(
-        previous_from_history,
-        repository=repository,
-        environment=environment,
+    settings = history_settings(
+        ctx,
+        ledger_path=ledger_path,
+        repo=repo,
+        token=token,
+        api_url=api_url,
+        registry_url=registry_url,
+    )
+    return previous_target(
+        repository,
+        environment,
+        settings=settings,
+        source=source,
         current=current,
         allow_prerelease=allow_prerelease,
+        client=ctx.with_resource(build_client()) if current is not None else None,
+        on_message=common.info,
     )
-    if source in (Source.auto, Source.ledger):
-        path, records = _read_history(
-            ctx, ledger_path, environment=environment, repository=repository
-        )
-        if records is None:
-            if source is Source.ledger:
-                raise NoRollbackTarget(
-                    f"no deploy ledger exists at {path}",
-                    hint="deploys are recorded there by 'tagkeeper deploy', 'tagkeeper "
-                    "rollback' or 'tagkeeper record'; point --ledger or $TAGKEEPER_LEDGER at "
-                    "the ledger they write (as root: /var/lib/tagkeeper/ledger.db), or use "
-                    "--source github or --source registry",
-                )
-            common.info(f"note: no deploy ledger at {path}; trying the next source")
-        elif records or source is Source.ledger:
-            return from_history(records, source="ledger")
-    if source is Source.github or (source is Source.auto and _github_configured(repo, token)):
-        deployments = _github(ctx, repo, token, api_url)
-        history = deployments.iter_history(repository, environment)
-        try:
-            if source is Source.github:
-                return from_history(history, source="github")
-            first = next(history, None)
-            if first is not None:
-                return from_history(_chain(first, history), source="github")
-        finally:  # deployments whose payload was refused: said even when nothing qualifies
-            for refused in deployments.refused:
-                common.info(f"warning: {refused}")
-    # Without a current tag the registry cannot answer: do not list it for nothing.
-    flags = RegistryFlags(token, api_url, registry_url)
-    versions = _backend_versions(ctx, repository, flags) if current is not None else []
-    return previous_from_registry(
-        versions,
-        repository=repository,
-        environment=environment,
-        current=current,
-        allow_prerelease=allow_prerelease,
-    )
-
-
-def _chain(first: DeployRecord, rest: Iterator[DeployRecord]) -> Iterator[DeployRecord]:
-    yield first
-    yield from rest
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -509,7 +430,7 @@ def history(  # noqa: PLR0917
         when = r.started_at.strftime("%Y-%m-%d %H:%M:%SZ")
         digest = f" {r.digest[:19]}" if r.digest else ""
         who = f" by {r.user}" if r.user else ""
-        common.out(
+        typer.echo(
             f"#{r.id}\t{when}\t{r.environment}\t{r.reference}{digest}\t{r.status}{kind}{who}"
         )
 
@@ -558,7 +479,9 @@ def previous(  # noqa: PLR0917
             "--container is empty (an unset variable?)", hint="name the running container"
         )
     if current is None and container is not None:
-        current = _container_tag(container, repository)
+        from tagkeeper.rollback.sources import container_tag
+
+        current = container_tag(container, repository)
     target = resolve_previous(
         ctx,
         repository=repository,
@@ -587,7 +510,7 @@ def previous(  # noqa: PLR0917
     if fmt is common.Format.json:
         common.emit_json(target.as_dict())
         return
-    common.out(answer)
+    typer.echo(answer)
     if fmt is common.Format.github:
         gha.write_outputs(
             {

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
-from tagkeeper.errors import ExitCode, TagkeeperError
+from tagkeeper.errors import ExitCode, TagkeeperError, worst
 from tagkeeper.retention import executor as apply
 from tagkeeper.retention.executor import ApplyReport, replanner
 from tagkeeper.retention.planner import Plan, Policy, plan
@@ -36,19 +36,32 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from datetime import datetime
 
+    import httpx
+
+    from tagkeeper.config import Config
     from tagkeeper.inventory import Backend, DeleteResult, ManifestReader, Version
+    from tagkeeper.registries.factory import BackendOptions, Kind
+    from tagkeeper.rollback.sources import RollbackGuard
 
 __all__ = [
     "PlannedPrune",
+    "PruneListener",
     "PruneResult",
+    "PruneRun",
     "Snapshot",
     "apply_planned",
+    "check_images",
+    "configured_policy",
     "plan_image",
     "prepare_deletes",
     "prune_image",
+    "prune_images",
     "scrubbed",
     "snapshot",
 ]
+
+
+Choice = Literal["keep", "delete"]
 
 
 def _same(text: str) -> str:
@@ -262,4 +275,255 @@ def prune_image(
         report,
         planned.protected,
         requests=dict(backend.stats.by_kind),
+    )
+
+
+# -- several images ------------------------------------------------------------------------
+
+
+class PruneListener:
+    """What a prune of several images tells its caller, and the one question it asks.
+
+    Every method does nothing by default (and :meth:`confirm` says yes, as ``--yes``
+    does); a caller overrides the ones it needs: the CLI prints the plan, asks on a
+    terminal and draws a progress line. Images are named as the backend displays them.
+    """
+
+    def planned(self, image: str, plan: Plan) -> None:
+        """The plan of ``image``, before anything is asked or deleted."""
+
+    def warning(self, image: str, text: str) -> None:
+        """Something the plan of ``image`` noticed (also in the plan's ``warnings``)."""
+
+    def skipped(self, image: str, why: str) -> None:
+        """Nothing is deleted from ``image``: ``nothing to delete`` or a dry run."""
+
+    def confirm(self, image: str, count: int) -> bool:
+        """Whether to delete ``count`` versions of ``image`` (``False``: stop the run)."""
+        del image, count
+        return True
+
+    def started(self, image: str, total: int) -> None:
+        """The deletes of ``image`` begin (``total`` planned)."""
+
+    def progress(self, image: str, result: DeleteResult) -> None:
+        """One delete of ``image`` ended, as ``result`` says."""
+
+    def applied(self, image: str, report: ApplyReport) -> None:
+        """The deletes of ``image`` ended (completely or not: see ``report``)."""
+
+    def failed(self, image: str, error: TagkeeperError) -> None:
+        """The prune of ``image`` ended with ``error`` (the run goes on with the next
+        image, unless the error is :class:`~tagkeeper.errors.Aborted`)."""
+
+
+@dataclass(frozen=True)
+class PruneRun:
+    """How a prune of several images ended: one :class:`PruneResult` per image, in order."""
+
+    results: tuple[PruneResult, ...]
+    dry_run: bool = False
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """The worst exit code of the images (:func:`tagkeeper.errors.worst`)."""
+        code = ExitCode.OK
+        for result in self.results:
+            code = worst(code, result.exit_code)
+        return code
+
+    @property
+    def planned(self) -> int:
+        """Versions the plans delete (what a dry run would delete)."""
+        return sum(len(r.plan.delete) for r in self.results if r.plan is not None)
+
+    @property
+    def kept(self) -> int:
+        return sum(len(r.plan.keep) for r in self.results if r.plan is not None)
+
+    @property
+    def deleted(self) -> int:
+        """Versions actually deleted (0 in a dry run)."""
+        return sum(r.report.deleted for r in self.results if r.report is not None)
+
+    def to_json(self, scrub: Callable[[str], str] = _same) -> dict[str, Any]:
+        """The document ``tagkeeper prune --format json`` prints."""
+        return {"images": [r.to_json(scrub) for r in self.results], "dry_run": self.dry_run}
+
+
+def check_images(images: Sequence[str], options: BackendOptions) -> dict[str, Kind]:
+    """The backend kind of each image; a name no backend takes raises
+    :class:`~tagkeeper.errors.UsageError` (before any request is sent)."""
+    from tagkeeper.registries import factory
+
+    kinds: dict[str, Kind] = {}
+    for image in images:
+        kinds[image] = factory.detect_kind(image, options)
+        if kinds[image] == "local":
+            from tagkeeper.registries.local import engine_repository
+
+            engine_repository(image)
+    return kinds
+
+
+def prune_images(
+    images: Sequence[str],
+    policy: Policy,
+    *,
+    options: BackendOptions,
+    client: httpx.Client,
+    clock: Callable[[], datetime],
+    guard: RollbackGuard | None = None,
+    dry_run: bool = False,
+    listener: PruneListener | None = None,
+) -> PruneRun:
+    """Prune each of ``images`` in turn, as ``tagkeeper prune`` does; the worst exit
+    code of the images is the run's.
+
+    Before any registry is asked: every image name is checked (a bad one raises
+    :class:`~tagkeeper.errors.UsageError`), and the deploy history of every image is
+    read through ``guard`` (``prune --env``; an environment a user named with no history
+    raises :class:`~tagkeeper.rollback.protection.NoHistory`; another failure to read it
+    ends that image's prune only). Then, per image: open the backend (``options``,
+    ``client``), list, plan (``clock`` says when), check the cap, run the backend's
+    delete checks, ``listener.confirm``, apply with re-planning. A declined
+    confirmation (:class:`~tagkeeper.errors.Aborted`) stops the run; any other error
+    ends that image's prune and the run goes on.
+    """
+    from tagkeeper.errors import Aborted
+    from tagkeeper.rollback.protection import NoHistory
+
+    tell = listener or PruneListener()
+    kinds = check_images(images, options)
+    # Deploy history first, for every image: an --env with no history for one of
+    # them stops the run before any registry is asked (NoHistory is a usage error).
+    histories: dict[str, tuple[dict[str, str], list[str]] | TagkeeperError] = {}
+    for image in images:
+        if guard is None:
+            histories[image] = ({}, [])
+            continue
+        try:
+            histories[image] = guard.protected(image)
+        except NoHistory:
+            raise
+        except TagkeeperError as exc:  # e.g. GitHub down: that image is not pruned
+            histories[image] = exc
+    results: list[PruneResult] = []
+    for image in images:
+        result, stop = _prune_one(
+            image,
+            histories[image],
+            policy,
+            dataclasses.replace(options, kind=kinds[image]),
+            client,
+            clock=clock,
+            dry_run=dry_run,
+            tell=tell,
+            aborted=Aborted,
+        )
+        results.append(result)
+        if stop:
+            break
+    return PruneRun(tuple(results), dry_run)
+
+
+def _prune_one(
+    image: str,
+    known: tuple[dict[str, str], list[str]] | TagkeeperError,
+    policy: Policy,
+    options: BackendOptions,
+    client: httpx.Client,
+    *,
+    clock: Callable[[], datetime],
+    dry_run: bool,
+    tell: PruneListener,
+    aborted: type[TagkeeperError],
+) -> tuple[PruneResult, bool]:
+    """One image of :func:`prune_images`: its result, and whether the run stops."""
+    from tagkeeper.registries import factory
+
+    backend: Backend | None = None
+    snap: Snapshot | None = None
+    planned: PlannedPrune | None = None
+    report: ApplyReport | None = None
+    error: TagkeeperError | None = None
+    try:
+        if isinstance(known, TagkeeperError):
+            raise known
+        history, noticed = known
+        backend = factory.open_backend(image, options, client)
+        versions = backend.versions()
+        # + what the backend itself keeps (the local engine: images containers use)
+        snap = snapshot(backend, protected=history, versions=versions)
+        # + what the backend noticed (e.g. OCI: unknown creation times), and
+        # environments with no known deploy
+        planned = snap.plan(policy, now=clock(), notes=noticed)
+        name = backend.display
+        tell.planned(name, planned.plan)
+        for warning in planned.plan.warnings:
+            tell.warning(name, warning)
+        planned.check_cap()
+        if not planned.plan.delete:
+            tell.skipped(name, "nothing to delete")
+        elif dry_run:
+            tell.skipped(name, "dry run, nothing deleted")
+        else:
+            prepare_deletes(planned)  # e.g. OCI refuses before anything is asked
+            count = len(planned.plan.delete)
+            if not tell.confirm(name, count):
+                raise aborted(
+                    f"{name}: nothing was deleted", hint="pass --dry-run to only print the plan"
+                )
+            tell.started(name, count)
+            report = apply_planned(planned, on_result=lambda r: tell.progress(name, r))
+            tell.applied(name, report)
+    except TagkeeperError as exc:
+        error = exc
+        tell.failed(backend.display if backend is not None else image, exc)
+    result = PruneResult(
+        image,
+        plan=planned.plan if planned is not None else None,
+        report=report,
+        protected=snap.protected if snap is not None else {},
+        error=error,
+        requests=dict(backend.stats.by_kind) if backend is not None else {},
+    )
+    return result, isinstance(error, aborted)
+
+
+def configured_policy(
+    config: Config,
+    *,
+    keep: int | None = None,
+    keep_dev: int | None = None,
+    keep_pr: int | None = None,
+    keep_release: int | None = None,
+    keep_prerelease: int | None = None,
+    protect: Sequence[str] | None = None,
+    min_age: str | None = None,
+    untagged: str | None = None,
+    unmatched: str | None = None,
+    max_delete: int | None = None,
+) -> Policy:
+    """The policy ``tagkeeper prune`` applies: each argument given (a flag) wins over
+    the configuration's key, which wins over the default (``keep`` 5 for every channel,
+    ``min-age`` 1h, untagged deleted, unmatched tags kept, no cap). ``keep`` is the
+    base of the four per-channel counts."""
+    from datetime import timedelta
+
+    from tagkeeper.config import parse_duration, pick
+
+    base = pick(keep, config.keep, 5)
+    age = pick(min_age, config.min_age, "1h")
+    return Policy(
+        keep_dev=pick(keep_dev, config.keep_dev, base),
+        keep_pr=pick(keep_pr, config.keep_pr, base),
+        keep_release=pick(keep_release, config.keep_release, base),
+        keep_prerelease=pick(keep_prerelease, config.keep_prerelease, base),
+        protect=tuple(protect) if protect else (config.protect or ()),
+        min_age=timedelta(seconds=parse_duration(age)),
+        # checked by Policy (a flag's word may be anything)
+        untagged=cast("Choice", pick(untagged, config.untagged, "delete")),
+        unmatched=cast("Choice", pick(unmatched, config.unmatched, "keep")),
+        max_delete=pick(max_delete, config.max_delete, None),
     )

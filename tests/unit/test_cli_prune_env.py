@@ -21,6 +21,7 @@ from tagkeeper.cli import main
 from tagkeeper.errors import ExitCode, RegistryError
 from tagkeeper.rollback.ledger import Actor, Ledger
 from tagkeeper.rollback.resolve import DeployRecord, DeployStatus
+from tagkeeper.rollback.sources import HistorySettings
 from tests.unit.fakes import FakeRegistry, digest_of
 
 if TYPE_CHECKING:
@@ -238,12 +239,18 @@ class FakeDeployments:
         ]
 
 
-def use_github(monkeypatch: pytest.MonkeyPatch, fake: FakeDeployments) -> None:
-    from tagkeeper.cli import rollback_cmd
+def use_github(monkeypatch: pytest.MonkeyPatch, fake: FakeDeployments) -> list[HistorySettings]:
+    """GitHub Deployments answer from ``fake``; returns the settings each was opened with."""
+    opened: list[HistorySettings] = []
 
-    monkeypatch.setattr(rollback_cmd, "_github", lambda *args: fake)
+    def deployments(settings: HistorySettings) -> FakeDeployments:
+        opened.append(settings)
+        return fake
+
+    monkeypatch.setattr(HistorySettings, "deployments", deployments)
     monkeypatch.setenv("GITHUB_REPOSITORY", "acme/app")
     monkeypatch.setenv("GITHUB_TOKEN", "ghs_fake")
+    return opened
 
 
 def test_source_github_protects_from_deployments_and_needs_no_ledger(
@@ -255,7 +262,8 @@ def test_source_github_protects_from_deployments_and_needs_no_ledger(
     from datetime import UTC, datetime
 
     when = datetime(2026, 1, 1, tzinfo=UTC)
-    use_github(
+    (tmp := env.parent / "tagkeeper.toml").write_text('api-url = "https://ghe.test/api/v3"\n')
+    opened = use_github(
         monkeypatch,
         FakeDeployments(
             [
@@ -271,6 +279,11 @@ def test_source_github_protects_from_deployments_and_needs_no_ledger(
     assert "current in prod (github)" in kept["v1.2.0"]
     assert "rollback target for prod (github)" in kept["v0.9.0"]
     assert not env.exists()
+    # the configured API and the token of the environment are the ones GitHub is asked with
+    [settings] = opened
+    assert settings.api_url == "https://ghe.test/api/v3"
+    assert settings.token is not None and settings.token.reveal() == "ghs_fake"
+    assert tmp.exists()
 
 
 def test_source_github_down_stops_the_image_and_deletes_nothing(

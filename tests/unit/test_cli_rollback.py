@@ -14,6 +14,7 @@ from tagkeeper.cli import main, rollback_cmd
 from tagkeeper.errors import ExitCode, RegistryError, UsageError
 from tagkeeper.inventory import Version
 from tagkeeper.rollback import ledger as ledger_module
+from tagkeeper.rollback import sources
 from tagkeeper.rollback.ledger import Ledger
 from tagkeeper.rollback.resolve import DeployStatus
 
@@ -70,11 +71,11 @@ def use_resolver(monkeypatch: pytest.MonkeyPatch, resolver: FakeResolver) -> Non
 def use_registry(monkeypatch: pytest.MonkeyPatch, versions: Sequence[Version]) -> list[str]:
     asked: list[str] = []
 
-    def listing(_ctx: object, repository: str, *_rest: object) -> list[Version]:
+    def listing(repository: str, *_rest: object) -> list[Version]:
         asked.append(repository)
         return list(versions)
 
-    monkeypatch.setattr(rollback_cmd, "_backend_versions", listing)
+    monkeypatch.setattr(sources, "registry_versions", listing)
     return asked
 
 
