@@ -18,13 +18,12 @@ fast.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
@@ -37,6 +36,7 @@ from tagkeeper.rollback.sources import HistoryFrom
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from tagkeeper.cli.prune_render import TextRenderer
     from tagkeeper.inventory import DeleteResult
     from tagkeeper.registries.factory import Kind
     from tagkeeper.retention.executor import ApplyReport
@@ -88,72 +88,6 @@ def rollback_guard(
     return guard
 
 
-def _short(digest: str) -> str:
-    algo, _, hexpart = digest.partition(":")
-    return f"{algo}:{hexpart[:12]}" if hexpart else digest[:19]
-
-
-def _tags(tags: frozenset[str] | list[str], limit: int = 3) -> str:
-    ordered = sorted(tags)
-    if not ordered:
-        return "-"
-    text = ", ".join(ordered[:limit])
-    return text + (f" (+{len(ordered) - limit})" if len(ordered) > limit else "")
-
-
-def render_plan(image: str, plan: Plan) -> str:
-    """The plan as a table for people."""
-    rows = [("ACTION", "DIGEST", "TAGS", "REASON")]
-    for decision in plan.keep:
-        rows.append(
-            ("KEEP", _short(decision.version.digest), _tags(decision.version.tags), decision.reason)
-        )
-    for decision in plan.delete:
-        rows.append(
-            (
-                "DELETE",
-                _short(decision.version.digest),
-                _tags(decision.version.tags),
-                decision.reason,
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = [f"{image}: keep {len(plan.keep)}, delete {len(plan.delete)}"]
-    for row in rows:
-        lines.append(
-            "  "
-            + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3]))
-            + "  "
-            + row[3]
-        )
-    return "\n".join(lines)
-
-
-def _summary_markdown(entries: list[dict[str, Any]], dry_run: bool) -> str:
-    title = "### tagkeeper prune" + (" (dry run)" if dry_run else "")
-    lines = [
-        title,
-        "",
-        "| image | kept | planned deletes | deleted | problems |",
-        "|---|---|---|---|---|",
-    ]
-    for entry in entries:
-        applied = entry.get("applied") or {}
-        counts = applied.get("counts", {}) if isinstance(applied, dict) else {}
-        problems = []
-        for key in ("failed", "refused", "changed", "skipped"):
-            if counts.get(key):
-                problems.append(f"{counts[key]} {key}")
-        if entry.get("error"):
-            problems.append(str(entry["error"]["message"]))
-        lines.append(
-            f"| `{gha.md_escape(entry['image'])}` | {len(entry['keep'])} | "
-            f"{len(entry['delete'])} | {counts.get('deleted', 0)} | "
-            f"{gha.md_escape('; '.join(problems)) or '-'} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
 class _Progress:
     """One updating stderr line on a terminal; silent elsewhere."""
 
@@ -171,35 +105,6 @@ class _Progress:
     def close(self) -> None:
         if self.enabled and self.done:
             sys.stderr.write("\n")
-
-
-def _report_text(image: str, report: ApplyReport) -> str:
-    parts = [f"{report.deleted} deleted"]
-    for name, count in (
-        ("already gone", report.already_gone),
-        ("changed (skipped)", report.changed),
-        ("refused", report.refused),
-        ("failed", report.failed),
-        ("not attempted", len(report.skipped)),
-    ):
-        if count:
-            parts.append(f"{count} {name}")
-    lines = [f"{image}: " + ", ".join(parts)]
-    for result in report.results:
-        if result.status.value in ("refused", "failed", "changed"):
-            lines.append(
-                f"  {result.status.value}: {_short(result.version.digest)} "
-                f"[{_tags(result.version.tags)}] {result.detail}"
-            )
-    if report.replanned:
-        lines.append(f"  {report.replanned}")
-    if report.held_back:
-        lines.append(f"  {report.held_back}")
-    if report.stopped:
-        lines.append(f"  {report.stopped}")
-        if report.error_hint:
-            lines.append(f"  hint: {report.error_hint}")
-    return "\n".join(lines)
 
 
 def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
@@ -424,6 +329,17 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
             show_default=False,
         ),
     ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            metavar="FILE",
+            dir_okay=False,
+            help="Also write the whole run to FILE, without any cap: JSON (.json) or "
+            "Markdown (.md), e.g. for a workflow to upload as an artifact.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Delete all but the newest images of each channel, never breaking a kept image.
 
@@ -434,6 +350,7 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
     deleted), 10 stopped on the rate limit (rerun later), 11 declined, 12 the deploy
     ledger cannot be read.
     """
+    from tagkeeper.cli import prune_render
     from tagkeeper.refs import parse_reference
     from tagkeeper.registries.factory import KINDS, BackendOptions, token_from_env
     from tagkeeper.retention.runner import check_images, configured_policy, prune_images
@@ -471,6 +388,8 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
         unmatched=unmatched,
         max_delete=max_delete,
     )
+    if report is not None:
+        prune_render.check_report_path(report)
     wait = parse_duration(max_wait) if max_wait else DEFAULT_MAX_WAIT
     interactive = sys.stdin.isatty()
     if not dry_run and not yes and not interactive:
@@ -504,7 +423,8 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
         environ=environ,
     )
     scrub = secret.scrub if secret else (lambda text: text)
-    listener = _Listener(fmt, scrub=scrub, ask=not yes, progress=sys.stderr.isatty())
+    renderer = prune_render.RENDERERS[fmt]()
+    listener = _Listener(renderer, scrub=scrub, ask=not yes, progress=sys.stderr.isatty())
     kinds = check_images(targets, options)  # bad names: usage errors before any request
     if not images:  # from the configuration: the checkout's, inside Actions
         from tagkeeper.destinations import check_configured_images
@@ -536,21 +456,9 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
             dry_run=dry_run,
             listener=listener,
         )
-    payload = run.to_json(scrub)
-    if fmt is common.Format.json:
-        common.emit_json(payload)
-    elif fmt is common.Format.github:
-        entries = payload["images"]
-        gha.write_outputs(
-            {
-                # a dry run says what it would delete (the action documents it so)
-                "deleted": str(run.planned if dry_run else run.deleted),
-                "kept": str(run.kept),
-                "planned": str(run.planned),
-                "json": json.dumps(payload, separators=(",", ":")),
-            }
-        )
-        gha.append_summary(_summary_markdown(entries, dry_run))
+    if report is not None:
+        prune_render.write_report(report, run, scrub)
+    renderer.finish(run, scrub=scrub, report=report)
     if run.exit_code is not ExitCode.OK:
         raise typer.Exit(int(run.exit_code))
 
@@ -560,22 +468,19 @@ class _Listener(PruneListener):
     before deleting (unless --yes), one progress line on a terminal."""
 
     def __init__(
-        self, fmt: common.Format, *, scrub: Callable[[str], str], ask: bool, progress: bool
+        self, renderer: TextRenderer, *, scrub: Callable[[str], str], ask: bool, progress: bool
     ) -> None:
-        self.fmt = fmt
+        self.renderer = renderer
         self.scrub = scrub
         self.ask = ask
         self.show_progress = progress
         self.bar: _Progress | None = None
 
     def planned(self, image: str, plan: Plan) -> None:
-        if self.fmt is not common.Format.json:
-            typer.echo(render_plan(image, plan))
+        self.renderer.plan(image, plan)
 
     def warning(self, image: str, text: str) -> None:
-        common.info(f"warning: {image}: {text}")
-        if self.fmt is common.Format.github:
-            typer.echo(gha.annotation("warning", f"{image}: {text}"), err=True)
+        self.renderer.warning(image, text)
 
     def skipped(self, image: str, why: str) -> None:
         common.info(f"{image}: {why}")
@@ -593,13 +498,14 @@ class _Listener(PruneListener):
             self.bar(result)
 
     def applied(self, image: str, report: ApplyReport) -> None:
+        from tagkeeper.cli.prune_render import report_text
         from tagkeeper.retention.runner import scrubbed
 
         if self.bar is not None:
             self.bar.close()
             self.bar = None
         # an error's words: scrubbed like any other
-        common.info(_report_text(image, scrubbed(report, self.scrub)))
+        common.info(report_text(image, scrubbed(report, self.scrub)))
 
     def failed(self, image: str, error: TagkeeperError) -> None:
         if self.bar is not None:

@@ -282,7 +282,8 @@ def test_source_github_protects_from_deployments_and_needs_no_ledger(
     # the configured API and the token of the environment are the ones GitHub is asked with
     [settings] = opened
     assert settings.api_url == "https://ghe.test/api/v3"
-    assert settings.token is not None and settings.token.reveal() == "ghs_fake"
+    assert settings.token is not None
+    assert settings.token.reveal() == "ghs_fake"
     assert tmp.exists()
 
 

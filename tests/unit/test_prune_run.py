@@ -123,7 +123,8 @@ def test_a_declined_confirmation_stops_the_run_and_deletes_nothing_more(
 ) -> None:
     events = Recorder(answers={A: False})
     (result,) = run(client, events)
-    assert registries[A].deleted == [] and registries[B].deleted == []
+    assert registries[A].deleted == []
+    assert registries[B].deleted == []
     assert events.events[-1] == ("failed", A, "Aborted")
     assert all(e[1] == A for e in events.events)  # B is never even listed
     assert result.exit_code is ExitCode.ABORTED  # type: ignore[attr-defined]
@@ -136,7 +137,8 @@ def test_a_dry_run_deletes_nothing_and_counts_what_it_would(
 ) -> None:
     events = Recorder()
     (result,) = run(client, events, dry_run=True)
-    assert registries[A].delete_calls == [] and registries[B].delete_calls == []
+    assert registries[A].delete_calls == []
+    assert registries[B].delete_calls == []
     assert ("skipped", A, "dry run, nothing deleted") in events.events
     assert not any(e[0] == "confirm" for e in events.events)
     assert (result.planned, result.deleted) == (4, 0)  # type: ignore[attr-defined]
@@ -188,7 +190,8 @@ def test_history_protects_what_runs_and_a_named_environment_without_it_stops_fir
         run(client, events, guard=guard)
     assert source.asked == [A, B]  # both histories read before any registry is listed
     assert events.events == []
-    assert registries[A].delete_calls == [] and registries[B].delete_calls == []
+    assert registries[A].delete_calls == []
+    assert registries[B].delete_calls == []
 
     lenient = RollbackGuard(("prod",), (source,), "ledger")  # not named: B only warned
     (result,) = run(client, Recorder(), guard=lenient, dry_run=True)

@@ -206,7 +206,7 @@ def test_every_declared_output_reaches_a_later_step(
     # prune's dry run: one of the two dev images would go
     assert (output("prune", "planned"), output("prune", "kept")) == ("1", "1")
     assert json.loads(output("prune", "json"))["dry_run"] is True
-    assert output("prune", "deleted") == "1"  # the documented dry-run meaning
+    assert output("prune", "deleted") == "0"  # a dry run deletes nothing (planned: 1)
     assert {v.digest for v in emu.versions(OWNER, PACKAGE)}  # nothing was deleted
 
     # deploy ran the command with the image as given (lower-cased: GHCR names)
