@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 
 TOKEN_VARIABLES = ("GITHUB_TOKEN", "GH_TOKEN")
 
+# Every credential value this process has held as a Secret, so that what is printed for
+# debugging (an error's cause chain, a traceback) can be scrubbed of all of them.
+_KNOWN: set[str] = set()
+
 
 class Secret:
     """Holds a credential. ``str()``, ``repr()`` and f-strings print ``***``."""
@@ -27,6 +31,8 @@ class Secret:
 
     def __init__(self, value: str) -> None:
         self._value = value
+        if value:
+            _KNOWN.add(value)
 
     def reveal(self) -> str:
         """The raw value, for the one place that sends it (an auth header)."""
@@ -52,6 +58,14 @@ class Secret:
 
     def __format__(self, spec: str) -> str:
         return "***"
+
+
+def scrub_all(text: str) -> str:
+    """``text`` with every credential this process has held as a :class:`Secret`
+    replaced by ``***`` (longest first, so a token inside another is not half shown)."""
+    for value in sorted(_KNOWN, key=len, reverse=True):
+        text = text.replace(value, "***")
+    return text
 
 
 def _flaw(value: str, kind: Literal["token", "password"]) -> str | None:

@@ -19,7 +19,7 @@ except ImportError:  # pragma: no cover - typer releases built on click itself
 from typing import TYPE_CHECKING
 
 from tagkeeper import __version__
-from tagkeeper.cli import common, gha
+from tagkeeper.cli import common, debug, gha
 from tagkeeper.errors import ExitCode, TagkeeperError
 
 if TYPE_CHECKING:
@@ -35,12 +35,21 @@ def _version(value: bool) -> None:
 def _root(
     ctx: typer.Context,
     config: common.ConfigOpt = None,
+    debug: bool = typer.Option(
+        False,
+        "--debug",
+        help="On an error, also print its cause chain and tracebacks (credentials masked); "
+        "also $TAGKEEPER_DEBUG=1.",
+    ),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
     """Immutable image tags, safe registry pruning and exact rollbacks."""
-    ctx.obj = common.State(config_path=config)
+    from tagkeeper.cli.debug import wanted
+
+    # main() prints an error's chain; commands that go on after one (prune) read it here
+    ctx.obj = common.State(config_path=config, debug=debug or wanted([]))
 
 
 def build_app(names: Collection[str] | None = None) -> typer.Typer:
@@ -74,7 +83,7 @@ def _command_named(args: Sequence[str]) -> str | None:
     while i < len(args) and args[i].startswith("-"):
         if args[i] == "--config":
             i += 2
-        elif args[i].startswith("--config="):
+        elif args[i].startswith("--config=") or args[i] == "--debug":
             i += 1
         else:
             return None
@@ -100,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         common.error(exc.diagnostics())
         if gha.in_actions():
             typer.echo(gha.annotation("error", exc.diagnostics(), title="tagkeeper"), err=True)
+        if debug.wanted(args):
+            typer.echo(debug.explain(exc), err=True)
         return int(exc.exit_code)
     except typer.Abort:
         common.error("aborted")

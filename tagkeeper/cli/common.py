@@ -44,6 +44,7 @@ class State:
     """Per-invocation state, loaded lazily."""
 
     config_path: Path | None = None
+    debug: bool = False  # --debug or $TAGKEEPER_DEBUG: errors show their cause chain
     _config: Config | None = field(default=None, repr=False)
 
     def config(self) -> Config:

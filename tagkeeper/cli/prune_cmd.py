@@ -424,7 +424,13 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
     )
     scrub = secret.scrub if secret else (lambda text: text)
     renderer = prune_render.RENDERERS[fmt]()
-    listener = _Listener(renderer, scrub=scrub, ask=not yes, progress=sys.stderr.isatty())
+    listener = _Listener(
+        renderer,
+        scrub=scrub,
+        ask=not yes,
+        progress=sys.stderr.isatty(),
+        debug=common.state(ctx).debug,
+    )
     kinds = check_images(targets, options)  # bad names: usage errors before any request
     if not images:  # from the configuration: the checkout's, inside Actions
         from tagkeeper.destinations import check_configured_images
@@ -468,13 +474,20 @@ class _Listener(PruneListener):
     before deleting (unless --yes), one progress line on a terminal."""
 
     def __init__(
-        self, renderer: TextRenderer, *, scrub: Callable[[str], str], ask: bool, progress: bool
+        self,
+        renderer: TextRenderer,
+        *,
+        scrub: Callable[[str], str],
+        ask: bool,
+        progress: bool,
+        debug: bool,
     ) -> None:
         self.renderer = renderer
         self.scrub = scrub
         self.ask = ask
         self.show_progress = progress
         self.bar: _Progress | None = None
+        self.debug = debug
 
     def planned(self, image: str, plan: Plan) -> None:
         self.renderer.plan(image, plan)
@@ -512,3 +525,7 @@ class _Listener(PruneListener):
             self.bar.close()
             self.bar = None
         common.error(self.scrub(error.diagnostics()))
+        if self.debug:
+            from tagkeeper.cli.debug import explain
+
+            common.info(self.scrub(explain(error)))
