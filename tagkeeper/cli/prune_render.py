@@ -63,6 +63,18 @@ def _tags(tags: Iterable[str], limit: int = 3) -> str:
     return text + (f" (+{len(ordered) - limit})" if len(ordered) > limit else "")
 
 
+def _outcomes(report: ApplyReport) -> list[tuple[str, str, int]]:
+    """How the deletes that did not simply go through ended: (words for the text report,
+    the count's name in the summary's problems, or '' when it is no problem; count)."""
+    return [
+        ("already gone", "", report.already_gone),
+        ("changed (skipped)", "changed", report.changed),
+        ("refused", "refused", report.refused),
+        ("failed", "failed", report.failed),
+        ("not attempted", "skipped", len(report.skipped)),
+    ]
+
+
 # -- text ------------------------------------------------------------------------------------
 
 
@@ -85,15 +97,7 @@ def plan_table(image: str, plan: Plan) -> str:
 def report_text(image: str, report: ApplyReport) -> str:
     """What the deletes of one image did, for people (stderr)."""
     parts = [f"{report.deleted} deleted"]
-    for name, count in (
-        ("already gone", report.already_gone),
-        ("changed (skipped)", report.changed),
-        ("refused", report.refused),
-        ("failed", report.failed),
-        ("not attempted", len(report.skipped)),
-    ):
-        if count:
-            parts.append(f"{count} {name}")
+    parts += [f"{count} {text}" for text, _, count in _outcomes(report) if count]
     lines = [f"{render.text(image)}: " + ", ".join(parts)]
     for result in report.results:
         if result.status.value in ("refused", "failed", "changed"):
@@ -114,16 +118,9 @@ def report_text(image: str, report: ApplyReport) -> str:
 
 def _problems(result: PruneResult, scrub: Callable[[str], str]) -> str:
     problems = []
-    report = result.report
-    if report is not None:
-        for name, count in (
-            ("failed", report.failed),
-            ("refused", report.refused),
-            ("changed", report.changed),
-            ("skipped", len(report.skipped)),
-        ):
-            if count:
-                problems.append(f"{count} {name}")
+    if result.report is not None:
+        outcomes = _outcomes(result.report)
+        problems += [f"{count} {name}" for _, name, count in outcomes if name and count]
     entry_error = result.to_json(scrub)["error"]
     if entry_error:
         problems.append(str(entry_error["message"]))

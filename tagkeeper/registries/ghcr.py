@@ -31,6 +31,11 @@ for manifests.
 
 The backend receives its ``httpx.Client``; it never builds one. Tokens are
 :class:`~tagkeeper.secret.Secret` values and never appear in messages.
+
+It is one module on purpose (past 600 lines): the listing, the re-checks before each
+delete and the delete itself share the package's state (its versions by id, what was
+pushed since the listing); the REST client, the version model and ``doctor`` already
+live in ``ghcr_api``, ``ghcr_versions`` and ``ghcr_doctor``.
 """
 
 from __future__ import annotations
