@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tagkeeper.cli import common, gha, registry_access
+from tagkeeper.cli import common, registry_access, rollback_render
 from tagkeeper.cli.registry_access import RegistryFlags as RegistryFlags  # noqa: PLC0414
 from tagkeeper.cli.registry_access import notes_of as notes_of  # noqa: PLC0414
 from tagkeeper.cli.registry_access import vouch as vouch  # noqa: PLC0414
@@ -422,17 +422,7 @@ def history(  # noqa: PLR0917
             + ("" if records is not None else f" (no deploy ledger at {path})")
         )
         records = []
-    if fmt is TextJson.json:
-        common.emit_json([r.as_dict() for r in records])
-        return
-    for r in records:
-        kind = " rollback" if r.rollback else ""
-        when = r.started_at.strftime("%Y-%m-%d %H:%M:%SZ")
-        digest = f" {r.digest[:19]}" if r.digest else ""
-        who = f" by {r.user}" if r.user else ""
-        typer.echo(
-            f"#{r.id}\t{when}\t{r.environment}\t{r.reference}{digest}\t{r.status}{kind}{who}"
-        )
+    rollback_render.history(fmt is TextJson.json, records)
 
 
 def previous(  # noqa: PLR0917
@@ -504,23 +494,7 @@ def previous(  # noqa: PLR0917
                 ctx, ledger_path, environment=None, repository=target.repository
             )
             target = vouch(target, _registry_resolver(ctx, flags), records)
-    answer = target.reference(pinned=True) if digest else target.tag
-    for note in target.notes:
-        common.info(f"note: {note}")
-    if fmt is common.Format.json:
-        common.emit_json(target.as_dict())
-        return
-    typer.echo(answer)
-    if fmt is common.Format.github:
-        gha.write_outputs(
-            {
-                "previous": answer,
-                "tag": target.tag,
-                "reference": target.reference(),
-                "digest": target.digest or "",
-                "pinned": target.reference(pinned=True),
-            }
-        )
+    rollback_render.previous(fmt, target, pinned=digest)
 
 
 def _pin(ctx: typer.Context, target: RollbackTarget, flags: RegistryFlags) -> RollbackTarget:
