@@ -11,6 +11,7 @@ so that its ``verify`` step (host networking here: this engine has no bridge) ru
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -301,14 +302,23 @@ def test_prune_keeps_the_newest_per_channel_and_reports(
     garbage = images.image(label="garbage")
     emu.push_built(OWNER, PACKAGE, garbage, created=base)
     endpoints = {"prune": {"api-url": emu.api_url, "registry-url": emu.registry_url}}
+    # the upload of the report (no artifact service here) keeps the file it was given
+    keep = {"Keep the whole plan": {"name": "Keep the whole plan (stand-in)",
+                                    "run": 'cp prune-report.json "$TK_OUT/"'}}  # fmt: skip
     result = run_example(
         act, tmp_path, "prune.yml", event="schedule", payload={"schedule": "17 3 * * *"},
-        extra_with=endpoints, secrets={"GITHUB_TOKEN": token},
+        extra_with=endpoints, secrets={"GITHUB_TOKEN": token}, replace=keep,
     )  # fmt: skip
     left = {v.digest for v in emu.versions(OWNER, PACKAGE)}
     assert left == set(dev[2:])  # keep-dev 10; the two oldest and the garbage went
     assert "planned 3, deleted 3, kept 10" in result.log
     assert token not in result.log
+    # the whole plan went to the report file the workflow uploads
+    report = json.loads(result.read("prune-report.json"))
+    assert report["dry_run"] is False
+    (entry,) = report["images"]
+    assert {item["digest"] for item in entry["delete"]} == {*dev[:2], garbage.digest}
+    assert entry["applied"]["counts"]["deleted"] == 3
 
 
 def test_rollback_prints_one_pinned_reference(
