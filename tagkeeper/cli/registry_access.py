@@ -4,12 +4,10 @@ build, and the check of a digest that came from GitHub Deployments."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tagkeeper.cli import common
-from tagkeeper.errors import UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -17,14 +15,9 @@ if TYPE_CHECKING:
     import typer
 
     from tagkeeper.deploy.script import DigestResolver
-    from tagkeeper.inventory import Version
     from tagkeeper.registries.digests import RegistryDigests
     from tagkeeper.registries.factory import BackendOptions
     from tagkeeper.rollback.resolve import DeployRecord, RollbackTarget
-
-
-def _environ() -> dict[str, str]:
-    return dict(os.environ)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,39 +30,12 @@ class RegistryFlags:
     registry_url: str | None = None
 
     def options(self, ctx: typer.Context) -> BackendOptions:
-        from tagkeeper.registries.factory import BackendOptions
-        from tagkeeper.secret import token_from_env
+        from tagkeeper.cli.rollback_cmd import history_settings
 
-        env = _environ()
-        return BackendOptions(
-            token=token_from_env(self.token, env),
-            api_url=common.url_setting(ctx, "api-url", self.api_url, env),
-            registry_url=common.url_setting(ctx, "registry-url", self.registry_url, env),
-            environ=env,
+        settings = history_settings(
+            ctx, token=self.token, api_url=self.api_url, registry_url=self.registry_url
         )
-
-
-def backend_versions(
-    ctx: typer.Context, repository: str, flags: RegistryFlags
-) -> list[Version]:
-    """Every version of ``repository`` through the registry backends (``previous
-    --source registry`` needs the releases there), reached as ``flags`` say.
-
-    A repository no backend can reach is a :class:`RegistryError` here (the registry
-    cannot be asked).
-    """
-    from tagkeeper.errors import RegistryError
-    from tagkeeper.registries.factory import open_backend
-    from tagkeeper.transport import build_client
-
-    client = ctx.with_resource(build_client())
-    try:
-        backend = open_backend(repository, flags.options(ctx), client)
-    except UsageError as exc:
-        raise RegistryError(
-            f"cannot ask the registry of {repository}: {exc.message}", hint=exc.hint
-        ) from None
-    return list(backend.versions())
+        return settings.backend_options()
 
 
 def registry_resolver(ctx: typer.Context, flags: RegistryFlags) -> RegistryDigests:
