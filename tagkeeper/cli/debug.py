@@ -31,9 +31,13 @@ _MAX_DEPTH = 20
 
 
 def wanted(args: Sequence[str], environ: Mapping[str, str] | None = None) -> bool:
-    """Whether ``--debug`` is among the root options of ``args`` or the variable is set."""
+    """Whether ``--debug`` is among the root options of ``args``, ``$TAGKEEPER_DEBUG`` is
+    set, or GitHub Actions runs the step with debug logging (``RUNNER_DEBUG=1``, a re-run
+    with "Enable debug logging")."""
     env = os.environ if environ is None else environ
     if env.get(ENV_VAR, "").strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if env.get("RUNNER_DEBUG") == "1":
         return True
     for arg in args:
         if arg == FLAG:

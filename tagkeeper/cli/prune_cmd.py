@@ -1,16 +1,14 @@
 """``tagkeeper prune``: keep the last N images of each channel, delete the rest safely.
 
-For each ``--image``: list the versions and plan them (:mod:`tagkeeper.retention.runner`, which
-a library user calls the same way), print the plan, ask for confirmation on a terminal,
-apply it (:func:`tagkeeper.retention.runner.apply_planned`). A dry run prints the same plan and
-stops there.
+The command parses its flags, builds the policy (:func:`tagkeeper.retention.runner.
+configured_policy`), the backend options and the history sources ``--env`` reads
+(:func:`tagkeeper.rollback.sources.protection_sources`), then hands the whole run to
+:func:`tagkeeper.retention.runner.prune_images`, which a library user calls the same way.
+What it adds is the terminal: the plan and reports through the renderer of ``--format``
+(:mod:`tagkeeper.cli.prune_render`), the question before deleting, the progress line.
 
 Non-interactive use (no terminal on stdin) must say ``--yes`` (or ``--dry-run``):
 tagkeeper never deletes without either a person's answer or an explicit flag, in CI too.
-
-``--env ENV`` (repeatable; default: config ``env``) protects, in each environment, what
-the deploy history says is current, still being deployed, or the rollback target
-(:func:`tagkeeper.rollback.protection.rollback_protection`); the plan names that reason.
 
 httpx and the adapters are imported inside the command, so ``tagkeeper --help`` stays
 fast.

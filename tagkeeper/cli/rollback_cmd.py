@@ -1,7 +1,9 @@
 """``tagkeeper record | history | previous``: the deploy ledger and rollback targets.
 
-The options, adapters and the resolution of ``previous`` here are shared with
-``deploy`` and ``rollback`` (:mod:`tagkeeper.cli.deploy_cmd`). Heavy modules (sqlite3
+The options here, and the settings they make (:func:`history_settings`), are shared with
+``deploy`` and ``rollback`` (:mod:`tagkeeper.cli.deploy_cmd`); where history comes from
+and how ``previous`` answers is the library's (:mod:`tagkeeper.rollback.sources`), and
+how the answers look is :mod:`tagkeeper.cli.rollback_render`'s. Heavy modules (sqlite3
 through the ledger, PyGithub, httpx, docker) are imported inside the commands that use
 them.
 

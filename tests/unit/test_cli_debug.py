@@ -46,7 +46,7 @@ def broken_connect(repository: str, token: Secret, **_kw: Any) -> Any:
 def staged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TAGKEEPER_LEDGER", str(tmp_path / "ledger.db"))
-    for name in ("GITHUB_TOKEN", "GH_TOKEN", "GITHUB_ACTIONS", "TAGKEEPER_DEBUG"):
+    for name in ("GITHUB_TOKEN", "GH_TOKEN", "GITHUB_ACTIONS", "TAGKEEPER_DEBUG", "RUNNER_DEBUG"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(github_module, "connect", broken_connect)
 
@@ -87,6 +87,7 @@ def test_debug_is_a_root_option_only() -> None:
     assert not wanted(["prune", "--debug"], {})  # a command's argument, not the root's
     assert wanted(["prune"], {"TAGKEEPER_DEBUG": "1"})
     assert not wanted(["prune"], {"TAGKEEPER_DEBUG": "0"})
+    assert wanted(["prune"], {"RUNNER_DEBUG": "1"})  # an Actions re-run with debug logging
 
 
 @pytest.mark.parametrize(
