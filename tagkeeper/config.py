@@ -17,7 +17,7 @@ them could delete what they protect, so it is a ConfigError.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from tagkeeper.errors import ConfigError, UsageError
@@ -139,17 +139,19 @@ class Config:
     @classmethod
     def from_values(cls, values: Mapping[str, Any], source: Path | None = None) -> Config:
         """A Config from ``values`` already checked by :func:`validate` (keys with dashes)."""
-        fields: dict[str, Any] = {}
+        given: dict[str, Any] = {}
         for key, value in values.items():
-            if key not in SCHEMA:
-                raise KeyError(key)  # validate() refuses unknown keys first
+            if key not in SCHEMA or field_name(key) not in _FIELDS:
+                # validate() refuses unknown keys first: this is a key of SCHEMA that
+                # has no typed field yet (add one to Config)
+                raise KeyError(key)
             typed = value
             if key == "image" and isinstance(value, str):
                 typed = (value,)
             elif isinstance(value, list):
                 typed = tuple(value)
-            fields[key.replace("-", "_")] = typed
-        return cls(source=source, **fields)
+            given[field_name(key)] = typed
+        return cls(source=source, **given)
 
     def deploy_spec(self, environment: str) -> DeploySpec | None:
         """The ``[deploy.ENVIRONMENT]`` service description, ``None`` when there is none."""
@@ -157,6 +159,14 @@ class Config:
 
     def images(self) -> list[str]:
         return list(self.image)
+
+
+def field_name(key: str) -> str:
+    """The :class:`Config` field of a configuration key (``min-age`` -> ``min_age``)."""
+    return key.replace("-", "_")
+
+
+_FIELDS = frozenset(f.name for f in fields(Config))
 
 
 def pick(flag: T | None, configured: T | None, default: T) -> T:

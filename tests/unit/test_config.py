@@ -362,3 +362,12 @@ def test_bad_values_stop_commands_with_the_config_exit_code(
     path = write(in_tmp / "tagkeeper.toml", text)
     assert main(["check", "app:v1.0.0"]) == ExitCode.CONFIG
     assert f"{path}: key {key!r}" in capsys.readouterr().err
+
+
+def test_every_key_has_a_typed_field_and_every_field_a_key() -> None:
+    from dataclasses import fields
+
+    from tagkeeper.config import SCHEMA, field_name
+
+    names = {f.name for f in fields(Config)} - {"source"}
+    assert {field_name(key) for key in SCHEMA} == names
