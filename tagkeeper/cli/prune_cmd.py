@@ -351,7 +351,12 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
     from tagkeeper.cli import prune_render
     from tagkeeper.refs import parse_reference
     from tagkeeper.registries.factory import KINDS, BackendOptions, token_from_env
-    from tagkeeper.retention.runner import check_images, configured_policy, prune_images
+    from tagkeeper.retention.runner import (
+        RunInterrupted,
+        check_images,
+        configured_policy,
+        prune_images,
+    )
     from tagkeeper.retention.times import time_needed
     from tagkeeper.transport import DEFAULT_MAX_WAIT, build_client
 
@@ -450,16 +455,19 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
             api_url=api_url,
             allow_prerelease=allow_prerelease,
         )
-        run = prune_images(
-            targets,
-            policy,
-            options=options,
-            client=client,
-            clock=lambda: datetime.now(UTC),
-            guard=guard,
-            dry_run=dry_run,
-            listener=listener,
-        )
+        try:
+            run = prune_images(
+                targets,
+                policy,
+                options=options,
+                client=client,
+                clock=lambda: datetime.now(UTC),
+                guard=guard,
+                dry_run=dry_run,
+                listener=listener,
+            )
+        except RunInterrupted as stop:  # Ctrl-C: what was done is still reported, exit 130
+            run = stop.run
     if report is not None:
         prune_render.write_report(report, run, scrub)
     renderer.finish(run, scrub=scrub, report=report)
@@ -486,8 +494,10 @@ class _Listener(PruneListener):
         self.show_progress = progress
         self.bar: _Progress | None = None
         self.debug = debug
+        self.plan: Plan | None = None
 
     def planned(self, image: str, plan: Plan) -> None:
+        self.plan = plan
         self.renderer.plan(image, plan)
 
     def warning(self, image: str, text: str) -> None:
@@ -499,6 +509,8 @@ class _Listener(PruneListener):
     def confirm(self, image: str, count: int) -> bool:
         if not self.ask:
             return True
+        if self.plan is not None:
+            self.renderer.before_asking(image, self.plan)
         return typer.confirm(f"Delete {count} versions of {image}?", default=False, err=True)
 
     def started(self, image: str, total: int) -> None:
@@ -512,16 +524,28 @@ class _Listener(PruneListener):
         from tagkeeper.cli.prune_render import report_text
         from tagkeeper.retention.runner import scrubbed
 
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+        self._end_bar()
         # an error's words: scrubbed like any other
         common.info(report_text(image, scrubbed(report, self.scrub)))
 
-    def failed(self, image: str, error: TagkeeperError) -> None:
+    def interrupted(self, image: str, report: ApplyReport | None) -> None:
+        from tagkeeper.cli.prune_render import interrupted_text
+        from tagkeeper.retention.runner import scrubbed
+
+        self._end_bar()
+        shown = None if report is None else scrubbed(report, self.scrub)
+        common.info(interrupted_text(image, shown))
+
+    def not_started(self, image: str) -> None:
+        common.info(f"{image}: not started (interrupted)")
+
+    def _end_bar(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+    def failed(self, image: str, error: TagkeeperError) -> None:
+        self._end_bar()
         common.error(self.scrub(error.diagnostics()))
         if self.debug:
             from tagkeeper.cli.debug import explain

@@ -113,6 +113,22 @@ def report_text(image: str, report: ApplyReport) -> str:
     return "\n".join(lines)
 
 
+def interrupted_text(image: str, report: ApplyReport | None) -> str:
+    """What Ctrl-C left of one image's prune: nothing deleted (before the deletes began),
+    or the apply report with the versions deleted and left by name."""
+    if report is None:
+        return f"{render.text(image)}: interrupted before any delete; nothing was deleted"
+    lines = [report_text(image, report)]
+    gone = [r for r in report.results if r.status.value in ("deleted", "already_gone")]
+    lines += [f"  deleted: {_short(r.version.digest)} [{_tags(r.version.tags)}]" for r in gone]
+    lines += [
+        f"  left: {_short(v.digest)} [{_tags(v.tags)}]: "
+        f"{render.text(report.reasons.get(v.digest, ''))}"
+        for v in report.skipped
+    ]
+    return "\n".join(lines)
+
+
 # -- Markdown --------------------------------------------------------------------------------
 
 
@@ -284,7 +300,11 @@ class TextRenderer:
     """``--format text``: plans on stdout as they are made, warnings on stderr."""
 
     def plan(self, image: str, plan: Plan) -> None:
-        typer.echo(plan_table(image, plan))
+        common.out(plan_table(image, plan))
+
+    def before_asking(self, image: str, plan: Plan) -> None:
+        """What a person sees before the question (the plan is already on the screen)."""
+        del image, plan
 
     def warning(self, image: str, text: str) -> None:
         common.info(f"warning: {render.text(image)}: {render.text(text)}")
@@ -299,6 +319,9 @@ class JsonRenderer(TextRenderer):
 
     def plan(self, image: str, plan: Plan) -> None:
         del image, plan  # stdout is for the document
+
+    def before_asking(self, image: str, plan: Plan) -> None:
+        common.info(plan_table(image, plan))  # on a terminal: what is asked, on stderr
 
     def finish(self, run: PruneRun, *, scrub: Callable[[str], str], report: Path | None) -> None:
         common.emit_json(run.to_json(scrub))

@@ -1,40 +1,27 @@
-"""The one place where the CLI escapes what it prints, for each kind of output.
+"""The one place the CLI's renderers escape what they print, for each kind of output.
 
-Every renderer of every command calls these instead of escaping on its own:
+Every renderer calls these instead of escaping on its own:
 
 * :func:`text`: a value in a line for people (a terminal, a CI log): outside text
   (tags, reasons quoting a registry, error words) goes through
   :func:`tagkeeper.untrusted.neutralise`, so it can neither end the line, drive the
-  terminal nor start a workflow command.
-* :func:`md`: a value in Markdown (a table cell, a list item of a step summary or a
-  report file): neutralised, then Markdown and HTML made literal (GitHub renders HTML
-  in summaries).
-* :func:`code`: a value shown as inline code in Markdown.
+  terminal nor start a workflow command (the CLI's writers add
+  :func:`tagkeeper.untrusted.printable` on top).
+* :func:`md`: a value as Markdown text (a table cell, a list item of a step summary or
+  a report file), and :func:`code`: a value as a code span; both are the Actions
+  module's Markdown escapes (:func:`tagkeeper.cli.gha.md_escape`,
+  :func:`tagkeeper.cli.gha.md_code`), so every summary escapes alike.
 
-JSON needs no escaping here: ``json.dumps`` escapes control characters and the
-document is parsed, never rendered.
+JSON needs no escaping here: ``json.dumps`` escapes control characters and the CLI's
+JSON writer the rest (:func:`tagkeeper.untrusted.json_text`).
 """
 
 from __future__ import annotations
 
+from tagkeeper.cli.gha import md_code, md_escape
 from tagkeeper.untrusted import neutralise
 
 __all__ = ["code", "md", "text"]
-
-_MD_SPECIAL = str.maketrans(
-    {
-        "\\": "\\\\",
-        "|": "\\|",
-        "`": "\\`",
-        "*": "\\*",
-        "_": "\\_",
-        "[": "\\[",
-        "]": "\\]",
-        "<": "&lt;",
-        ">": "&gt;",
-        "&": "&amp;",
-    }
-)
 
 
 def text(value: str, *, limit: int | None = None) -> str:
@@ -43,14 +30,10 @@ def text(value: str, *, limit: int | None = None) -> str:
 
 
 def md(value: str) -> str:
-    """``value`` as literal Markdown text (a table cell, a list item): one line, no
-    markup, no HTML."""
-    return neutralise(value, limit=None).translate(_MD_SPECIAL)
+    """``value`` as literal Markdown text: one line, no markup, no HTML."""
+    return md_escape(value)
 
 
 def code(value: str) -> str:
     """``value`` as inline code in Markdown (a digest, a tag, an image name)."""
-    shown = neutralise(value, limit=None).replace("|", "\\|")
-    fence = "``" if "`" in shown else "`"
-    pad = " " if shown.startswith("`") or shown.endswith("`") else ""
-    return f"{fence}{pad}{shown}{pad}{fence}"
+    return md_code(value)

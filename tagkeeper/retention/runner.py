@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 from tagkeeper.errors import ExitCode, TagkeeperError, worst
 from tagkeeper.retention import executor as apply
-from tagkeeper.retention.executor import ApplyReport, replanner
+from tagkeeper.retention.executor import ApplyReport, Interrupted, replanner
 from tagkeeper.retention.planner import Plan, Policy, plan
 
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ __all__ = [
     "PruneListener",
     "PruneResult",
     "PruneRun",
+    "RunInterrupted",
     "Snapshot",
     "apply_planned",
     "check_images",
@@ -316,6 +317,13 @@ class PruneListener:
         """The prune of ``image`` ended with ``error`` (the run goes on with the next
         image, unless the error is :class:`~tagkeeper.errors.Aborted`)."""
 
+    def interrupted(self, image: str, report: ApplyReport | None) -> None:
+        """Ctrl-C stopped the prune of ``image``: ``report`` says what was deleted and
+        what is left (``None``: before any delete)."""
+
+    def not_started(self, image: str) -> None:
+        """The run was interrupted before it came to ``image``."""
+
 
 @dataclass(frozen=True)
 class PruneRun:
@@ -323,11 +331,13 @@ class PruneRun:
 
     results: tuple[PruneResult, ...]
     dry_run: bool = False
+    interrupted: bool = False  # Ctrl-C stopped the run (the later images did not start)
 
     @property
     def exit_code(self) -> ExitCode:
-        """The worst exit code of the images (:func:`tagkeeper.errors.worst`)."""
-        code = ExitCode.OK
+        """The worst exit code of the images (:func:`tagkeeper.errors.worst`);
+        :attr:`~tagkeeper.errors.ExitCode.INTERRUPTED` when Ctrl-C stopped the run."""
+        code = ExitCode.INTERRUPTED if self.interrupted else ExitCode.OK
         for result in self.results:
             code = worst(code, result.exit_code)
         return code
@@ -349,6 +359,17 @@ class PruneRun:
     def to_json(self, scrub: Callable[[str], str] = _same) -> dict[str, Any]:
         """The document ``tagkeeper prune --format json`` prints."""
         return {"images": [r.to_json(scrub) for r in self.results], "dry_run": self.dry_run}
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`prune_images`; ``run`` is what was done: the images pruned,
+    the one interrupted (its report lists what was deleted and what is left), none of
+    the later ones. Still a ``KeyboardInterrupt``, so a caller that does not know it
+    stops as before."""
+
+    def __init__(self, run: PruneRun) -> None:
+        super().__init__()
+        self.run = run
 
 
 def check_images(images: Sequence[str], options: BackendOptions) -> dict[str, Kind]:
@@ -388,7 +409,8 @@ def prune_images(
     ``client``), list, plan (``clock`` says when), check the cap, run the backend's
     delete checks, ``listener.confirm``, apply with re-planning. A declined
     confirmation (:class:`~tagkeeper.errors.Aborted`) stops the run; any other error
-    ends that image's prune and the run goes on.
+    ends that image's prune and the run goes on. Ctrl-C raises :class:`RunInterrupted`
+    with what was done, after ``listener.interrupted`` and ``listener.not_started``.
     """
     from tagkeeper.errors import Aborted
     from tagkeeper.rollback.protection import NoHistory
@@ -409,7 +431,7 @@ def prune_images(
         except TagkeeperError as exc:  # e.g. GitHub down: that image is not pruned
             histories[image] = exc
     results: list[PruneResult] = []
-    for image in images:
+    for index, image in enumerate(images):
         result, stop = _prune_one(
             image,
             histories[image],
@@ -422,6 +444,10 @@ def prune_images(
             aborted=Aborted,
         )
         results.append(result)
+        if stop == "interrupted":
+            for later in images[index + 1 :]:
+                tell.not_started(later)
+            raise RunInterrupted(PruneRun(tuple(results), dry_run, interrupted=True))
         if stop:
             break
     return PruneRun(tuple(results), dry_run)
@@ -438,8 +464,9 @@ def _prune_one(
     dry_run: bool,
     tell: PruneListener,
     aborted: type[TagkeeperError],
-) -> tuple[PruneResult, bool]:
-    """One image of :func:`prune_images`: its result, and whether the run stops."""
+) -> tuple[PruneResult, str]:
+    """One image of :func:`prune_images`: its result, and why the run stops after it
+    (``""``: it goes on; ``"aborted"``; ``"interrupted"``: Ctrl-C)."""
     from tagkeeper.registries import factory
 
     backend: Backend | None = None
@@ -447,6 +474,7 @@ def _prune_one(
     planned: PlannedPrune | None = None
     report: ApplyReport | None = None
     error: TagkeeperError | None = None
+    why = ""
     try:
         if isinstance(known, TagkeeperError):
             raise known
@@ -475,11 +503,18 @@ def _prune_one(
                     f"{name}: nothing was deleted", hint="pass --dry-run to only print the plan"
                 )
             tell.started(name, count)
-            report = apply_planned(planned, on_result=lambda r: tell.progress(name, r))
+            try:
+                report = apply_planned(planned, on_result=lambda r: tell.progress(name, r))
+            except Interrupted as stop:
+                report = stop.report  # what was deleted and what is left
+                raise
             tell.applied(name, report)
     except TagkeeperError as exc:
         error = exc
         tell.failed(backend.display if backend is not None else image, exc)
+    except KeyboardInterrupt:  # Ctrl-C: say what was done; the caller stops the run
+        why = "interrupted"
+        tell.interrupted(backend.display if backend is not None else image, report)
     result = PruneResult(
         image,
         plan=planned.plan if planned is not None else None,
@@ -488,7 +523,9 @@ def _prune_one(
         error=error,
         requests=dict(backend.stats.by_kind) if backend is not None else {},
     )
-    return result, isinstance(error, aborted)
+    if why:
+        return result, why
+    return result, "aborted" if isinstance(error, aborted) else ""
 
 
 def configured_policy(
