@@ -64,6 +64,15 @@ SCHEMA: dict[str, tuple[tuple[type, ...], str]] = {
     "keep-prerelease": (_INT, "a non-negative integer"),
     "protect": (_LIST, "a list of non-empty glob patterns, e.g. ['v*', 'stable']"),
     "min-age": (_STR, "a duration such as '1h', '30m', '2d' or '0' (at most 100 years)"),
+    "older-than": (
+        _STR,
+        "a duration such as '30d' or '0' (at most 100 years): only older images are deleted",
+    ),
+    "protect-regex": (
+        _LIST,
+        "a list of Python regular expressions, each matched against the whole tag, "
+        "e.g. ['v1\\.\\d+\\.\\d+', 'stable-.*']",
+    ),
     "untagged": (_STR, "'keep' or 'delete'"),
     "unmatched": (_STR, "'keep' or 'delete' (tags that match no channel)"),
     "max-delete": (_INT, "a non-negative integer"),
@@ -127,6 +136,8 @@ class Config:
     keep_prerelease: int | None = None
     protect: tuple[str, ...] | None = None
     min_age: str | None = None
+    older_than: str | None = None
+    protect_regex: tuple[str, ...] | None = None
     untagged: Literal["keep", "delete"] | None = None
     unmatched: Literal["keep", "delete"] | None = None
     max_delete: int | None = None
@@ -243,6 +254,19 @@ def _check_protect(value: list[str]) -> None:
             raise UsageError("an empty pattern protects nothing", hint="remove it")
 
 
+def _check_protect_regex(value: list[str]) -> None:
+    from tagkeeper.retention.policy import check_protect_regex  # lazy: only files that set it
+
+    for pattern in value:
+        try:
+            check_protect_regex(pattern)
+        except UsageError as exc:
+            # the flag's words, without the flag: this is the file's key
+            raise UsageError(
+                exc.message.replace("--protect-regex ", "", 1), hint=exc.hint
+            ) from None
+
+
 def _check_url(key: str) -> Callable[[str], None]:
     def check(value: str) -> None:
         # lazy: only files that set a URL pay for importing the HTTP stack here
@@ -270,6 +294,8 @@ _CHECKS: dict[str, Callable[[Any], object]] = {
     "dev-pointer": _check_dev_pointer,
     "protect": _check_protect,
     "min-age": parse_duration,
+    "older-than": parse_duration,
+    "protect-regex": _check_protect_regex,
     "api-url": _check_url("api-url"),
     "registry-url": _check_url("registry-url"),
     "ledger": _check_ledger,

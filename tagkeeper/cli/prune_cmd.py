@@ -168,6 +168,28 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
             show_default=False,
         ),
     ] = None,
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--older-than",
+            metavar="DURATION",
+            help="Delete only images older than this (e.g. 30d), as a second condition "
+            "beside --keep: an image goes only when both say so (default: config "
+            "'older-than', else no age condition).",
+            show_default=False,
+        ),
+    ] = None,
+    protect_regex: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--protect-regex",
+            metavar="REGEX",
+            help="Never delete images with a tag that this Python regular expression "
+            "matches in full (the whole tag, not a part: 'v1\\.\\d+' keeps v1.2, not "
+            "v1.2.3); repeatable, beside --protect globs.",
+            show_default=False,
+        ),
+    ] = None,
     untagged: Annotated[
         str | None,
         typer.Option(
@@ -390,6 +412,8 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
         untagged=untagged,
         unmatched=unmatched,
         max_delete=max_delete,
+        older_than=older_than,
+        protect_regex=protect_regex,
     )
     if report is not None:
         prune_render.check_report_path(report)

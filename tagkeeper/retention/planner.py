@@ -104,8 +104,6 @@ def _tag_list(tags: Sequence[str], limit: int = 3) -> str:
     return ", ".join(tags[:limit]) + f" (+{len(tags) - limit} more)"
 
 
-
-
 def _merge(versions: Sequence[Version]) -> tuple[dict[str, Version], list[str]]:
     """Versions by digest. The same digest listed twice (it should not happen) is
     merged deterministically: union of tags, earliest time, smallest key."""
@@ -145,12 +143,14 @@ _CHANNEL_NAMES = {
 _KEEP_PRIORITY = {
     "protected": 0,
     "protect-pattern": 1,
+    "protect-regex": 1,
     "newest-release": 2,
     "newest-prerelease": 3,
     "newest-dev": 4,
     "newest-pr": 5,
     "unmatched-tag": 6,
     "grace-period": 7,
+    "older-than": 8,
 }
 _DELETE_PRIORITY = {
     "old-release": 0,
@@ -261,6 +261,8 @@ class _Planner:
             if policy.protect
             else None
         )
+        # each regex apart: an alternation of them would renumber their groups
+        regexes = [(r, re.compile(r)) for r in policy.protect_regex]
         protected = self.protected
         roots = self.roots
         scan_tag = self._scan_tag
@@ -272,6 +274,11 @@ class _Planner:
                     pattern = next(p for p in policy.protect if fnmatch.fnmatchcase(tag, p))
                     text = f"tag {tag} matches protect pattern {pattern!r}"
                     roots.setdefault(digest, []).append((1, "protect-pattern", text, tag))
+                for text_re, compiled in regexes:
+                    if compiled.fullmatch(tag):
+                        text = f"tag {tag} fully matches protect regex {text_re!r}"
+                        roots.setdefault(digest, []).append((1, "protect-regex", text, tag))
+                        break
                 if tag in protected:
                     text = f"protected: {protected[tag]} ({tag})"
                     roots.setdefault(digest, []).append((0, "protected", text, tag))
@@ -285,6 +292,17 @@ class _Planner:
                 age = format_duration(self.now - v.created)
                 text = f"younger than the grace period of {grace} (pushed {age} ago)"
                 roots.setdefault(v.digest, []).append((7, "grace-period", text, None))
+        older_than = policy.older_than
+        if older_than:  # the second condition: only what is older is deleted
+            young = self.now - older_than
+            span = format_duration(older_than)
+            for group in (self.tagged, self.untagged):
+                for v in group:
+                    if v.created <= young:
+                        break
+                    age = format_duration(self.now - v.created)
+                    text = f"not older than --older-than {span} (pushed {age} ago)"
+                    roots.setdefault(v.digest, []).append((8, "older-than", text, None))
         for digests in self.ref_tagged.values():
             digests.sort()
 
@@ -336,6 +354,14 @@ class _Planner:
                     )
                 )
 
+    def _aged(self, v: Version) -> str:
+        """With ``older_than``: that the version is older, for a delete's reason."""
+        older_than = self.policy.older_than
+        if not older_than:
+            return ""
+        age = format_duration(self.now - v.created)
+        return f"; older than {format_duration(older_than)} (pushed {age} ago)"
+
     def _kept_by_own_rule(self, tag: str, digest: str) -> bool:
         """Whether ``tag`` alone would keep its image (for 'shares its digest')."""
         channel = classify(tag)
@@ -347,7 +373,7 @@ class _Planner:
             return True
         if tag in self.protected:
             return True
-        return any(fnmatch.fnmatchcase(tag, p) for p in self.policy.protect)
+        return self.policy.protects(tag)
 
     # ----------------------------------------------------------------- mark
 
@@ -669,7 +695,7 @@ class _Planner:
         parts = self.fell.get(v.digest)
         tags = self.unmatched.get(v.digest)
         if parts is not None and len(parts) == 1 and not tags:
-            return parts[0][1], parts[0][2]  # the common case: one channel tag
+            return parts[0][1], parts[0][2] + self._aged(v)  # the common case
         parts = list(parts or ())
         if tags and self.policy.unmatched == "delete":
             verb = "matches" if len(tags) == 1 else "match"
@@ -689,7 +715,7 @@ class _Planner:
                 text = f"{kind} of {_short(subject)}, which is not kept"
             parts.append((5, "orphan-referrer", text))
         parts.sort()
-        return parts[0][1], "; ".join(p[2] for p in parts)
+        return parts[0][1], "; ".join(p[2] for p in parts) + self._aged(v)
 
     def _order_referrers(self, decisions: list[Decision]) -> list[Decision]:
         """Referrer-tagged deletes, newest first, a referrer before its subject."""
@@ -740,5 +766,3 @@ def plan(
         raise ValueError("plan(now=...) must be timezone-aware")
     with collector_paused():
         return _Planner(versions, policy, now, reader, protected or {}).run()
-
-

@@ -8,6 +8,7 @@ subject of a cosign / referrers-schema tag. Pure: no I/O, no clock. The planner
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,7 +19,14 @@ from tagkeeper.channels import DEV_TAG_RE, PR_TAG_RE
 from tagkeeper.errors import UsageError
 from tagkeeper.semver import SemVer, parse_tag
 
-__all__ = ["Channel", "Policy", "classify", "format_duration", "referrer_subject"]
+__all__ = [
+    "Channel",
+    "Policy",
+    "check_protect_regex",
+    "classify",
+    "format_duration",
+    "referrer_subject",
+]
 
 
 class Channel(StrEnum):
@@ -84,6 +92,23 @@ def format_duration(delta: timedelta) -> str:
     return sign + ("".join(parts[:2]) or "0s")
 
 
+def check_protect_regex(pattern: str) -> re.Pattern[str]:
+    """``pattern`` compiled, or a :class:`UsageError` saying why it cannot protect."""
+    if not pattern:
+        raise UsageError(
+            "--protect-regex '' protects nothing", hint="remove it, or write the tags to keep"
+        )
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        shown = pattern if len(pattern) <= 60 else pattern[:57] + "..."
+        raise UsageError(
+            f"--protect-regex {shown!r} is not a valid regular expression ({exc})",
+            hint="write a Python regular expression; it must match the whole tag, "
+            r"e.g. 'v1\.\d+\.\d+' or 'stable-.*'",
+        ) from None
+
+
 @dataclass(frozen=True)
 class Policy:
     """What to keep. Every count is per channel, in images (digests), not in tags."""
@@ -94,6 +119,10 @@ class Policy:
     keep_prerelease: int = 5
     protect: tuple[str, ...] = ()  # fnmatch globs on tags (case-sensitive)
     min_age: timedelta = timedelta(hours=1)
+    # a second condition beside keep-N: only what is older than this is deleted
+    older_than: timedelta | None = None
+    # Python regular expressions, each matched against the whole tag (re.fullmatch)
+    protect_regex: tuple[str, ...] = ()
     untagged: Literal["keep", "delete"] = "delete"
     unmatched: Literal["keep", "delete"] = "keep"  # tags that match no channel
     max_delete: int | None = None
@@ -112,6 +141,11 @@ class Policy:
                 f"--min-age must not be negative ({format_duration(self.min_age)})",
                 hint="use 0 to disable the grace period",
             )
+        if self.older_than is not None and self.older_than < timedelta(0):
+            raise UsageError(
+                f"--older-than must not be negative ({format_duration(self.older_than)})",
+                hint="use a duration such as 30d (0: no age condition)",
+            )
         if self.untagged not in ("keep", "delete"):
             raise UsageError(f"--untagged must be 'keep' or 'delete', not {self.untagged!r}")
         if self.unmatched not in ("keep", "delete"):
@@ -124,6 +158,16 @@ class Policy:
             )
         if isinstance(self.protect, str):  # a lone pattern: a common slip, keep it whole
             object.__setattr__(self, "protect", (self.protect,))
+        if isinstance(self.protect_regex, str):
+            object.__setattr__(self, "protect_regex", (self.protect_regex,))
+        for pattern in self.protect_regex:
+            check_protect_regex(pattern)
+
+    def protects(self, tag: str) -> bool:
+        """Whether a protect glob or a protect regex (full match) names ``tag``."""
+        return any(fnmatch.fnmatchcase(tag, p) for p in self.protect) or any(
+            re.fullmatch(r, tag) for r in self.protect_regex
+        )
 
     @classmethod
     def uniform(cls, keep: int, **kw: Any) -> Policy:

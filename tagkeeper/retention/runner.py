@@ -541,11 +541,13 @@ def configured_policy(
     untagged: str | None = None,
     unmatched: str | None = None,
     max_delete: int | None = None,
+    older_than: str | None = None,
+    protect_regex: Sequence[str] | None = None,
 ) -> Policy:
     """The policy ``tagkeeper prune`` applies: each argument given (a flag) wins over
     the configuration's key, which wins over the default (``keep`` 5 for every channel,
-    ``min-age`` 1h, untagged deleted, unmatched tags kept, no cap). ``keep`` is the
-    base of the four per-channel counts."""
+    ``min-age`` 1h, untagged deleted, unmatched tags kept, no cap, no ``older-than``,
+    no protect regex). ``keep`` is the base of the four per-channel counts."""
     from datetime import timedelta
 
     from tagkeeper.config import parse_duration, pick
@@ -563,4 +565,8 @@ def configured_policy(
         untagged=cast("Choice", pick(untagged, config.untagged, "delete")),
         unmatched=cast("Choice", pick(unmatched, config.unmatched, "keep")),
         max_delete=pick(max_delete, config.max_delete, None),
+        older_than=timedelta(seconds=parse_duration(older))
+        if (older := pick(older_than, config.older_than, None))
+        else None,
+        protect_regex=tuple(protect_regex) if protect_regex else (config.protect_regex or ()),
     )

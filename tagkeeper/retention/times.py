@@ -5,9 +5,9 @@ a generic OCI registry). Under a given :class:`~tagkeeper.retention.planner.Poli
 some versions cannot change their fate, and backends may skip reading it:
 
 - ``dev-*`` and ``pr-*`` images are ranked by time: their time is always needed;
-- with a grace period, every other version's age decides whether the grace period keeps
-  it, unless something keeps it regardless of age: a protect pattern, or a tag that
-  matches no channel while unmatched tags are kept;
+- with a grace period (or ``older_than``), every other version's age decides whether the
+  grace period keeps it, unless something keeps it regardless of age: a protect glob or
+  regex, or a tag that matches no channel while unmatched tags are kept;
 - without a grace period (``min_age == 0``), releases and prereleases (ranked by SemVer),
   unmatched tags and cosign / referrers-schema tags (which follow their subject) need no
   time.
@@ -17,7 +17,6 @@ The answer errs towards reading: a time read in vain costs a request, never an i
 
 from __future__ import annotations
 
-import fnmatch
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -31,7 +30,8 @@ _TIMED = frozenset({Channel.DEV, Channel.PR})
 
 def time_needed(policy: Policy) -> Callable[[frozenset[str]], bool]:
     """A predicate on a version's tags: whether its creation time can matter."""
-    grace = policy.min_age > timedelta(0)
+    # --older-than is a second age condition: like a grace period, age can keep anything
+    grace = policy.min_age > timedelta(0) or bool(policy.older_than)
     keep_unmatched = policy.unmatched == "keep"
 
     def needed(tags: frozenset[str]) -> bool:
@@ -43,7 +43,7 @@ def time_needed(policy: Policy) -> Callable[[frozenset[str]], bool]:
         if not grace:
             return False
         for tag in tags:
-            if any(fnmatch.fnmatchcase(tag, pattern) for pattern in policy.protect):
+            if policy.protects(tag):
                 return False
             if keep_unmatched and classify(tag) is None and referrer_subject(tag) is None:
                 return False
