@@ -62,6 +62,10 @@ SCHEMA: dict[str, tuple[tuple[type, ...], str]] = {
     "keep-pr": (_INT, "a non-negative integer"),
     "keep-release": (_INT, "a non-negative integer"),
     "keep-prerelease": (_INT, "a non-negative integer"),
+    "keep-deploys": (
+        _INT,
+        "a non-negative integer (the last K successful deploys of each env to keep)",
+    ),
     "protect": (_LIST, "a list of non-empty glob patterns, e.g. ['v*', 'stable']"),
     "min-age": (_STR, "a duration such as '1h', '30m', '2d' or '0' (at most 100 years)"),
     "older-than": (
@@ -134,6 +138,7 @@ class Config:
     keep_pr: int | None = None
     keep_release: int | None = None
     keep_prerelease: int | None = None
+    keep_deploys: int | None = None
     protect: tuple[str, ...] | None = None
     min_age: str | None = None
     older_than: str | None = None

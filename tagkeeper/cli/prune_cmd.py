@@ -53,6 +53,7 @@ def rollback_guard(
     token: str | None,
     api_url: str | None,
     allow_prerelease: bool | None = None,
+    keep_deploys: int | None = None,
 ) -> RollbackGuard:
     """The history sources ``prune --env`` reads
     (:func:`tagkeeper.rollback.sources.protection_sources`): the environments named on
@@ -64,6 +65,17 @@ def rollback_guard(
     names = list(env_flags or [])
     if not names and config.env:
         names = [config.env]
+    deploys = keep_deploys if keep_deploys is not None else (config.keep_deploys or 0)
+    if deploys and not names:
+        if keep_deploys is not None:
+            raise UsageError(
+                "--keep-deploys counts the deploys of each --env; no environment is named",
+                hint="add --env ENV for each environment whose last deploys to keep",
+            )
+        common.info(
+            f"warning: config keep-deploys {deploys} keeps nothing without an environment "
+            "(pass --env ENV or set 'env')"
+        )
     if not names and (ledger_flag is not None or source is not None):
         raise UsageError(
             "--ledger and --source say where deploy history comes from, for --env",
@@ -83,6 +95,7 @@ def rollback_guard(
     )
     if guard.warning:
         common.info(f"warning: {guard.warning}")
+    guard.keep_deploys = deploys
     return guard
 
 
@@ -308,6 +321,18 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
             show_default=False,
         ),
     ] = None,
+    keep_deploys: Annotated[
+        int | None,
+        typer.Option(
+            "--keep-deploys",
+            metavar="K",
+            min=0,
+            help="With --env: also keep the images of the last K successful deploys of "
+            "each environment (the current one counts among the K; a redeploy of the same "
+            "image counts once); default: config 'keep-deploys', else 0.",
+            show_default=False,
+        ),
+    ] = None,
     allow_prerelease: Annotated[
         bool | None,
         typer.Option(
@@ -478,6 +503,7 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
             token=token,
             api_url=api_url,
             allow_prerelease=allow_prerelease,
+            keep_deploys=keep_deploys,
         )
         try:
             run = prune_images(

@@ -10,6 +10,9 @@ retention planner: digest or tag -> reason, e.g. ``"current in prod (ledger)"``.
 * **What may run**: every deploy newer than that one which did not succeed (still in
   progress, killed midway, failed after switching, marked rolled back): a failed or
   unfinished deploy only ever adds protection, never takes any away.
+* **The last K deploys** (``keep_deploys``): the images of the last K successful deploys
+  of each environment, distinct images counted once, the current one among them
+  (:func:`recent_deploys`).
 * **The rollback target**: exactly what ``tagkeeper previous`` answers from the same
   history, by tag and recorded digest. ``allow_prerelease`` is the setting ``previous``
   would use; ``None`` (a caller that cannot know it) protects the answer of both settings.
@@ -169,6 +172,29 @@ def _targets(
     return found
 
 
+def recent_deploys(records: Sequence[DeployRecord], count: int) -> list[DeployRecord]:
+    """The last ``count`` successful deploys of distinct images, newest first.
+
+    ``records`` are newest first. Only deploys that succeeded count (a failed or
+    rolled-back one was never a version to go back to); the current deploy is the first;
+    a redeploy of an image already counted (a rollback to it, a restart) takes no second
+    place. An image is its recorded digest, or its tag when no digest was recorded.
+    """
+    seen: set[str] = set()
+    out: list[DeployRecord] = []
+    for record in records:
+        if len(out) >= count:
+            break
+        if record.status is not DeployStatus.SUCCEEDED:
+            continue
+        key = record.digest or f"tag:{record.tag}"
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(record)
+    return out
+
+
 def _from_history(
     protected: dict[str, str],
     records: Sequence[DeployRecord],
@@ -178,14 +204,21 @@ def _from_history(
     source: str,
     current: str | None,
     allow_prerelease: bool | None,
+    keep_deploys: int = 0,
 ) -> bool:
-    """Protect what ``records`` say runs, may run, and is the rollback target.
+    """Protect what ``records`` say runs, may run, the last ``keep_deploys`` successful
+    deploys, and the rollback target.
 
     Returns whether a rollback target was found.
     """
     live = current_deploy(records)
     if live is not None:
         _protect(protected, live.tag, live.digest, f"current in {environment} ({source})")
+    for rank, record in enumerate(recent_deploys(records, keep_deploys), start=1):
+        if record is live:
+            continue  # says so already
+        why = f"one of the last {keep_deploys} deploys to {environment} (#{rank}, {source})"
+        _protect(protected, record.tag, record.digest, why)
     for record in unsettled_deploys(records):
         why = _UNSETTLED.get(record.status, "deploy to {env}, may still run")
         _protect(protected, record.tag, record.digest, f"{why.format(env=environment)} ({source})")
@@ -253,14 +286,22 @@ def protection(
     versions: Sequence[Version] | None = None,
     currents: Mapping[str, str] | None = None,
     allow_prerelease: bool | None = None,
+    keep_deploys: int = 0,
 ) -> Protection:
     """Digests and tags to keep so each environment runs on and can roll back.
 
     ``currents`` names the tag running in an environment when the caller knows it (a
     ``--current`` flag, a running container); it is protected besides what the history
     says runs. ``allow_prerelease``: the setting of ``previous`` to protect the answer
-    of; ``None`` protects the answers of both.
+    of; ``None`` protects the answers of both. ``keep_deploys``: also protect the images
+    of the last that many successful deploys of each environment, per history source
+    (:func:`recent_deploys`; the current one counts among them).
     """
+    if isinstance(keep_deploys, bool) or keep_deploys < 0:
+        raise UsageError(
+            f"--keep-deploys must be a non-negative integer, not {keep_deploys!r}",
+            hint="use 0 to keep only what runs and the rollback target",
+        )
     protected: dict[str, str] = {}
     missing: list[str] = []
     currents = currents or {}
@@ -285,6 +326,7 @@ def protection(
                 source=source.name,
                 current=current,
                 allow_prerelease=allow_prerelease,
+                keep_deploys=keep_deploys,
             )
         if not any_history:
             missing.append(environment)
@@ -323,6 +365,7 @@ def rollback_protection(
     currents: Mapping[str, str] | None = None,
     allow_prerelease: bool | None = None,
     required: Collection[str] = (),
+    keep_deploys: int = 0,
 ) -> dict[str, str]:
     """The ``protected`` mapping of :func:`protection`; raises :class:`NoHistory` when an
     environment in ``required`` has no history."""
@@ -333,6 +376,7 @@ def rollback_protection(
         versions=versions,
         currents=currents,
         allow_prerelease=allow_prerelease,
+        keep_deploys=keep_deploys,
     )
     result.require(required)
     return result.protected

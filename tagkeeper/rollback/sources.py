@@ -333,6 +333,7 @@ class RollbackGuard:
     required: tuple[str, ...] = ()
     notes: list[str] = dataclasses.field(default_factory=list)
     warning: str | None = None
+    keep_deploys: int = 0  # also the images of the last K successful deploys (protection)
 
     def protected(self, image: str) -> tuple[dict[str, str], list[str]]:
         """The ``protected`` mapping for ``image`` (digest or tag -> reason), and warnings.
@@ -350,7 +351,11 @@ class RollbackGuard:
         repository = parse_reference(image).repository
         self.notes.clear()
         result = protection(
-            repository, self.environments, self.sources, allow_prerelease=self.allow_prerelease
+            repository,
+            self.environments,
+            self.sources,
+            allow_prerelease=self.allow_prerelease,
+            keep_deploys=self.keep_deploys,
         )
         result.require(self.required)
         return result.protected, [*self.notes, *result.warnings(self.where)]
