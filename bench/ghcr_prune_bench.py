@@ -12,8 +12,17 @@ Two parts, each against a fresh emulator with ``--latency`` seconds per request 
    delete, and after a one-minute warm-up) against the limit (target >= 90%), and the
    rate-limit answers received (target < 2% of the deletes).
 
-Run: ``python bench/ghcr_prune_bench.py [--sizes 1000,5000] [--limits 60,180]
-[--deletes 300] [--latency 0.03]``. The default run takes about 8 minutes.
+3. Re-check cost: a whole run on a 1,040-version package (8 multi-arch releases, 1,000
+   dev images; keep 2 releases and 7 dev images: 1,023 deletes) against a hidden limit of
+   180/min. Reports every request of the run (plan and apply) per deleted version
+   (target <= 1.15), the same without the ``304`` answers (which GitHub does not count
+   against the rate limit), the requests of the re-check by kind, and the window: the
+   longest time from the beginning of the look that covered a ``DELETE`` to that
+   ``DELETE`` (stated: 5 s).
+
+Run: ``python bench/ghcr_prune_bench.py [--parts plan,apply,recheck] [--sizes 1000,5000]
+[--limits 60,180] [--deletes 300] [--latency 0.03]``. The default run takes about 15
+minutes (the re-check part about 6).
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tagkeeper.registries.ghcr import GhcrBackend
-from tagkeeper.retention.executor import apply_plan
+from tagkeeper.retention.executor import apply_plan, replanner
 from tagkeeper.retention.planner import Plan, Policy, plan
 from tagkeeper.secret import Secret
 from tagkeeper.transport import build_client
@@ -137,7 +146,7 @@ def bench_apply(size: int, limit: int, deletes: int, latency: float) -> tuple[st
         apply_requests = {
             k: v
             for k, v in backend.stats.by_kind.items()
-            if k in ("version-get", "list-new", "delete")
+            if k in ("version-get", "list-new", "list-recheck", "delete")
         }
         with emu.lock:  # the re-check of new pushes: 304 when nothing was pushed
             not_modified = emu.statuses[("rest.versions.list", 304)] - listed_304
@@ -154,6 +163,73 @@ def bench_apply(size: int, limit: int, deletes: int, latency: float) -> tuple[st
         emu.stop()
 
 
+def seed_recheck(emu: GhcrEmulator) -> None:
+    """1,040 versions: 8 multi-arch releases (5 versions each), then 1,000 dev images."""
+    base = datetime.now(UTC) - timedelta(days=400)
+    for i in range(8):
+        built = images.multiarch(label=f"rr{i}")
+        emu.push_built(
+            OWNER, PACKAGE, built, tags=[f"v1.{i}.0"], created=base + timedelta(hours=i)
+        )
+    for i in range(1000):
+        emu.push_built(
+            OWNER,
+            PACKAGE,
+            images.image(label=f"dd{i}"),
+            tags=[f"dev-{i:08x}"],
+            created=base + timedelta(hours=10 + i),
+        )
+
+
+def bench_recheck(latency: float, limit: int) -> tuple[str, ...]:
+    emu, token = start(latency, limit)
+    try:
+        seed_recheck(emu)
+        stored = len(emu.versions(OWNER, PACKAGE))
+        with build_client() as client:
+            backend = GhcrBackend(
+                IMAGE,
+                client,
+                token=Secret(token),
+                api_url=emu.api_url,
+                registry_url=emu.registry_url,
+            )
+            policy = Policy(
+                keep_release=2, keep_dev=7, keep_pr=0, keep_prerelease=0, min_age=timedelta(0)
+            )
+            now = datetime.now(UTC)
+            the_plan = plan(backend.versions(), policy, now=now, reader=backend.reader)
+            planned = backend.stats.total
+            with emu.lock:
+                before_304 = sum(n for (_k, code), n in emu.statuses.items() if code == 304)
+            began = time.perf_counter()
+            report = apply_plan(
+                the_plan, backend, replan=replanner(policy, now=now, reader=backend.reader)
+            )
+            wall = time.perf_counter() - began
+        with emu.lock:
+            not_modified = sum(n for (_k, code), n in emu.statuses.items() if code == 304)
+        total = backend.stats.total
+        deleted = max(1, report.deleted)
+        recheck = {
+            k: v
+            for k, v in backend.stats.by_kind.items()
+            if k in ("list-recheck", "list-new", "version-get")
+        }
+        return (
+            f"{stored:,}",
+            f"{len(the_plan.delete):,}/{report.deleted:,}",
+            f"{wall:.0f}",
+            f"{total:,} (plan {planned})",
+            f"{total / deleted:.3f}",
+            f"{(total - not_modified) / deleted:.3f}",
+            fmt_kinds(recheck) + f" ({not_modified - before_304} 304 in apply)",
+            f"{backend.recheck_widest:.2f} s",
+        )
+    finally:
+        emu.stop()
+
+
 def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     line = "  ".join("-" * w for w in widths)
@@ -164,6 +240,7 @@ def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--parts", default="plan,apply,recheck")
     parser.add_argument("--sizes", default="1000,5000")
     parser.add_argument("--limits", default="60,180")
     parser.add_argument("--deletes", type=int, default=300)
@@ -173,11 +250,31 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",") if s]
     limits = [int(s) for s in args.limits.split(",") if s]
 
-    print(f"GHCR emulator, {args.latency * 1000:.0f} ms per request, --keep 10\n")
-    rows = [bench_plan(size, args.latency) for size in sizes]
-    print("Plan (list + read manifests + plan)")
-    print(table(("versions", "keep/delete", "wall s", "requests", "by kind"), rows))
-    print()
+    parts = set(args.parts.split(","))
+
+    print(f"GHCR emulator, {args.latency * 1000:.0f} ms per request\n")
+    if "plan" in parts:
+        rows = [bench_plan(size, args.latency) for size in sizes]
+        print("Plan (list + read manifests + plan), --keep 10")
+        print(table(("versions", "keep/delete", "wall s", "requests", "by kind"), rows))
+        print()
+    if "recheck" in parts:
+        rows = [bench_recheck(args.latency, 180)]
+        print("Re-check: a whole run, 1,040 versions, hidden delete limit 180/min")
+        header = (
+            "versions",
+            "planned/deleted",
+            "wall s",
+            "requests",
+            "per delete",
+            "without 304",
+            "re-check requests",
+            "window (max)",
+        )
+        print(table(header, rows))
+        print()
+    if "apply" not in parts:
+        return
     rows = [bench_apply(args.apply_size, lim, args.deletes, args.latency) for lim in limits]
     print(f"Apply ({args.deletes} deletes of a {args.apply_size:,}-version plan; hidden limit)")
     print(

@@ -23,8 +23,9 @@ for manifests.
   ``tagkeeper doctor``'s checks are :mod:`tagkeeper.registries.ghcr_doctor`.
 - Deletes are paced by :class:`tagkeeper.registries.pacing.DeletePacer`, honour ``retry-after``
   and the primary limit headers, and turn GitHub's refusals of one version into
-  per-version results that say what to do. Right before each ``DELETE`` the versions
-  pushed since the listing are looked up: one that lists the version stops its delete.
+  per-version results that say what to do. Right before each ``DELETE`` a look at the
+  versions list at most a few seconds old (:mod:`tagkeeper.registries.ghcr_recheck`) must
+  show the version's planned tags, and no version pushed since the listing may list it.
   A missing permission raises :class:`~tagkeeper.errors.AuthError` (the run stops);
   :meth:`GhcrBackend.check_delete` finds it before anything is deleted where GitHub
   shows it (a classic PAT's scopes, a fine-grained PAT).
@@ -73,6 +74,7 @@ from tagkeeper.registries.ghcr_api import (
     token_kind,
 )
 from tagkeeper.registries.ghcr_doctor import Check, Diagnosis, diagnose
+from tagkeeper.registries.ghcr_recheck import RECHECK_WINDOW, ListingWatch, Look
 from tagkeeper.registries.ghcr_versions import Page, PushWatch, read_consistently
 from tagkeeper.registries.pacing import DeletePacer, PacerSettings
 from tagkeeper.retention.policy import referrer_subject
@@ -113,6 +115,8 @@ MAX_PAGES = 10_000  # a million versions: a listing that claims more is not beli
 # The pacing every backend gets unless it is handed a pacer (tests against a local
 # emulator replace it to run faster than GitHub allows).
 DEFAULT_PACER_SETTINGS = PacerSettings()
+# The re-check window every backend gets unless it is handed one (see ghcr_recheck)
+DEFAULT_RECHECK_WINDOW = RECHECK_WINDOW
 GHCR_SERVICE = "ghcr.io"
 _PULL_HINT = (
     "a private package needs credentials: docker login ghcr.io (a token with "
@@ -173,6 +177,7 @@ class GhcrBackend(RegistryBackend):
         rng: random.Random | None = None,
         max_limit_retries: int = 8,
         read_plain_children: bool = False,
+        recheck_window: float | None = None,
     ) -> None:
         self.host, self.owner, self.package = split_image(image)
         self.registry_url = registry_url.rstrip("/")
@@ -234,6 +239,10 @@ class GhcrBackend(RegistryBackend):
         self._by_tag: dict[str, Version] = {}
         self._left_alone: dict[str, str] = {}  # digest -> why (tags outside the grammar)
         self._watch: PushWatch | None = None  # versions pushed since the listing
+        self._recheck: ListingWatch | None = None  # the looks before deletes
+        self.recheck_window = (
+            DEFAULT_RECHECK_WINDOW if recheck_window is None else max(0.0, recheck_window)
+        )
         self._reach: dict[str, frozenset[str]] = {}  # pushed digest -> what it lists
 
     # -- Backend protocol -------------------------------------------------------------
@@ -316,53 +325,80 @@ class GhcrBackend(RegistryBackend):
         return found.digest if found is not None else None
 
     def current_tags(self, version: Version) -> frozenset[str] | None:
+        """The tags ``version`` carries now, ``None`` when it is gone: from a look at the
+        versions list at most :attr:`recheck_window` seconds old when this backend listed
+        the package (:mod:`tagkeeper.registries.ghcr_recheck`), else (or when the look
+        does not show it) from a ``GET`` of the version."""
+        look = self._look(version)
+        if look is not None:
+            return look.tags[str(version.key)]
+        return self._version_tags(version)
+
+    @property
+    def recheck_widest(self) -> float:
+        """The longest time, in seconds, from a look to a ``DELETE`` it covered."""
+        return self._recheck.widest if self._recheck is not None else 0.0
+
+    def _look(self, version: Version) -> Look | None:
+        if self._recheck is None or not version.key:
+            return None
+        return self._recheck.look_for(str(version.key))
+
+    def _version_tags(self, version: Version) -> frozenset[str] | None:
         url = f"{self.api.packages_base()}/versions/{self._key(version)}"
         response = self.api.rest("GET", url, kind="version-get")
         if response.status_code == 404:
+            self._forget(version)
             return None
         self.api.expect_ok(response, f"reading version {version.digest[:19]}")
         return self._to_version(self.api.json(response, "the package version")).tags
 
+    def _forget(self, version: Version) -> None:
+        if self._recheck is not None and version.key:
+            self._recheck.forget(str(version.key))
+
     def delete(self, version: Version) -> DeleteResult:
         """Delete one version, paced, re-checked right before the ``DELETE`` is sent.
 
-        The re-check (after the pacing wait): the versions pushed since the listing
-        (:class:`~tagkeeper.registries.ghcr_versions.PushWatch`, one conditional request,
-        a ``304`` when nothing was pushed). When one of them reaches ``version`` (an
-        index that lists it, directly or through other indexes: buildx reuses unchanged
-        platform manifests), the delete is skipped as *changed* and the executor plans
+        The re-check (after the pacing wait), when this backend listed the package: a
+        look at the versions list at most :attr:`recheck_window` seconds old (see
+        :mod:`tagkeeper.registries.ghcr_recheck`; renewed when older) must show the
+        version with the tags it was planned with (else it is skipped as *changed*), and
+        no version pushed since the listing may reach it (an index that lists it,
+        directly or through other indexes: buildx reuses unchanged platform manifests;
+        or what it refers to): then it is skipped as *changed* and the executor plans
         around it. A pushed version whose manifest cannot be read stops the run (it may
-        list anything). Window: a push that lands after the re-check's answer and before
-        GitHub handles the ``DELETE`` (one request) is not seen; GitHub has no
-        conditional delete.
+        list anything). Window: a tag move or push that lands less than
+        :attr:`recheck_window` seconds before the ``DELETE`` (plus the one request GitHub
+        takes to handle it) is not seen; GitHub has no conditional delete.
 
         A permission refusal (403) raises :class:`AuthError`: every other delete would
         be refused the same way, so the run stops at once and says what is missing.
         """
         url = f"{self.api.packages_base()}/versions/{self._key(version)}"
-        reached: list[str] = []
 
         def recheck() -> None:
             try:
-                found = self._pushed_reaching(version)
+                skip = self._recheck_before_delete(version)
             except TagkeeperError as exc:  # stop the run, do not count it as a failed delete
                 raise _StopRun(exc) from None
-            if found is not None:
-                reached.append(found)
-                raise _StopRun(None)
+            if skip is not None:
+                raise _Skip(skip)
 
         try:
             response = self.api.rest("DELETE", url, kind="delete", pace=True, just_before=recheck)
         except _StopRun as stop:
-            if stop.error is not None:
-                raise stop.error from None
-            return DeleteResult(version, DeleteStatus.CHANGED, reached[0])
+            raise stop.error from None
+        except _Skip as skip:
+            return skip.result
         except RegistryError as exc:
             return DeleteResult(version, DeleteStatus.FAILED, exc.message)
         status = response.status_code
         if status in (200, 202, 204):
+            self._forget(version)
             return DeleteResult(version, DeleteStatus.DELETED)
         if status == 404:
+            self._forget(version)
             return DeleteResult(version, DeleteStatus.ALREADY_GONE, "already deleted")
         detail = describe_response(response, self.scrub)
         if status == 401:
@@ -424,28 +460,53 @@ class GhcrBackend(RegistryBackend):
                 hint=permission_hint("classic"),
             )
 
-    def _pushed_reaching(self, version: Version) -> str | None:
-        """Why ``version`` must stay: a version pushed since the listing reaches it, or
-        reaches what it refers to (the subject of an OCI 1.1 referrer or of a cosign
+    def _recheck_before_delete(self, version: Version) -> DeleteResult | None:
+        """Why ``version`` must not be deleted now (a result to report instead), or
+        ``None``. Nothing to compare with when this backend never listed the package."""
+        if self._recheck is None or self._watch is None:
+            return None
+        look = self._look(version)
+        if look is not None:
+            tags: frozenset[str] | None = look.tags[str(version.key)]
+            pushed: Sequence[Any] = look.pushed
+            self._recheck.covered(look)
+        else:  # not where its place says: ask about it alone, and about pushes now
+            tags = self._version_tags(version)
+            pushed = self._watch.new_versions()
+        if tags is None:
+            return DeleteResult(version, DeleteStatus.ALREADY_GONE, "already deleted")
+        if tags != version.tags:
+            added = ", ".join(sorted(tags - version.tags))
+            removed = ", ".join(sorted(version.tags - tags))
+            parts = [f"now tagged {added}"] if added else []
+            parts += [f"no longer tagged {removed}"] if removed else []
+            detail = "; ".join(parts)
+            return DeleteResult(
+                version, DeleteStatus.CHANGED, f"tags changed since the plan ({detail}): skipped"
+            )
+        found = self._pushed_reaching(version, pushed)
+        if found is not None:
+            return DeleteResult(version, DeleteStatus.CHANGED, found)
+        return None
+
+    def _pushed_reaching(self, version: Version, pushed: Sequence[Any]) -> str | None:
+        """Why ``version`` must stay: a version ``pushed`` since the listing reaches it,
+        or reaches what it refers to (the subject of an OCI 1.1 referrer or of a cosign
         ``sha256-<hex>.sig`` tag: an image is whole only with its signatures).
 
-        Pushes are counted from this backend's listing (:meth:`versions`, which a plan is
-        made of); a backend that never listed has nothing to compare with. The version's
-        own manifest is read only when something was pushed (to learn its subject)."""
-        watch = self._watch
-        if watch is None:
-            return None
+        The version's own manifest is read only when something was pushed (to learn its
+        subject)."""
         target = version.digest
         subjects: frozenset[str] | None = None
-        for item in watch.new_versions():
-            pushed = self._to_version(item)
-            if pushed.digest == target:
+        for item in pushed:
+            pushed_version = self._to_version(item)
+            if pushed_version.digest == target:
                 continue
-            reached = self._descendants(pushed.digest) | {pushed.digest}
-            tags = ", ".join(sorted(pushed.tags)) or "untagged"
+            reached = self._descendants(pushed_version.digest) | {pushed_version.digest}
+            tags = ", ".join(sorted(pushed_version.tags)) or "untagged"
             if target in reached:
                 return (
-                    f"listed by {pushed.digest[:19]} ({tags}), pushed since the plan: "
+                    f"listed by {pushed_version.digest[:19]} ({tags}), pushed since the plan: "
                     "skipped, it stays"
                 )
             if subjects is None:
@@ -453,8 +514,8 @@ class GhcrBackend(RegistryBackend):
             if subjects & reached:
                 subject = min(subjects & reached)
                 return (
-                    f"refers to {subject[:19]}, which {pushed.digest[:19]} ({tags}) pushed "
-                    "since the plan reaches: skipped, it stays"
+                    f"refers to {subject[:19]}, which {pushed_version.digest[:19]} ({tags}) "
+                    "pushed since the plan reaches: skipped, it stays"
                 )
         return None
 
@@ -533,6 +594,15 @@ class GhcrBackend(RegistryBackend):
             versions[0].created if versions else None,
             created_of=_item_created,
         )
+        self._recheck = ListingWatch(
+            self._recheck_page,
+            [v.key or v.digest for v in versions],
+            watch=self._watch,
+            tags_of=lambda item: self._to_version(item).tags,
+            id_of=_raw_id,
+            clock=self.clock,
+            window=self.recheck_window,
+        )
         return versions
 
     def _read_listing(self, previous: Sequence[Page] | None) -> list[Page]:
@@ -563,6 +633,10 @@ class GhcrBackend(RegistryBackend):
     def _watch_page(self, page: int, per_page: int, previous: Page | None) -> Page:
         url = f"{self.api.packages_base()}/versions"
         return self._fetch_page(url, page, per_page, previous, kind="list-new")
+
+    def _recheck_page(self, page: int, per_page: int, previous: Page | None) -> Page:
+        url = f"{self.api.packages_base()}/versions"
+        return self._fetch_page(url, page, per_page, previous, kind="list-recheck")
 
     def _fetch_page(
         self, url: str, page: int, per_page: int, previous: Page | None, *, kind: str
@@ -640,9 +714,22 @@ def _item_created(item: Any) -> datetime | None:
     return _api_time(created) if isinstance(created, str) else None
 
 
-class _StopRun(Exception):  # control flow inside delete(): never escapes it
-    """Ends a delete before it is sent: ``error`` stops the run; ``None``: skipped."""
+def _raw_id(item: Any) -> str:
+    """The version id of a raw versions-list item (as :class:`Version` keys are)."""
+    return str(item.get("id")) if isinstance(item, dict) else repr(item)
 
-    def __init__(self, error: TagkeeperError | None) -> None:
+
+class _StopRun(Exception):  # control flow inside delete(): never escapes it
+    """Ends a delete before it is sent: ``error`` stops the run."""
+
+    def __init__(self, error: TagkeeperError) -> None:
         super().__init__("delete not sent")
         self.error = error
+
+
+class _Skip(Exception):  # control flow inside delete(): never escapes it
+    """Ends a delete before it is sent: ``result`` says why."""
+
+    def __init__(self, result: DeleteResult) -> None:
+        super().__init__("delete not sent")
+        self.result = result

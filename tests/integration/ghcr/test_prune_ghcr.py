@@ -411,7 +411,7 @@ def test_the_primary_limit_stops_cleanly_and_max_wait_waits_it_out(
     emu = make_ghcr(primary_limit=12, primary_window=2.0)
     emu.add_user(OWNER)
     monkeypatch.setenv("GITHUB_TOKEN", emu.add_token(login=OWNER))
-    for i in range(8):
+    for i in range(16):  # 15 deletes: more than the 12 requests the window allows
         emu.push_built(
             OWNER, "app", images.image(label=f"d{i}"), tags=[f"dev-{i:07x}"], created=days(i)
         )
@@ -433,11 +433,11 @@ def test_the_primary_limit_stops_cleanly_and_max_wait_waits_it_out(
     assert applied["stopped"]
     assert "left" in applied["stopped"]
     done = applied["counts"]["deleted"]
-    assert len(applied["skipped"]) == 7 - done
-    assert len(digests(emu)) == 8 - done
+    assert len(applied["skipped"]) == 15 - done
+    assert len(digests(emu)) == 16 - done
     waited = cli(*args)  # the default --max-wait (5m) covers a reset 2 s away
     assert waited.code == 0, waited.err
-    assert sorted(tag_map(emu)) == ["dev-0000007"]
+    assert sorted(tag_map(emu)) == ["dev-000000f"]
 
 
 def test_a_secondary_limit_asking_for_days_stops_cleanly_within_max_wait(

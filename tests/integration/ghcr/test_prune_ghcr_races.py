@@ -10,6 +10,7 @@ checked is the registry afterwards: every image still there pulls in full throug
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 import pytest
@@ -35,6 +36,14 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 
 IMAGE = f"ghcr.io/{OWNER}/app"
+WINDOW = 0.5  # seconds: the re-check window of these tests
+
+
+def push_then_outlast_the_window(emu: GhcrEmulator, built: images.Built, tag: str) -> None:
+    """CI pushes ``built``; then the DELETE it came before waits out the re-check window,
+    so the next delete's look must be renewed and see the push."""
+    emu.push_built(OWNER, "app", built, tags=[tag])
+    time.sleep(WINDOW + 0.2)
 
 
 @pytest.fixture(autouse=True)
@@ -45,6 +54,8 @@ def fast_pacing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         "DEFAULT_PACER_SETTINGS",
         PacerSettings(max_rate=60_000, start_rate=30_000, min_rate=3_000, default_wait=0.2),
     )
+    # a short re-check window, so that a push can outlast it within a test
+    monkeypatch.setattr(ghcr_adapter, "DEFAULT_RECHECK_WINDOW", WINDOW)
     monkeypatch.chdir(tmp_path)  # no stray tagkeeper.toml
     for name in ("GITHUB_TOKEN", "GH_TOKEN", "GITHUB_API_URL", "GITHUB_OUTPUT"):
         monkeypatch.delenv(name, raising=False)
@@ -147,10 +158,12 @@ def test_a_push_during_apply_that_reuses_a_planned_garbage_manifest_stops_its_de
     ci_push = images.index([reused, images.image("linux/arm64", label="ci")])
 
     # CI pushes dev-9999999 while the prune deletes: right before the first DELETE (the
-    # old index), so the platform images of the old index are still to be deleted
+    # old index), so the platform images of the old index are still to be deleted; the
+    # look that covered that DELETE began before the push, and is older than the window
+    # by the next one
     ghcr.before_next(
         1,
-        lambda: ghcr.push_built(OWNER, "app", ci_push, tags=["dev-9999999"]),
+        lambda: push_then_outlast_the_window(ghcr, ci_push, "dev-9999999"),
         kinds=["rest.version.delete"],
     )
     args = ("--image", IMAGE, "--keep-dev", "1", "--min-age", "0", "--yes", "--format", "json")
@@ -182,7 +195,7 @@ def test_a_push_during_apply_keeps_the_signature_of_the_manifest_it_reuses(
     ci_push = images.index([reused, images.image("linux/arm64", label="ci-signed")])
     ghcr.before_next(
         1,
-        lambda: ghcr.push_built(OWNER, "app", ci_push, tags=["dev-9999999"]),
+        lambda: push_then_outlast_the_window(ghcr, ci_push, "dev-9999999"),
         kinds=["rest.version.delete"],
     )
     args = ("--image", IMAGE, "--keep-dev", "1", "--min-age", "0", "--yes", "--format", "json")
@@ -195,9 +208,10 @@ def test_a_push_during_apply_keeps_the_signature_of_the_manifest_it_reuses(
     assert {reused.digest, signature.digest, ci_push.digest} <= left
 
 
-def test_the_re_check_before_each_delete_costs_a_304_when_nothing_was_pushed(
-    cli: Cli, ghcr: GhcrEmulator
+def test_the_re_check_costs_one_look_per_window_not_a_request_per_delete(
+    cli: Cli, ghcr: GhcrEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(ghcr_adapter, "DEFAULT_RECHECK_WINDOW", 600.0)  # one look covers all
     for i in range(30):
         ghcr.push_built(
             OWNER, "app", images.image(label=f"d{i}"), tags=[f"dev-{i:07x}"], created=days(i)
@@ -205,10 +219,38 @@ def test_the_re_check_before_each_delete_costs_a_304_when_nothing_was_pushed(
     result = cli("--image", IMAGE, "--keep", "20", "--min-age", "0", "--yes", "--format", "json")
     assert result.code == 0, result.err
     entry = result.json()["images"][0]
-    assert entry["requests"]["list-new"] == 10  # one look before each of the 10 deletes
-    with ghcr.lock:  # the newest versions did not change: each look but the first is a 304
-        assert ghcr.statuses[("rest.versions.list", 200)] == 2  # the listing, the first look
-        assert ghcr.statuses[("rest.versions.list", 304)] == 9
+    assert entry["applied"]["counts"]["deleted"] == 10
+    # page 1 (100 per page) shows the tags of all 10 and that nothing was pushed
+    assert entry["requests"]["list-recheck"] == 1
+    assert "version-get" not in entry["requests"]
+    assert "list-new" not in entry["requests"]
+    assert entry["requests"]["delete"] == 10
+    with ghcr.lock:
+        assert ghcr.counters["rest.version.get"] == 0
+
+
+def test_a_tag_moved_onto_a_planned_delete_outside_the_window_stops_it(
+    cli: Cli, ghcr: GhcrEmulator
+) -> None:
+    for i in range(4):
+        ghcr.push_built(
+            OWNER, "app", images.image(label=f"m{i}"), tags=[f"dev-{i:07x}"], created=days(i)
+        )
+    by_tag = {t: v.digest for v in ghcr.versions(OWNER, "app") for t in v.tags}
+
+    def retag_then_wait() -> None:  # another job tags dev-0000001's image 'stable'
+        ghcr.tag(OWNER, "app", "stable", by_tag["dev-0000001"])
+        time.sleep(WINDOW + 0.2)
+
+    # deletes go newest first: dev-0000002, dev-0000001, dev-0000000
+    ghcr.before_next(1, retag_then_wait, kinds=["rest.version.delete"])
+    result = cli("--image", IMAGE, "--keep", "1", "--min-age", "0", "--yes", "--format", "json")
+    assert result.code == 6, result.err
+    results = {r["digest"]: r for r in result.json()["images"][0]["applied"]["results"]}
+    assert results[by_tag["dev-0000001"]]["status"] == "changed"
+    assert "now tagged stable" in results[by_tag["dev-0000001"]]["detail"]
+    assert results[by_tag["dev-0000000"]]["status"] == "deleted"
+    assert sorted(tag_map(ghcr)) == ["dev-0000001", "dev-0000003", "stable"]
 
 
 # ------------------------------------------------------------------ permissions
