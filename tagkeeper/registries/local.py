@@ -5,7 +5,11 @@ is described as :class:`~tagkeeper.inventory.Version` values, one per local imag
 
 - ``digest`` and ``key`` are the image id (``sha256:...`` of the image config),
   ``tags`` are the tags of *this* repository only, ``created`` is the image's creation
-  time (whole seconds, as the engine lists it).
+  time. The engine lists it in whole seconds; images that tie on that second are
+  inspected for the exact time (``Created`` to the nanosecond, kept to the microsecond),
+  and ``sequence`` orders the ones that still tie (a reproducible build: the same
+  ``Created`` everywhere) by when they were tagged on this host (``Metadata.LastTagTime``:
+  a pull, a load or a tag).
 - Local images have no index and no referrers: the manifest reader answers "no
   children" for every image.
 
@@ -17,7 +21,8 @@ What the engine is asked, and how often (each call is counted in :attr:`stats`):
   candidates).
 - ``containers``: one ``GET /containers/json?all=1`` finds the image of every container
   in any state (running, paused, created, exited...).
-- ``inspect``: one per version, just before deleting it (the re-check of its tags).
+- ``inspect``: one per image that ties with another on the listed second (the exact
+  times), and one per version just before deleting it (the re-check of its tags).
 - ``remove``: one per removed reference (``repo:tag`` or ``repo@sha256:...``).
 
 Removal never forces. Each of the version's tags of this repository is removed by
@@ -37,8 +42,8 @@ for those.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tagkeeper.errors import RegistryError
@@ -163,6 +168,52 @@ def _created(value: object) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
 
 
+def _nanoseconds(value: object) -> int | None:
+    """Nanoseconds since the epoch of an RFC 3339 time such as the engine writes
+    (``2026-03-01T10:00:05.123456789Z``); ``None`` when it is not one, or is year 1 (the
+    engine's "never")."""
+    if not isinstance(value, str):
+        return None
+    head, dot, rest = value.partition(".")
+    fraction = ""
+    zone = rest if dot else ""
+    if dot:
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        fraction, zone = rest[:digits], rest[digits:]
+    else:
+        for mark in ("Z", "+", "-"):
+            at = head.find(mark, 10)
+            if at != -1:
+                head, zone = head[:at], head[at:]
+                break
+    if not fraction.isdigit() and fraction:
+        return None
+    try:
+        whole = datetime.fromisoformat(head + (zone.replace("Z", "+00:00") or "+00:00"))
+    except ValueError:
+        return None
+    if whole.year <= 1:
+        return None
+    return int(whole.timestamp()) * 1_000_000_000 + int((fraction + "000000000")[:9])
+
+
+def _with_exact_time(version: Version, second: datetime, data: Any) -> Version:
+    """``version`` with the exact ``Created`` of the inspect ``data`` (when it falls in
+    the listed ``second``) and its ``LastTagTime`` as ``sequence``."""
+    if not isinstance(data, dict):
+        return version
+    created = _nanoseconds(data.get("Created"))
+    metadata = data.get("Metadata")
+    tagged = _nanoseconds(metadata.get("LastTagTime") if isinstance(metadata, dict) else None)
+    when = version.created
+    if created is not None and created // 1_000_000_000 == int(second.timestamp()):
+        micros = created // 1000
+        when = datetime.fromtimestamp(micros // 1_000_000, tz=UTC) + timedelta(
+            microseconds=micros % 1_000_000
+        )
+    return replace(version, created=when, sequence=tagged)
+
+
 def _strings(value: object) -> list[str]:
     if not isinstance(value, list):
         return []  # the engine sends null for "none"
@@ -274,7 +325,34 @@ class LocalEngine(Backend):
                 if isinstance(entry, dict)
             }
             result = tagged + [v for image_id, v in leftovers.items() if image_id in ids]
-        return sorted(result, key=lambda v: (v.created, v.digest))
+        return sorted(self._exact_times(result), key=lambda v: (v.created, v.digest))
+
+    def _exact_times(self, versions: list[Version]) -> list[Version]:
+        """``versions`` with the exact times of those that tie on the listed second.
+
+        One inspect per tied image. A time the inspect does not give (or that does not
+        fall in the listed second) leaves the listed one; an image gone meanwhile keeps
+        its listed time (its delete finds it gone)."""
+        by_second: dict[datetime, list[Version]] = {}
+        for v in versions:
+            by_second.setdefault(v.created, []).append(v)
+        out: list[Version] = []
+        for second, group in by_second.items():
+            if len(group) == 1:
+                out += group
+                continue
+            for v in group:
+                image_id = v.key or v.digest
+                try:
+                    self._stats.count("inspect")
+                    data = self._api.inspect_image(image_id)
+                except Exception as exc:
+                    if _status_code(exc) == 404:
+                        out.append(v)
+                        continue
+                    raise self._engine_error(f"inspecting image {image_id}", exc) from None
+                out.append(_with_exact_time(v, second, data))
+        return out
 
     def resolve_tag(self, tag: str) -> str | None:
         """The id of the image ``REPO:tag`` names on this engine (one inspect), or

@@ -390,3 +390,35 @@ def test_prune_local_without_an_engine_is_a_registry_error(
     assert code == 5
     assert "cannot reach the Docker engine" in err
     assert "DOCKER_HOST" in err
+
+
+@pytest.mark.parametrize(
+    ("text", "nanos"),
+    [
+        ("2026-03-01T10:00:05.900000001Z", 1772359205_900000001),
+        ("2026-03-01T10:00:05.9Z", 1772359205_900000000),
+        ("2026-03-01T10:00:05Z", 1772359205_000000000),
+        ("2026-03-01T12:00:05.5+02:00", 1772359205_500000000),
+        ("2026-03-01T10:00:05+00:00", 1772359205_000000000),
+        ("0001-01-01T00:00:00Z", None),  # the engine's "never tagged here"
+        ("yesterday", None),
+        ("2026-03-01T10:00:05.x9Z", None),
+        (1772359205, None),
+        (None, None),
+    ],
+)
+def test_exact_engine_times_are_read_to_the_nanosecond(text: object, nanos: int | None) -> None:
+    from tagkeeper.registries.local import _nanoseconds
+
+    assert _nanoseconds(text) == nanos
+
+
+def test_only_images_that_tie_on_the_listed_second_are_inspected(engine: FakeEngine) -> None:
+    engine.add(1, 100, f"{REPO}:dev-aaaa001")
+    engine.add(2, 100, f"{REPO}:dev-aaaa002")
+    engine.add(3, 200, f"{REPO}:dev-aaaa003")
+    backend = LocalEngine(engine, REPO)
+    backend.versions()
+    inspected = sorted(arg for name, arg in engine.calls if name == "inspect")
+    assert inspected == [_id(1), _id(2)]
+    assert backend.stats.by_kind["inspect"] == 2
