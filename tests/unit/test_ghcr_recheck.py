@@ -138,7 +138,9 @@ def test_every_look_is_within_the_window_and_true_when_it_began(
     history: dict[float, tuple[dict[str, frozenset[str]], set[str]]] = {}
 
     def record() -> None:
-        state = {str(v["id"]): frozenset(v["metadata"]["container"]["tags"]) for v in server.versions}
+        state = {
+            str(v["id"]): frozenset(v["metadata"]["container"]["tags"]) for v in server.versions
+        }
         pushed = {i for i in state if i not in listed}
         history[server.now] = (state, pushed)
 
