@@ -78,6 +78,11 @@ SCHEMA: dict[str, tuple[tuple[type, ...], str]] = {
         "e.g. ['v1\\.\\d+\\.\\d+', 'stable-.*']",
     ),
     "untagged": (_STR, "'keep' or 'delete'"),
+    "version-scheme": (
+        _STR,
+        "'semver' (SemVer 2.0.0, the default) or 'pep440' (PEP 440 release tags, "
+        "ordered by packaging.version)",
+    ),
     "unmatched": (_STR, "'keep' or 'delete' (tags that match no channel)"),
     "max-delete": (_INT, "a non-negative integer"),
     "api-url": (_STR, "an https:// URL (http:// only for localhost)"),
@@ -97,6 +102,7 @@ SCHEMA: dict[str, tuple[tuple[type, ...], str]] = {
 _CHOICES = {
     "pr-sha": ("head", "merge"),
     "untagged": ("keep", "delete"),
+    "version-scheme": ("semver", "pep440"),
     "unmatched": ("keep", "delete"),
 }
 
@@ -145,6 +151,7 @@ class Config:
     protect_regex: tuple[str, ...] | None = None
     untagged: Literal["keep", "delete"] | None = None
     unmatched: Literal["keep", "delete"] | None = None
+    version_scheme: Literal["semver", "pep440"] | None = None
     max_delete: int | None = None
     api_url: str | None = None
     registry_url: str | None = None

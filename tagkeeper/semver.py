@@ -7,7 +7,8 @@ with ``<``/``>`` (a total order: for any two versions exactly one of ``a < b``, 
 :meth:`SemVer.identical` to compare every field, build metadata included.
 
 PEP 440 (``packaging.version``) orders some SemVer versions differently (it reads
-``1.0.0-1`` as a post-release newer than ``1.0.0``); never order release tags with it.
+``1.0.0-1`` as a post-release newer than ``1.0.0``): it orders release tags only when the
+configuration asks for it (``version-scheme = "pep440"``, :mod:`tagkeeper.versioning`).
 
 Image tags cannot contain ``+``. tagkeeper writes build metadata into an image tag as
 ``_`` (``v1.2.3+build.5`` becomes the tag ``v1.2.3_build.5``), as Helm does for charts in

@@ -88,6 +88,7 @@ def check(  # noqa: PLR0917 - Typer passes options as arguments
         ),
     ] = False,
     fmt: common.FormatOpt = common.Format.text,
+    scheme: common.VersionSchemeOpt = None,
 ) -> None:
     """Exit 0 when every reference is acceptable for the environment, 3 when one is not.
 
@@ -114,7 +115,12 @@ def check(  # noqa: PLR0917 - Typer passes options as arguments
             "nothing to check",
             hint="pass image references (tagkeeper check ghcr.io/o/app:v1.2.3) or --file PATH",
         )
-    policy = policy_for(env_name, allow_prerelease=allow, pointers=pointers)
+    policy = policy_for(
+        env_name,
+        allow_prerelease=allow,
+        pointers=pointers,
+        version_scheme=common.version_scheme(scheme, config),
+    )
     only_from = "--only" if only else "config 'image'"
     ours = repositories(only) if only else repositories(config.images(), what=only_from)
 

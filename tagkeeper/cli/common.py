@@ -18,6 +18,8 @@ from tagkeeper.untrusted import json_text, printable
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from tagkeeper.versioning import Scheme
+
 
 class Format(StrEnum):
     text = "text"
@@ -104,6 +106,26 @@ def url_setting(
 
     env = os.environ if environ is None else environ
     return configured_url(key, flag, state(ctx).config(), env)
+
+
+VersionSchemeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--version-scheme",
+        metavar="semver|pep440",
+        help="What a release tag is and how releases are ordered: semver (SemVer 2.0.0) "
+        "or pep440 (PEP 440: v1.2.3rc1, v1.2.3.post1); default: config 'version-scheme', "
+        "else semver.",
+        show_default=False,
+    ),
+]
+
+
+def version_scheme(flag: str | None, config: Config) -> Scheme:
+    """The version scheme a command uses: the flag, else the configuration, else SemVer."""
+    from tagkeeper.versioning import check_scheme
+
+    return check_scheme(flag if flag is not None else (config.version_scheme or "semver"))
 
 
 TokenOpt = Annotated[

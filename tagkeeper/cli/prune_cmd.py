@@ -321,6 +321,7 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
             show_default=False,
         ),
     ] = None,
+    scheme: common.VersionSchemeOpt = None,
     keep_deploys: Annotated[
         int | None,
         typer.Option(
@@ -439,6 +440,7 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
         max_delete=max_delete,
         older_than=older_than,
         protect_regex=protect_regex,
+        version_scheme=scheme,
     )
     if report is not None:
         prune_render.check_report_path(report)
@@ -505,6 +507,7 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
             allow_prerelease=allow_prerelease,
             keep_deploys=keep_deploys,
         )
+        guard.version_scheme = policy.version_scheme
         try:
             run = prune_images(
                 targets,

@@ -271,6 +271,7 @@ def resolve_previous(
     token: str | None,
     api_url: str | None,
     registry_url: str | None = None,
+    version_scheme: str | None = None,
 ) -> RollbackTarget:
     """``previous`` as the CLI answers it: :func:`tagkeeper.rollback.sources.previous`
     with the command's settings, its notes on stderr."""
@@ -292,6 +293,7 @@ def resolve_previous(
         source=source,
         current=current,
         allow_prerelease=allow_prerelease,
+        version_scheme=common.version_scheme(version_scheme, common.state(ctx).config()),
         client=ctx.with_resource(build_client()) if current is not None else None,
         on_message=common.info,
     )
@@ -452,6 +454,7 @@ def previous(  # noqa: PLR0917
     registry_url: common.RegistryUrlOpt = None,
     ledger_path: LedgerOpt = None,
     fmt: common.FormatOpt = common.Format.text,
+    scheme: common.VersionSchemeOpt = None,
 ) -> None:
     """Print the rollback target: the last good deploy before the current one.
 
@@ -486,6 +489,7 @@ def previous(  # noqa: PLR0917
         token=token,
         api_url=api_url,
         registry_url=registry_url,
+        version_scheme=scheme,
     )
     if digest:
         flags = RegistryFlags(token, api_url, registry_url)

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Protocol
 from tagkeeper.channels import is_dev_tag, is_pr_tag
 from tagkeeper.errors import UsageError
 from tagkeeper.refs import ImageRef, parse_reference
-from tagkeeper.semver import SemVer, explain_tag, parse_tag
+from tagkeeper.semver import SemVer, explain_tag
+from tagkeeper.versioning import Pep440Tag, Scheme, TagVersion, check_scheme, version_of
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -95,6 +96,7 @@ class Environment:
     name: str
     allow_prerelease: bool = False
     pointers: frozenset[str] = DEFAULT_POINTERS
+    version_scheme: Scheme = "semver"  # what a release tag is (tagkeeper.versioning)
 
 
 class Rule(Protocol):
@@ -207,7 +209,7 @@ class PrereleaseRule:
     """Prereleases (``v1.2.3-rc.1``) unless the environment allows them."""
 
     def judge(self, ref: ImageRef, env: Environment) -> Verdict | None:
-        version = _release_version(ref)
+        version = _release_version(ref, env)
         if env.allow_prerelease or version is None or not version.is_prerelease:
             return None
         return _refuse(
@@ -224,23 +226,29 @@ class ReleaseOnlyRule:
     """Anything tagged that is not a SemVer release tag (``nightly``, ``sha-abc``, ``pr-12``)."""
 
     def judge(self, ref: ImageRef, env: Environment) -> Verdict | None:
-        if ref.tag is None or _release_version(ref) is not None:
+        if ref.tag is None or _release_version(ref, env) is not None:
             return None
         what = "not a release tag"
         if is_pr_tag(ref.tag):
             what = "a pull request build, not a release"
-        elif _VERSIONISH_RE.match(ref.tag):
+        elif _VERSIONISH_RE.match(ref.tag) and env.version_scheme == "semver":
             what += f" ({explain_tag(ref.tag)})"
+        elif _VERSIONISH_RE.match(ref.tag):
+            what += " (not a PEP 440 version with MAJOR.MINOR.MICRO)"
         return _refuse(ref, Code.NON_RELEASE, f"{ref.tag!r} is {what}; " + _instead(ref, env))
 
 
-def _release_version(ref: ImageRef) -> SemVer | None:
-    return None if ref.tag is None else parse_tag(ref.tag)
+def _release_version(ref: ImageRef, env: Environment) -> TagVersion | None:
+    return None if ref.tag is None else version_of(ref.tag, env.version_scheme)
 
 
-def _release_form(tag: str, version: SemVer) -> str:
+def _release_form(tag: str, version: TagVersion) -> str:
     prefix = "v" if tag.startswith("v") else ""
-    return f"{prefix}{version.major}.{version.minor}.{version.patch}"
+    if isinstance(version, SemVer):
+        return f"{prefix}{version.major}.{version.minor}.{version.patch}"
+    if isinstance(version, Pep440Tag):
+        return prefix + ".".join(str(n) for n in version.version.release)
+    return tag
 
 
 PROD_RULES: tuple[Rule, ...] = (
@@ -326,7 +334,7 @@ class Policy:
     def _accepted(self, ref: ImageRef) -> str:
         if ref.tag is None:
             return f"pinned by digest; acceptable for {self.env.name}"
-        version = parse_tag(ref.tag)
+        version = version_of(ref.tag, self.env.version_scheme)
         if version is not None:
             kind = "prerelease" if version.is_prerelease else "release"
             return f"exact {kind} {version}; acceptable for {self.env.name}"
@@ -338,18 +346,20 @@ def policy_for(
     *,
     allow_prerelease: bool = False,
     pointers: Iterable[str] = DEFAULT_POINTERS,
+    version_scheme: Scheme = "semver",
 ) -> Policy:
     """The policy for an environment name: prod rules unless it is a dev name.
 
     The name is checked with :func:`validate_env_name` (a :class:`UsageError` otherwise).
 
     ``pointers`` names the moving dev pointer tags (default ``dev-latest``); matching is
-    case-insensitive.
+    case-insensitive. ``version_scheme`` says what a release tag is (SemVer by default).
     """
     name = validate_env_name(env_name)
     env = Environment(
         name=name,
         allow_prerelease=allow_prerelease,
         pointers=frozenset(p.lower() for p in pointers),
+        version_scheme=check_scheme(version_scheme),
     )
     return Policy(env, PROD_RULES if is_strict(name) else DEV_RULES)

@@ -64,7 +64,7 @@ from tagkeeper.retention.policy import (
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from tagkeeper.semver import SemVer
+    from tagkeeper.versioning import TagVersion
 
 __all__ = [
     "Channel",
@@ -181,6 +181,7 @@ class _Planner:
         protected: Mapping[str, str],
     ) -> None:
         self.policy = policy
+        self.scheme = policy.version_scheme
         self.now = now
         self.reader = reader
         self.protected = protected
@@ -196,8 +197,8 @@ class _Planner:
         # best tag per channel per digest (dev/pr: the smallest tag; SemVer: the highest)
         self.dev: dict[str, str] = {}
         self.pr: dict[str, str] = {}
-        self.rel: dict[str, tuple[SemVer, str]] = {}
-        self.pre: dict[str, tuple[SemVer, str]] = {}
+        self.rel: dict[str, tuple[TagVersion, str]] = {}
+        self.pre: dict[str, tuple[TagVersion, str]] = {}
         self.unmatched: dict[str, list[str]] = {}
         # subject digest -> digests of versions carrying a referrer tag for it
         self.ref_tagged: dict[str, list[str]] = {}
@@ -242,7 +243,7 @@ class _Planner:
             self.ref_tagged.setdefault(subject, []).append(digest)
             self.ref_subjects.setdefault(digest, []).append((tag, subject))
             return
-        sv = semver_of(tag)
+        sv = semver_of(tag, self.scheme)
         if sv is None:
             self.unmatched.setdefault(digest, []).append(tag)
             return
@@ -364,7 +365,7 @@ class _Planner:
 
     def _kept_by_own_rule(self, tag: str, digest: str) -> bool:
         """Whether ``tag`` alone would keep its image (for 'shares its digest')."""
-        channel = classify(tag)
+        channel = classify(tag, self.scheme)
         if channel is not None:
             entry = self.ranks[channel].get(digest)
             if entry is not None and entry[0] <= self.keep_n[channel]:

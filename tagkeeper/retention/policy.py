@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from tagkeeper.channels import DEV_TAG_RE, PR_TAG_RE
 from tagkeeper.errors import UsageError
-from tagkeeper.semver import SemVer, parse_tag
+from tagkeeper.versioning import Scheme, TagVersion, check_scheme, version_of
 
 __all__ = [
     "Channel",
@@ -41,27 +41,29 @@ REFERRER_TAG_RE = re.compile(r"(sha256|sha512)-([0-9a-f]{64}|[0-9a-f]{128})(?:\.
 REFERRER_KIND = {"sig": "signature", "att": "attestation", "sbom": "SBOM", None: "referrers index"}
 
 
-def semver_of(tag: str) -> SemVer | None:
+def semver_of(tag: str, scheme: Scheme = "semver") -> TagVersion | None:
+    """The version ``tag`` names under ``scheme`` (see :mod:`tagkeeper.versioning`)."""
     # cheap pre-check: most tags (dev-*, pr-*, latest) are not versions at all
     first = tag[:1]
     if not (first.isdigit() or (first == "v" and tag[1:2].isdigit())):
         return None
-    return parse_tag(tag)
+    return version_of(tag, scheme)
 
 
-def classify(tag: str) -> Channel | None:
+def classify(tag: str, scheme: Scheme = "semver") -> Channel | None:
     """The retention channel of ``tag``, or ``None`` when it matches none.
 
-    ``dev-<4..64 lowercase hex>`` is dev, ``pr-<digits>`` is pr, a SemVer tag (with or
-    without ``v``; build metadata written after ``_``) is a release, or a prerelease when
-    it has a prerelease part. ``latest``, ``dev-latest``, ``1.2``, ``nightly`` and cosign
-    ``sha256-...`` tags match no channel.
+    ``dev-<4..64 lowercase hex>`` is dev, ``pr-<digits>`` is pr, a version tag under
+    ``scheme`` (SemVer by default: with or without ``v``, build metadata written after
+    ``_``; or PEP 440) is a release, or a prerelease when it has a prerelease part.
+    ``latest``, ``dev-latest``, ``1.2``, ``nightly`` and cosign ``sha256-...`` tags match
+    no channel.
     """
     if DEV_TAG_RE.fullmatch(tag):
         return Channel.DEV
     if PR_TAG_RE.fullmatch(tag):
         return Channel.PR
-    version = semver_of(tag)
+    version = semver_of(tag, scheme)
     if version is None:
         return None
     return Channel.PRERELEASE if version.is_prerelease else Channel.RELEASE
@@ -123,6 +125,8 @@ class Policy:
     older_than: timedelta | None = None
     # Python regular expressions, each matched against the whole tag (re.fullmatch)
     protect_regex: tuple[str, ...] = ()
+    # what a release tag is and how releases are ordered: SemVer 2.0.0 or PEP 440
+    version_scheme: Scheme = "semver"
     untagged: Literal["keep", "delete"] = "delete"
     unmatched: Literal["keep", "delete"] = "keep"  # tags that match no channel
     max_delete: int | None = None
@@ -162,6 +166,7 @@ class Policy:
             object.__setattr__(self, "protect_regex", (self.protect_regex,))
         for pattern in self.protect_regex:
             check_protect_regex(pattern)
+        check_scheme(self.version_scheme)
 
     def protects(self, tag: str) -> bool:
         """Whether a protect glob or a protect regex (full match) names ``tag``."""

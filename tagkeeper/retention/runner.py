@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from tagkeeper.inventory import Backend, DeleteResult, ManifestReader, Version
     from tagkeeper.registries.factory import BackendOptions, Kind
     from tagkeeper.rollback.sources import RollbackGuard
+    from tagkeeper.versioning import Scheme
 
 __all__ = [
     "PlannedPrune",
@@ -543,6 +544,7 @@ def configured_policy(
     max_delete: int | None = None,
     older_than: str | None = None,
     protect_regex: Sequence[str] | None = None,
+    version_scheme: str | None = None,
 ) -> Policy:
     """The policy ``tagkeeper prune`` applies: each argument given (a flag) wins over
     the configuration's key, which wins over the default (``keep`` 5 for every channel,
@@ -569,4 +571,6 @@ def configured_policy(
         if (older := pick(older_than, config.older_than, None))
         else None,
         protect_regex=tuple(protect_regex) if protect_regex else (config.protect_regex or ()),
+        # checked by Policy (a flag's word may be anything)
+        version_scheme=cast("Scheme", pick(version_scheme, config.version_scheme, "semver")),
     )

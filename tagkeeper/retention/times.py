@@ -33,11 +33,12 @@ def time_needed(policy: Policy) -> Callable[[frozenset[str]], bool]:
     # --older-than is a second age condition: like a grace period, age can keep anything
     grace = policy.min_age > timedelta(0) or bool(policy.older_than)
     keep_unmatched = policy.unmatched == "keep"
+    scheme = policy.version_scheme
 
     def needed(tags: frozenset[str]) -> bool:
         if not tags:
             return True
-        channels = {classify(tag) for tag in tags}
+        channels = {classify(tag, scheme) for tag in tags}
         if channels & _TIMED:
             return True
         if not grace:
@@ -45,7 +46,7 @@ def time_needed(policy: Policy) -> Callable[[frozenset[str]], bool]:
         for tag in tags:
             if policy.protects(tag):
                 return False
-            if keep_unmatched and classify(tag) is None and referrer_subject(tag) is None:
+            if keep_unmatched and classify(tag, scheme) is None and referrer_subject(tag) is None:
                 return False
         return True
 

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
     from tagkeeper.inventory import Version
+    from tagkeeper.versioning import Scheme
 
 
 class HistorySource(Protocol):
@@ -205,6 +206,7 @@ def _from_history(
     current: str | None,
     allow_prerelease: bool | None,
     keep_deploys: int = 0,
+    version_scheme: Scheme = "semver",
 ) -> bool:
     """Protect what ``records`` say runs, may run, the last ``keep_deploys`` successful
     deploys, and the rollback target.
@@ -238,6 +240,7 @@ def _from_history(
             current=current,
             allow_prerelease=setting,
             source=source,
+            version_scheme=version_scheme,
         )
 
     targets = _targets(answer, allow_prerelease)
@@ -259,6 +262,7 @@ def _from_registry(
     environment: str,
     current: str,
     allow_prerelease: bool | None,
+    version_scheme: Scheme = "semver",
 ) -> None:
     def answer(setting: bool) -> RollbackTarget:
         return previous_from_registry(
@@ -267,6 +271,7 @@ def _from_registry(
             environment=environment,
             current=current,
             allow_prerelease=setting,
+            version_scheme=version_scheme,
         )
 
     for target, label in _targets(answer, allow_prerelease):
@@ -287,6 +292,7 @@ def protection(
     currents: Mapping[str, str] | None = None,
     allow_prerelease: bool | None = None,
     keep_deploys: int = 0,
+    version_scheme: Scheme = "semver",
 ) -> Protection:
     """Digests and tags to keep so each environment runs on and can roll back.
 
@@ -327,6 +333,7 @@ def protection(
                 current=current,
                 allow_prerelease=allow_prerelease,
                 keep_deploys=keep_deploys,
+                version_scheme=version_scheme,
             )
         if not any_history:
             missing.append(environment)
@@ -343,6 +350,7 @@ def protection(
                 environment=environment,
                 current=current,
                 allow_prerelease=allow_prerelease,
+                version_scheme=version_scheme,
             )
     recorded: list[str] = []
     if missing:
@@ -366,6 +374,7 @@ def rollback_protection(
     allow_prerelease: bool | None = None,
     required: Collection[str] = (),
     keep_deploys: int = 0,
+    version_scheme: Scheme = "semver",
 ) -> dict[str, str]:
     """The ``protected`` mapping of :func:`protection`; raises :class:`NoHistory` when an
     environment in ``required`` has no history."""
@@ -377,6 +386,7 @@ def rollback_protection(
         currents=currents,
         allow_prerelease=allow_prerelease,
         keep_deploys=keep_deploys,
+        version_scheme=version_scheme,
     )
     result.require(required)
     return result.protected

@@ -32,7 +32,7 @@ from tagkeeper.channels import is_dev_tag
 from tagkeeper.errors import NoRollbackTarget, UsageError
 from tagkeeper.gate.rules import Code, Policy, policy_for
 from tagkeeper.refs import parse_reference, require_valid_tag
-from tagkeeper.semver import SemVer, parse_tag
+from tagkeeper.versioning import Scheme, TagVersion, version_of
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -244,6 +244,7 @@ def previous_from_history(
     current: str | None = None,
     allow_prerelease: bool = False,
     source: str = "ledger",
+    version_scheme: Scheme = "semver",
 ) -> RollbackTarget:
     """The last successful deploy before the current one. ``history`` is newest first.
 
@@ -252,9 +253,11 @@ def previous_from_history(
     are ignored. Raises :class:`NoRollbackTarget` saying why when nothing qualifies.
     """
     check_current(current)
-    policy = policy_for(environment, allow_prerelease=allow_prerelease)
+    policy = policy_for(
+        environment, allow_prerelease=allow_prerelease, version_scheme=version_scheme
+    )
     where = f"{repository} to {environment}"
-    ceiling = parse_tag(current) if current is not None else None
+    ceiling = version_of(current, version_scheme) if current is not None else None
     seen = False
     found = False  # the current deploy has been passed
     fallback: DeployRecord | None = None  # if current is absent: newest qualifying below it
@@ -284,7 +287,7 @@ def previous_from_history(
                 found = True
             elif (
                 fallback is None
-                and _below(record.tag, ceiling)
+                and _below(record.tag, ceiling, version_scheme)
                 and _skip_reason(record, current, policy) is None
             ):
                 fallback = record
@@ -308,8 +311,9 @@ def previous_from_history(
     if not found:
         if ceiling is None:
             raise NoRollbackTarget(
-                f"{current} is not in the {source} history of {where} and is not a SemVer "
-                "release, so which recorded deploys are older than it cannot be told",
+                f"{current} is not in the {source} history of {where} and is not a "
+                f"{_SCHEME_NAME[version_scheme]} release, so which recorded deploys are older "
+                "than it cannot be told",
                 hint="pass --current with a tag the history has, or try --source registry "
                 "(it orders dev builds by push time)",
             )
@@ -332,17 +336,24 @@ def previous_from_history(
     )
 
 
-def _below(tag: str, ceiling: SemVer | None) -> bool:
-    """True when ``tag`` is a SemVer release that precedes ``ceiling``."""
-    version = parse_tag(tag)
-    return ceiling is not None and version is not None and version < ceiling
+_SCHEME_NAME = {"semver": "SemVer", "pep440": "PEP 440"}
+
+
+def _below(tag: str, ceiling: TagVersion | None, scheme: Scheme) -> bool:
+    """True when ``tag`` is a release (under ``scheme``) that precedes ``ceiling``."""
+    version = version_of(tag, scheme)
+    return (
+        ceiling is not None
+        and version is not None
+        and version.precedence_key() < ceiling.precedence_key()
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class _Candidate:
     version: Version
     tag: str
-    semver: SemVer | None
+    semver: TagVersion | None
 
 
 def previous_from_registry(
@@ -352,6 +363,7 @@ def previous_from_registry(
     environment: str,
     current: str | None,
     allow_prerelease: bool = False,
+    version_scheme: Scheme = "semver",
 ) -> RollbackTarget:
     """The rollback target from what the registry holds (no deploy history known).
 
@@ -360,7 +372,9 @@ def previous_from_registry(
     current one. For a ``dev-<sha>`` ``current``: the ``dev-<sha>`` pushed last before it.
     """
     check_current(current)
-    policy = policy_for(environment, allow_prerelease=allow_prerelease)
+    policy = policy_for(
+        environment, allow_prerelease=allow_prerelease, version_scheme=version_scheme
+    )
     if current is None:
         raise NoRollbackTarget(
             f"the registry cannot tell which version of {repository} runs in {environment}",
@@ -370,15 +384,15 @@ def previous_from_registry(
     current_digest = current_version.digest if current_version else None
     notes: list[str] = []
     reasons: list[str] = []
-    wanted = parse_tag(current)
+    wanted = version_of(current, version_scheme)
     if wanted is not None:
         best: _Candidate | None = None
         for version in versions:
             if current_digest is not None and version.digest == current_digest:
                 continue
             for tag in sorted(version.tags):
-                semver = parse_tag(tag)
-                if semver is None or not semver < wanted:
+                semver = version_of(tag, version_scheme)
+                if semver is None or not semver.precedence_key() < wanted.precedence_key():
                     continue
                 why = refusal(repository, tag, policy)
                 if semver.is_prerelease and not allow_prerelease:
@@ -439,8 +453,8 @@ def previous_from_registry(
             hint="deploy a known-good tag explicitly",
         )
     raise NoRollbackTarget(
-        f"{current!r} is neither a SemVer release nor a dev-<sha> tag, so the registry "
-        "cannot order it",
+        f"{current!r} is neither a {_SCHEME_NAME[version_scheme]} release nor a dev-<sha> "
+        "tag, so the registry cannot order it",
         hint="use --source ledger or --source github, or pass --current with a release tag",
     )
 
@@ -448,8 +462,8 @@ def previous_from_registry(
 def _better(candidate: _Candidate, best: _Candidate, current: str) -> bool:
     """Higher precedence wins; on a tie, the tag written like ``current``, then the newest."""
     a, b = candidate.semver, best.semver
-    if a is not None and b is not None and a != b:
-        return a > b
+    if a is not None and b is not None and a.precedence_key() != b.precedence_key():
+        return bool(a.precedence_key() > b.precedence_key())
     same_style = candidate.tag.startswith("v") == current.startswith("v")
     best_style = best.tag.startswith("v") == current.startswith("v")
     if same_style != best_style:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from tagkeeper.rollback.protection import HistorySource
     from tagkeeper.rollback.resolve import DeployRecord, RollbackTarget
     from tagkeeper.secret import Secret
+    from tagkeeper.versioning import Scheme
 
 __all__ = [
     "HistoryFrom",
@@ -173,6 +174,7 @@ def previous(
     allow_prerelease: bool = False,
     client: httpx.Client | None = None,
     on_message: Callable[[str], None] = _ignore,
+    version_scheme: Scheme = "semver",
 ) -> RollbackTarget:
     """The rollback target from ``source`` (or the cascade, for ``auto``).
 
@@ -192,6 +194,7 @@ def previous(
         environment=environment,
         current=current,
         allow_prerelease=allow_prerelease,
+        version_scheme=version_scheme,
     )
     if source in (Source.auto, Source.ledger):
         path = settings.ledger
@@ -235,6 +238,7 @@ def previous(
         environment=environment,
         current=current,
         allow_prerelease=allow_prerelease,
+        version_scheme=version_scheme,
     )
 
 
@@ -334,6 +338,7 @@ class RollbackGuard:
     notes: list[str] = dataclasses.field(default_factory=list)
     warning: str | None = None
     keep_deploys: int = 0  # also the images of the last K successful deploys (protection)
+    version_scheme: Scheme = "semver"  # what a release is, for the rollback target
 
     def protected(self, image: str) -> tuple[dict[str, str], list[str]]:
         """The ``protected`` mapping for ``image`` (digest or tag -> reason), and warnings.
@@ -356,6 +361,7 @@ class RollbackGuard:
             self.sources,
             allow_prerelease=self.allow_prerelease,
             keep_deploys=self.keep_deploys,
+            version_scheme=self.version_scheme,
         )
         result.require(self.required)
         return result.protected, [*self.notes, *result.warnings(self.where)]
