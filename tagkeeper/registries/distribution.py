@@ -178,6 +178,7 @@ class Registry:
         self._scope_of: dict[str, str] = {}  # action -> the scope the registry asked for
         self._manifests: Memo[str, Manifest] = Memo()
         self._referrers_api: bool | None = None  # None: not asked yet
+        self.ping_headers: dict[str, str] = {}  # the /v2/ answer's headers
 
     # ------------------------------------------------------------------ plumbing
 
@@ -257,6 +258,8 @@ class Registry:
             )
         with self._lock:
             self._base = base
+            # what the product says of itself (see tagkeeper.registries.locks)
+            self.ping_headers = dict(response.headers)
         self.authenticator().learn(response)
 
     def _scope(self, action: str) -> str:
@@ -274,14 +277,18 @@ class Registry:
         headers: dict[str, str] | None = None,
         limit: int = CAPS.default,
         what: str | None = None,
+        url: str | None = None,
     ) -> httpx.Response:
-        """``method`` on ``/v2/<name><path>`` with the credentials ``action`` needs
-        (``read`` or ``delete``); a ``401`` is answered once (new token, or basic).
+        """``method`` on ``/v2/<name><path>`` (or on ``url``, a path of the registry's
+        own host: a product's API) with the credentials ``action`` needs (``read`` or
+        ``delete``); a ``401`` is answered once (new token, or basic).
 
         The answer is read at most ``limit`` bytes (``what`` names it in messages); an
         answer that cannot be read as it came is a
         :class:`~tagkeeper.transport.BadAnswer` naming this repository."""
-        url = f"{self.base_url()}/v2/{self.name}{path}"
+        url = f"{self.base_url()}{url}" if url is not None else (
+            f"{self.base_url()}/v2/{self.name}{path}"
+        )
         auth = self.authenticator()
         scope = self._scope(action)
         sent = auth.headers(scope)

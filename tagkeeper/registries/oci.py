@@ -74,6 +74,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
+import httpx
+
 from tagkeeper.errors import RateLimited, RegistryError, UsageError
 from tagkeeper.inventory import (
     INDEX_TYPES,
@@ -89,6 +91,7 @@ from tagkeeper.registries.auth import parse_challenge as parse_challenge  # noqa
 from tagkeeper.registries.backend import DistributionReader, RegistryBackend
 from tagkeeper.registries.cache import ManifestCache, Memo
 from tagkeeper.registries.distribution import Found, Registry, error_codes
+from tagkeeper.registries.locks import Answer, Locks, decode, detect, read_locks
 from tagkeeper.registries.manifests import CREATED_ANNOTATION
 from tagkeeper.registries.manifests import parse_time as parse_time  # noqa: PLC0414 (re-export)
 from tagkeeper.registries.oci_times import CreationTimes
@@ -106,8 +109,6 @@ from tagkeeper.untrusted import neutralise
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
     from pathlib import Path
-
-    import httpx
 
     from tagkeeper.registries.credentials import Credentials
     from tagkeeper.registries.manifests import Manifest
@@ -215,6 +216,8 @@ class OciBackend(RegistryBackend):
         self._has_index = False
         self._left_alone: dict[str, str] = {}  # digest -> why (a tag outside the grammar)
         self._untrusted: dict[str, str] = {}  # digest -> why (answers not believed)
+        self._credentials = credentials  # for a product's API that takes basic auth
+        self.locks = Locks()  # what the product's API says is locked (registries.locks)
 
     # ------------------------------------------------------------------ protocol
 
@@ -225,7 +228,19 @@ class OciBackend(RegistryBackend):
     @property
     def warnings(self) -> tuple[str, ...]:
         """What the plan should say about this registry (unknown times, untagged garbage)."""
-        return ((_UNTAGGED_NOTE,) if self._has_index else ()) + tuple(self._warnings)
+        locked = self.locks.locked
+        notes = (
+            (f"{self.locks.product}: {len(locked)} image(s) are locked or carry immutable "
+             "tags; they are kept",)
+            if locked
+            else ()
+        )
+        return (
+            ((_UNTAGGED_NOTE,) if self._has_index else ())
+            + tuple(self._warnings)
+            + notes
+            + tuple(self.locks.warnings)
+        )
 
     def versions(self) -> Sequence[Version]:
         every = self.list_tags()
@@ -273,6 +288,9 @@ class OciBackend(RegistryBackend):
             )
         versions.extend(self._index_children(versions))
         self._distrust()
+        self.locks = read_locks(
+            detect(self.host, self._registry.ping_headers), self.name, self._product_get
+        )
         if unknown:
             listed = "; ".join(unknown[:10]) + (
                 f"; and {len(unknown) - 10} more" if len(unknown) > 10 else ""
@@ -292,7 +310,28 @@ class OciBackend(RegistryBackend):
         with self._lock:
             for digest, why in (*self._left_alone.items(), *self._untrusted.items()):
                 out.setdefault(digest, why)
+        for digest, why in self.locks.locked.items():
+            out.setdefault(digest, why)
         return out
+
+    def _product_get(self, path: str, kind: str) -> Answer:
+        """``GET`` of a product API path on the registry's host (see registries.locks):
+        Harbor's API with basic auth (or none), any other with the registry's token."""
+        base = self._registry.base_url()
+        if kind.startswith("harbor"):
+            creds = self._credentials
+            auth = None if creds is None else (creds.username, creds.secret.reveal())
+            response = self._sender.send("GET", f"{base}{path}", kind=kind, auth=auth)
+        else:
+            response = self._registry.request("GET", "", kind=kind, url=path)
+        following = response.links.get("next", {}).get("url")
+        next_path = None
+        if following:
+            url = httpx.URL(base).join(following)
+            if url.host == httpx.URL(base).host:  # never another host
+                next_path = url.raw_path.decode("ascii", "replace")
+        body = decode(response.content) if response.status_code == 200 else None
+        return Answer(response.status_code, body, next_path)
 
     def _leave_alone(self, bad: Sequence[str]) -> None:
         """Tags the registry lists that break the OCI tag grammar: the image each points

@@ -40,6 +40,7 @@ class FakeRegistry:
     user: tuple[str, str] = ("alice", "pw")
     token_value: str = "tok-SECRET-123"
     realm: str = f"http://{HOST}/token"  # the token service, on the registry's own host
+    service: str = "fake-registry"  # the service the bearer challenge names
     delete_status: int | None = None  # force an answer for real deletes
     delete_headers: dict[str, str] = field(default_factory=dict)  # sent with that answer
     log: list[tuple[str, str]] = field(default_factory=list)
@@ -68,7 +69,7 @@ class FakeRegistry:
             value = 'Basic realm="fake"'
         else:
             value = (
-                f'Bearer realm="{self.realm}",service="fake-registry",'
+                f'Bearer realm="{self.realm}",service="{self.service}",'
                 f'scope="{scope}"'
             )
         return httpx.Response(
