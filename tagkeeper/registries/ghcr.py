@@ -54,8 +54,6 @@ from tagkeeper.errors import AuthError, RegistryError, TagkeeperError, UsageErro
 from tagkeeper.inventory import (
     DeleteResult,
     DeleteStatus,
-    ManifestMissing,
-    ManifestUnreadable,
     RequestStats,
     Version,
 )
@@ -74,10 +72,10 @@ from tagkeeper.registries.ghcr_api import (
     token_kind,
 )
 from tagkeeper.registries.ghcr_doctor import Check, Diagnosis, diagnose
+from tagkeeper.registries.ghcr_reach import PushReach
 from tagkeeper.registries.ghcr_recheck import RECHECK_WINDOW, ListingWatch, Look
 from tagkeeper.registries.ghcr_versions import Page, PushWatch, read_consistently
 from tagkeeper.registries.pacing import DeletePacer, PacerSettings
-from tagkeeper.retention.policy import referrer_subject
 from tagkeeper.transport import (
     DEFAULT_MAX_WAIT,
     Clock,
@@ -243,7 +241,7 @@ class GhcrBackend(RegistryBackend):
         self.recheck_window = (
             DEFAULT_RECHECK_WINDOW if recheck_window is None else max(0.0, recheck_window)
         )
-        self._reach: dict[str, frozenset[str]] = {}  # pushed digest -> what it lists
+        self._reach = PushReach(registry, self.display)  # what pushed versions reach
 
     # -- Backend protocol -------------------------------------------------------------
 
@@ -484,80 +482,10 @@ class GhcrBackend(RegistryBackend):
             return DeleteResult(
                 version, DeleteStatus.CHANGED, f"tags changed since the plan ({detail}): skipped"
             )
-        found = self._pushed_reaching(version, pushed)
+        found = self._reach.reaching(version, [self._to_version(item) for item in pushed])
         if found is not None:
             return DeleteResult(version, DeleteStatus.CHANGED, found)
         return None
-
-    def _pushed_reaching(self, version: Version, pushed: Sequence[Any]) -> str | None:
-        """Why ``version`` must stay: a version ``pushed`` since the listing reaches it,
-        or reaches what it refers to (the subject of an OCI 1.1 referrer or of a cosign
-        ``sha256-<hex>.sig`` tag: an image is whole only with its signatures).
-
-        The version's own manifest is read only when something was pushed (to learn its
-        subject)."""
-        target = version.digest
-        subjects: frozenset[str] | None = None
-        for item in pushed:
-            pushed_version = self._to_version(item)
-            if pushed_version.digest == target:
-                continue
-            reached = self._descendants(pushed_version.digest) | {pushed_version.digest}
-            tags = ", ".join(sorted(pushed_version.tags)) or "untagged"
-            if target in reached:
-                return (
-                    f"listed by {pushed_version.digest[:19]} ({tags}), pushed since the plan: "
-                    "skipped, it stays"
-                )
-            if subjects is None:
-                subjects = self._subjects_of(version)
-            if subjects & reached:
-                subject = min(subjects & reached)
-                return (
-                    f"refers to {subject[:19]}, which {pushed_version.digest[:19]} ({tags}) "
-                    "pushed since the plan reaches: skipped, it stays"
-                )
-        return None
-
-    def _subjects_of(self, version: Version) -> frozenset[str]:
-        """What ``version`` refers to: its cosign tags' subjects and its OCI 1.1
-        ``subject``. Raises :class:`RegistryError` when its manifest cannot be read."""
-        found = {s for s in map(referrer_subject, version.tags) if s is not None}
-        try:
-            subject = self.registry.manifest(version.digest).subject
-        except ManifestMissing:
-            subject = None
-        except ManifestUnreadable as exc:
-            raise RegistryError(
-                f"{self.display}: {version.digest[:19]} cannot be read ({exc.reason}) to tell "
-                "whether it refers to an image pushed during the prune; stopped before "
-                "deleting it",
-                hint="rerun: the next plan includes what was pushed",
-            ) from None
-        if subject is not None:
-            found.add(subject)
-        return frozenset(found)
-
-    def _descendants(self, digest: str) -> frozenset[str]:
-        """Every manifest ``digest`` lists, recursively (read through the reader, so
-        each manifest once per run). Raises :class:`RegistryError` when one cannot be
-        read: a version pushed during the prune may list anything."""
-        with self._state:
-            known = self._reach.get(digest)
-        if known is not None:
-            return known
-        try:
-            found = self.registry.listed_by(digest)
-        except ManifestUnreadable as exc:
-            raise RegistryError(
-                f"{self.display}: {digest[:19]} was pushed during the prune and "
-                f"{exc.digest[:19]} cannot be read ({exc.reason}); stopped before "
-                "deleting anything it may list",
-                hint="rerun: the next plan includes it",
-            ) from None
-        with self._state:
-            self._reach[digest] = found
-        return found
 
     # -- doctor -------------------------------------------------------------------------
 
