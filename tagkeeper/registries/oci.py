@@ -291,6 +291,9 @@ class OciBackend(RegistryBackend):
         self.locks = read_locks(
             detect(self.host, self._registry.ping_headers), self.name, self._product_get
         )
+        # only what the listing shows: a lock API's answer never adds a digest to read
+        in_listing = {v.digest for v in versions}
+        self.locks.locked = {d: w for d, w in self.locks.locked.items() if d in in_listing}
         if unknown:
             listed = "; ".join(unknown[:10]) + (
                 f"; and {len(unknown) - 10} more" if len(unknown) > 10 else ""

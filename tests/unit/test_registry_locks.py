@@ -244,6 +244,22 @@ def test_an_unreadable_lock_api_is_a_warning_and_plans_as_before(
     assert any("did not list the locked images (answered 403)" in w for w in b.warnings)
 
 
+def test_a_lock_on_a_digest_the_listing_does_not_show_adds_nothing(
+    httpx_mock: HTTPXMock, client: httpx.Client
+) -> None:
+    fake = serve(httpx_mock, ProductFake("acr", "app", auth="bearer"))
+    releases(fake)
+    stranger = "sha256:" + "e" * 64  # a hostile or stale answer: not in the repository
+    fake.locked_manifests = {stranger: {"deleteEnabled": False}}
+    original = fake._by_digest
+    fake._by_digest = lambda: {**original(), stranger: []}  # type: ignore[method-assign]
+    b = backend(client, "app", credentials=Credentials("alice", Secret("pw")))
+    decisions = kept(b, keep=0)
+    assert stranger not in b.protected()
+    assert not any(stranger in url for _m, url in fake.log)  # never read
+    assert all(keep is False for keep, _r, _w in decisions.values())
+
+
 def test_a_plain_registry_is_asked_nothing_more(
     httpx_mock: HTTPXMock, client: httpx.Client
 ) -> None:
