@@ -299,7 +299,7 @@ class _Planner:
             span = format_duration(older_than)
             for group in (self.tagged, self.untagged):
                 for v in group:
-                    if v.created <= young:
+                    if v.created < young:  # older than older_than: deletable by age
                         break
                     age = format_duration(self.now - v.created)
                     text = f"not older than --older-than {span} (pushed {age} ago)"

@@ -165,6 +165,15 @@ def test_a_delete_needs_both_conditions(ages: list[float], keep: int, older_days
     assert {d.version.digest for d in both.delete} == expected
 
 
+def test_an_image_exactly_as_old_as_older_than_is_not_older() -> None:
+    reg = FakeRegistry()
+    dev_images(reg, [20, 1])
+    p = run(reg, Policy.uniform(0, older_than=timedelta(days=20)))
+    assert fate(p, "dev0")[:2] == (True, "older-than")  # 20 days: not older than 20d
+    p = run(reg, Policy.uniform(0, older_than=timedelta(days=19)))
+    assert fate(p, "dev0")[0] is False
+
+
 def test_a_negative_older_than_is_refused() -> None:
     with pytest.raises(UsageError, match="--older-than must not be negative"):
         Policy(older_than=timedelta(days=-1))
