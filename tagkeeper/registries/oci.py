@@ -64,6 +64,10 @@ Transport
     :class:`~tagkeeper.registries.distribution.Registry` (base URL, auth and its realm
     policy, verified manifests read once per run, the optional on-disk manifest cache).
     Creation times come from :mod:`tagkeeper.registries.oci_times`.
+
+It is one module on purpose (past 600 lines): the listing, the re-checks before each
+delete and the delete share the run's view of which tag points where; the transport,
+times and locks live in their own modules.
 """
 
 from __future__ import annotations

@@ -28,6 +28,10 @@ write or none of it. A deploy whose process is killed after it was recorded as
 
 The schema is versioned with ``PRAGMA user_version`` and upgraded by the ordered
 :data:`MIGRATIONS` on open; a database written by a newer tagkeeper is refused.
+
+It is one module on purpose (past 600 lines): one class around one database, whose
+reads and writes share its connection, transaction and migration rules; the schema
+itself and the row reading are in :mod:`tagkeeper.rollback.ledger_schema`.
 """
 
 from __future__ import annotations
