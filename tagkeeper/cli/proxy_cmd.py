@@ -65,8 +65,10 @@ def proxy_snippet(  # noqa: PLR0917 - Typer passes options as arguments
                      "else /var/log/PROXY/UPSTREAM.json.log).", show_default=False),
     ] = None,
     traefik_api: Annotated[
-        str, typer.Option("--traefik-api", help="HOST:PORT of Traefik's API (loopback).")
-    ] = "127.0.0.1:8080",
+        str | None,
+        typer.Option("--traefik-api", help="HOST:PORT of Traefik's API (loopback; default: "
+                     "[deploy.ENV] traefik-api, else 127.0.0.1:8080).", show_default=False),
+    ] = None,
     keepalive: Annotated[
         bool,
         typer.Option("--keepalive/--no-keepalive",
@@ -85,6 +87,7 @@ def proxy_snippet(  # noqa: PLR0917 - Typer passes options as arguments
     """
     from tagkeeper.deploy.proxies.model import Slot
     from tagkeeper.deploy.proxies.snippet import ProxySetup, setup_from_spec, snippet
+    from tagkeeper.deploy.spec import DEFAULT_TRAEFIK_API
 
     if env is not None:
         setup = setup_from_spec(
@@ -117,7 +120,7 @@ def proxy_snippet(  # noqa: PLR0917 - Typer passes options as arguments
             slots=tuple(Slot(n, "127.0.0.1", p) for n, p in zip(names, numbers, strict=True)),
             proxy_url=proxy_url,
             access_log=access_log.absolute() if access_log else None,
-            traefik_api=traefik_api,
+            traefik_api=traefik_api or DEFAULT_TRAEFIK_API,
             keepalive=keepalive,
         )
     printed = snippet(setup)

@@ -52,6 +52,7 @@ CONTAINER_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}")
 VARIABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 SLOT_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,15}")
 UPSTREAM_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+HOST_PORT_RE = re.compile(r"(?:[0-9A-Za-z.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]):[0-9]{1,5}")
 RESTART_RE = re.compile(r"no|always|unless-stopped|on-failure(?::[1-9][0-9]{0,3})?")
 MEMORY_RE = re.compile(r"([0-9]{1,12})\s*([bkmg]?)(?:i?b)?", re.IGNORECASE)
 VOLUME_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
@@ -83,6 +84,7 @@ DEFAULT_WATCH_INTERVAL = 30.0  # two crossings in a row then take a minute
 DEFAULT_MAX_ERROR_RATE = 0.01  # 1% of 5xx answers
 DEFAULT_MAX_P95 = 0.8  # 800 ms
 DEFAULT_MIN_REQUESTS = 50  # fewer answers than this decide nothing
+DEFAULT_TRAEFIK_API = "127.0.0.1:8080"  # Traefik's own default for its API entrypoint
 NGINX_TEST = ("nginx", "-t")
 NGINX_RELOAD = ("nginx", "-s", "reload")
 
@@ -136,6 +138,7 @@ class DeploySpec:
     proxy_url: str | None = None
     proxy_test: tuple[str, ...] | None = None  # None: the proxy's default
     proxy_reload: tuple[str, ...] | None = None
+    traefik_api: str = DEFAULT_TRAEFIK_API  # where a switch is confirmed (Traefik's API)
     steps: tuple[int, ...] = DEFAULT_STEPS
     step_time: float = DEFAULT_STEP_TIME
     watch: float = DEFAULT_WATCH
@@ -271,6 +274,16 @@ def _check_proxy_spec(spec: DeploySpec) -> None:
             raise UsageError(f"strategy {spec.strategy} needs {key!r}", hint=_KEY_HINTS[key])
     if spec.ports is None and spec.port is None:
         raise UsageError(f"strategy {spec.strategy} needs 'port' or 'ports'")
+    if len(spec.slots) != 2 or spec.slots[0] == spec.slots[1]:
+        raise UsageError(
+            f"'slots' must name two different slots, not {list(spec.slots)}",
+            hint='e.g. slots = ["blue", "green"]',
+        )
+    if not HOST_PORT_RE.fullmatch(spec.traefik_api):
+        raise UsageError(
+            f"'traefik-api' {spec.traefik_api!r} is not HOST:PORT",
+            hint=f'e.g. traefik-api = "{DEFAULT_TRAEFIK_API}" (keep it on loopback)',
+        )
     ports = spec.slot_ports
     if len(ports) != len(spec.slots):
         raise UsageError(f"'ports' needs one port per slot ({len(spec.slots)})")

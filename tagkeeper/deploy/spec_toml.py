@@ -19,6 +19,7 @@ from tagkeeper.config import parse_duration
 from tagkeeper.deploy.spec import (
     CONTAINER_RE,
     CONTAINER_STRATEGIES,
+    HOST_PORT_RE,
     MEMORY_RE,
     MEMORY_UNITS,
     MIN_MEMORY,
@@ -390,6 +391,11 @@ def _keys(base: Path | None) -> dict[str, tuple[str, Callable[[Any], Any], str]]
             "proxy_reload",
             _arguments,
             'a list of arguments, e.g. ["nginx", "-s", "reload"]',
+        ),
+        "traefik-api": (
+            "traefik_api",
+            _matching(HOST_PORT_RE),
+            'HOST:PORT of Traefik\'s API entrypoint, e.g. "127.0.0.1:8080"',
         ),
         "steps": (
             "steps",

@@ -91,6 +91,7 @@ def test_every_key_of_both_issues_is_read_into_the_spec(tmp_path: Path) -> None:
         "proxy-url": "http://127.0.0.1:8080/",
         "proxy-test": ["nginx", "-t", "-c", "/etc/nginx/nginx.conf"],
         "proxy-reload": ["systemctl", "reload", "nginx"],
+        "traefik-api": "127.0.0.1:9080",
         "steps": [10, 50, 100],
         "step-time": "1m",
         "watch": "15m",
@@ -133,6 +134,7 @@ def test_every_key_of_both_issues_is_read_into_the_spec(tmp_path: Path) -> None:
     assert spec.proxy_test_command == ("nginx", "-t", "-c", "/etc/nginx/nginx.conf")
     assert spec.proxy_reload_command == ("systemctl", "reload", "nginx")
     assert spec.upstream_name == "app_backend"
+    assert spec.traefik_api == "127.0.0.1:9080"
     assert spec.max_error_rate == pytest.approx(0.005)
     assert spec.max_p95 == pytest.approx(0.9)
     assert spec.max_p95_ratio == 1.5
@@ -203,6 +205,8 @@ BAD_VALUES: list[tuple[str, Any]] = [
     ("proxy-url", "ftp://x"),
     ("proxy-test", "nginx -t"),
     ("proxy-reload", []),
+    ("traefik-api", "127.0.0.1"),
+    ("traefik-api", "http://127.0.0.1:8080"),
     ("steps", [50, 10, 100]),
     ("steps", [5, 10, 50]),
     ("steps", [0, 100]),
@@ -306,6 +310,21 @@ def test_a_library_user_gets_the_same_rules() -> None:
     assert spec.bind_address == "127.0.0.1"
     with pytest.raises(UsageError, match="differ"):
         spec.with_overrides(candidate_port=80)
+
+
+def test_a_library_user_cannot_build_three_slots_or_a_bad_traefik_api() -> None:
+    keys: dict[str, Any] = {
+        "strategy": Strategy.BLUEGREEN, "image": "ghcr.io/a/b", "container": "c", "port": 80,
+        "proxy": "traefik", "proxy_config": Path("/etc/traefik/dynamic/c.yml"),
+        "proxy_url": "http://127.0.0.1:80",
+    }  # fmt: skip
+    assert DeploySpec("prod", **keys).traefik_api == "127.0.0.1:8080"
+    with pytest.raises(UsageError, match="two different slots"):
+        DeploySpec("prod", slots=("a", "b", "c"), **keys)
+    with pytest.raises(UsageError, match="two different slots"):
+        DeploySpec("prod", slots=("a", "a"), **keys)
+    with pytest.raises(UsageError, match="HOST:PORT"):
+        DeploySpec("prod", traefik_api="127.0.0.1", **keys)
 
 
 def test_environment_names_follow_the_one_grammar() -> None:

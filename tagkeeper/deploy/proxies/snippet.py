@@ -25,6 +25,7 @@ from tagkeeper.deploy.proxies.model import (
     check_slots,
 )
 from tagkeeper.deploy.proxies.nginx import ANSWER_HEADER, PROBE_HEADER, probe_variable
+from tagkeeper.deploy.spec import DEFAULT_TRAEFIK_API
 from tagkeeper.errors import UsageError
 
 if TYPE_CHECKING:
@@ -32,8 +33,6 @@ if TYPE_CHECKING:
 
     from tagkeeper.deploy.proxies.base import FileProxy
     from tagkeeper.deploy.spec import DeploySpec
-
-DEFAULT_TRAEFIK_API = "127.0.0.1:8080"
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,10 +232,11 @@ def setup_from_spec(
     spec: DeploySpec,
     *,
     access_log: Path | None = None,
-    traefik_api: str = DEFAULT_TRAEFIK_API,
+    traefik_api: str | None = None,
     keepalive: bool = False,
 ) -> ProxySetup:
-    """The set-up of ``[deploy.ENV]`` (``access_log``: from ``metrics`` when not given)."""
+    """The set-up of ``[deploy.ENV]`` (``access_log``: from ``metrics`` when not given;
+    ``traefik_api``: the table's ``traefik-api``)."""
     proxy, config, url = spec.proxy, spec.proxy_config, spec.proxy_url
     if proxy is None or config is None or url is None:
         missing = [
@@ -263,6 +263,6 @@ def setup_from_spec(
         slots=slots,
         proxy_url=url,
         access_log=access_log,
-        traefik_api=traefik_api,
+        traefik_api=traefik_api or spec.traefik_api,
         keepalive=keepalive,
     )
