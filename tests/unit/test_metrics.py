@@ -334,3 +334,71 @@ def test_the_window_never_starts_before_the_mark(start: float, elapsed: float) -
         window = int(params["query"][0].split("[")[-1].split("s]")[0])
         at = float(params["time"][0])
         assert at - window >= mark.at - 0.001
+
+
+# -- readiness: the slot's target is scraped before a window begins -----------------------
+
+
+def _targets(targets: Any, status: int = 200) -> Prometheus:
+    def handle(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/api/v1/targets"
+        assert parse_qs(request.url.query.decode()) == {"state": ["active"]}
+        if isinstance(targets, httpx.Response):
+            return targets
+        return httpx.Response(status, json={"status": "success",
+                                            "data": {"activeTargets": targets}})
+
+    return Prometheus("http://127.0.0.1:9090", httpx.Client(transport=httpx.MockTransport(handle)))
+
+
+def _target(instance: str, health: str = "up", last: str = "2026-01-01T10:00:05.5Z",
+            error: str = "") -> dict[str, Any]:
+    return {"labels": {"instance": instance, "job": "app", "slot": "green"},
+            "discoveredLabels": {"__address__": instance}, "health": health,
+            "lastScrape": last, "lastError": error}
+
+
+STARTED = 1767261600.0 + 5.0  # 2026-01-01T10:00:05Z
+
+
+def test_a_target_scraped_since_the_start_is_ready() -> None:
+    source = _targets([_target("127.0.0.1:8520"), _target("127.0.0.1:8521")])
+    assert source.ready("127.0.0.1:8521", STARTED) is None
+
+
+@pytest.mark.parametrize(
+    ("targets", "words"),
+    [
+        ([_target("127.0.0.1:8520")], "no active target 127.0.0.1:8521"),
+        ([_target("127.0.0.1:8521", last="2026-01-01T10:00:04.9Z")], "not scraped"),
+        ([_target("127.0.0.1:8521", last="0001-01-01T00:00:00Z")], "not scraped"),
+        ([_target("127.0.0.1:8521", last="yesterday")], "not scraped"),
+        ([_target("127.0.0.1:8521", health="unknown")], "is unknown"),
+        ([_target("127.0.0.1:8521", health="down", error="connection refused\x1b[31m")],
+         "is down: connection refused?[31m"),
+    ],
+)  # fmt: skip
+def test_a_target_missing_down_or_not_scraped_since_the_start_is_not_ready(
+    targets: list[dict[str, Any]], words: str
+) -> None:
+    why = _targets(targets).ready("127.0.0.1:8521", STARTED)
+    assert why is not None
+    assert words in why
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(503, text="<html>down</html>"),
+        httpx.Response(200, json={"status": "error", "error": "x"}),
+        httpx.Response(200, json={"status": "success", "data": {"activeTargets": "x"}}),
+        httpx.Response(200, json=["x"]),
+    ],
+)
+def test_an_unreadable_target_list_is_a_read_error(answer: httpx.Response) -> None:
+    with pytest.raises(MetricsError):
+        _targets(answer).ready("127.0.0.1:8521", STARTED)
+
+
+def test_an_access_log_is_always_ready(tmp_path: Path) -> None:
+    assert AccessLog(tmp_path / "none.log").ready("127.0.0.1:8521", 0.0) is None

@@ -114,3 +114,13 @@ class MetricsSource(Protocol[M]):
         Raises :class:`MetricsError` when the source cannot be read at all.
         """
         ...
+
+    def ready(self, instance: str, since: float) -> str | None:
+        """``None`` when requests to ``instance`` (``host:port``) from now on will be seen;
+        else why not yet. ``since``: wall-clock time the instance's container started.
+
+        Prometheus must have scraped the instance after it started (a counter with no
+        sample before the window cannot count the window's first requests); an access
+        log sees every request the proxy logs.
+        """
+        ...

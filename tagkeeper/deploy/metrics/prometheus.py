@@ -23,6 +23,7 @@ import math
 import re
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -110,6 +111,55 @@ class Prometheus:
             readings[slot] = _stats(values, instance, window)
         return Reading(readings, float(window))
 
+    def ready(self, instance: str, since: float) -> str | None:
+        """``None`` once Prometheus scrapes ``instance`` and has done so since ``since``.
+
+        Read from ``/api/v1/targets?state=active``: the target whose ``instance`` label
+        (or discovered ``__address__``) is ``instance`` must be ``up`` with a last scrape
+        at or after ``since``. A target added through ``file_sd`` is first scraped up to
+        ~5 s later (discovery batches updates), plus one scrape interval.
+        """
+        body = self._get("/api/v1/targets", {"state": "active"})
+        data = body.get("data")
+        targets = data.get("activeTargets") if isinstance(data, dict) else None
+        if not isinstance(targets, list):
+            raise MetricsError("Prometheus's target list is not in the expected form")
+        for target in targets[:10_000]:
+            if not isinstance(target, dict) or not _is_instance(target, instance):
+                continue
+            health = target.get("health")
+            if health != "up":
+                error = target.get("lastError")
+                why = f": {shown(str(error), 160)}" if error else ""
+                return f"Prometheus's target {instance} is {shown(str(health), 20)}{why}"
+            scraped = _when(target.get("lastScrape"))
+            if scraped is None or scraped < since:
+                return f"Prometheus has not scraped {instance} since its container started"
+            return None
+        return (
+            f"Prometheus has no active target {instance}: scrape every slot's port (both "
+            "slots stay in its configuration; a slot with no container is simply down)"
+        )
+
+    def _get(self, path: str, params: Mapping[str, str]) -> dict[str, Any]:
+        try:
+            answer = self.client.get(f"{self.url}{path}", params=dict(params), timeout=10.0)
+        except httpx.HTTPError as exc:
+            raise MetricsError(
+                f"Prometheus at {self.url} did not answer ({type(exc).__name__})"
+            ) from None
+        if len(answer.content) > MAX_ANSWER_BYTES * 8:
+            raise MetricsError(f"Prometheus answered more than {MAX_ANSWER_BYTES * 8} bytes")
+        try:
+            body: Any = answer.json()
+        except ValueError:
+            raise MetricsError(
+                f"Prometheus answered {answer.status_code} with something that is not JSON"
+            ) from None
+        if not isinstance(body, dict) or body.get("status") != "success":
+            raise MetricsError(f"Prometheus refused {path} ({answer.status_code})")
+        return body
+
     def value(self, query: str, *, at: float) -> float | None:
         """The one value of an instant query at ``at``; ``None`` for an empty result."""
         try:
@@ -139,6 +189,26 @@ class Prometheus:
                 "that returns one series",
             )
         return _one_value(body.get("data"))
+
+
+def _is_instance(target: dict[str, Any], instance: str) -> bool:
+    labels, found = target.get("labels"), target.get("discoveredLabels")
+    return (isinstance(labels, dict) and labels.get("instance") == instance) or (
+        isinstance(found, dict) and found.get("__address__") == instance
+    )
+
+
+def _when(value: Any) -> float | None:
+    """Unix seconds of an RFC 3339 time (``None`` for anything else, or the zero time)."""
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None or moment.year < 2000:  # Go's zero time: never scraped
+        return None
+    return moment.timestamp()
 
 
 def _one_value(data: Any) -> float | None:
