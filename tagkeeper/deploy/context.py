@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from tagkeeper.deploy.spec import DeploySpec
     from tagkeeper.refs import ImageRef
     from tagkeeper.rollback.ledger import Ledger
-    from tagkeeper.rollback.resolve import DeployRecord, DeployStatus
+    from tagkeeper.rollback.resolve import DeployRecord, DeployStatus, RollbackTarget
 
 LOG_LINES = 30  # the container log lines shown when a check fails
 
@@ -90,8 +90,30 @@ class Prepared:
 
 
 @dataclass(frozen=True, slots=True)
+class SwitchBack:
+    """A release the watch rolled back: what serves again.
+
+    Either the strategy already switched back to ``slot``, which runs ``tag``@``digest``
+    (the engine records that switch as a rollback), or ``target`` is what must be deployed
+    now, through the same strategy, as a rollback (the other slot did not hold it).
+    ``steps`` are the switch back's steps, for the rollback's record.
+    """
+
+    reason: str
+    slot: str | None = None
+    tag: str | None = None
+    digest: str | None = None
+    target: RollbackTarget | None = None
+    numbers: Mapping[str, Any] = field(default_factory=dict)
+    steps: tuple[tuple[str, str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
-    """How a strategy's run ended. ``reason``: a short code (``pre-check``) when it failed."""
+    """How a strategy's run ended. ``reason``: a short code (``pre-check``) when it failed.
+
+    ``switch_back``: the release was rolled back by the watch (status ``rolled_back``).
+    """
 
     status: DeployStatus
     message: str
@@ -99,6 +121,7 @@ class Outcome:
     numbers: Mapping[str, Any] = field(default_factory=dict)
     reports: Mapping[str, VerifyReport] = field(default_factory=dict)
     slot: str | None = None
+    switch_back: SwitchBack | None = None
 
 
 class DeployStrategy(Protocol):

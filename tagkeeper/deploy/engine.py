@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from tagkeeper.deploy.checks import Masker, load_smoke, render, secret_values
 from tagkeeper.deploy.containers import read_env_file
 from tagkeeper.deploy.context import LOG_LINES, Context, DeployRequest, OnEvent
+from tagkeeper.deploy.spec import PROXY_STRATEGIES
 from tagkeeper.deploy.throwaway import reap
 from tagkeeper.errors import ExitCode, LedgerError, PolicyViolation, TagkeeperError, UsageError
 from tagkeeper.gate.rules import policy_for
@@ -50,14 +51,16 @@ from tagkeeper.refs import ImageRef, parse_reference
 from tagkeeper.rollback.resolve import DeployStatus
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
     import httpx
 
     from tagkeeper.deploy.checks import SmokeCheck
     from tagkeeper.deploy.containers import ContainerRuntime
-    from tagkeeper.deploy.context import DeployStrategy, Outcome, Prepared
+    from tagkeeper.deploy.context import DeployStrategy, Outcome, Prepared, SwitchBack
     from tagkeeper.deploy.lock import DeployLock
+    from tagkeeper.deploy.operate import SwitchResult, WatchResult
+    from tagkeeper.deploy.proxies.model import Weights
     from tagkeeper.deploy.spec import DeploySpec
     from tagkeeper.deploy.verify import VerifyReport
     from tagkeeper.rollback.ledger import Actor, DeployStep, Ledger
@@ -114,6 +117,8 @@ class DeployResult:
     reports: Mapping[str, VerifyReport] = field(default_factory=dict)
     steps: tuple[DeployStep, ...] = ()
     notes: tuple[str, ...] = ()
+    slot: str | None = None
+    followup: DeployResult | None = None  # the rollback a watch made (its own record)
 
     @property
     def exit_code(self) -> int:
@@ -121,6 +126,8 @@ class DeployResult:
             return int(ExitCode.OK)
         if self.status is DeployStatus.ROLLED_BACK:
             return int(ExitCode.ROLLED_BACK)
+        if self.reason == "watch-no-target":
+            return int(ExitCode.NO_TARGET)
         return int(ExitCode.VERIFY)
 
     def as_dict(self) -> dict[str, Any]:
@@ -140,6 +147,8 @@ class DeployResult:
             "checks": {name: report.as_dict() for name, report in self.reports.items()},
             "steps": [step.as_dict() for step in self.steps],
             "notes": list(self.notes),
+            "slot": self.slot,
+            "rolled_back_to": None if self.followup is None else self.followup.as_dict(),
             "exit_code": self.exit_code,
         }
 
@@ -179,6 +188,10 @@ class Engine:
         self._smoke = smoke
         self.collaborators = dict(collaborators or {})
         self.log_lines = log_lines
+        if spec.strategy in PROXY_STRATEGIES and "proxy" not in self.collaborators:
+            from tagkeeper.deploy.strategies.slotkit import build_tools
+
+            self.collaborators = {**build_tools(spec, client), **self.collaborators}
 
     @property
     def strategy(self) -> DeployStrategy:
@@ -225,6 +238,13 @@ class Engine:
         strategy = self.strategy
         ctx = self.context(request)
         notes: list[str] = []
+        with self.locked(ctx, notes):
+            notes += self.repair(ctx, strategy)
+            return self.run_locked(ctx, strategy, notes)
+
+    @contextlib.contextmanager
+    def locked(self, ctx: Context, notes: list[str]) -> Iterator[None]:
+        """Hold the environment's lock (exit 15 when another deploy holds it)."""
         if self.lock is not None:
             self.lock.acquire()
         try:
@@ -235,60 +255,135 @@ class Engine:
                     notes.append(text)
                     ctx.event("lock", "warning", text)
                 ctx.event("lock", "info", f"holding the lock of {self.lock.what}")
-            for name in reap(self.runtime):
-                text = f"removed {name}, left by a verify run that was killed"
-                notes.append(text)
-                ctx.event("repair", "info", text)
-            notes += strategy.repair(ctx)
-            prepared = strategy.prepare(ctx)
-            notes += prepared.notes
-            record = self.ledger.start(
-                environment=self.spec.environment,
-                repository=request.image.repository,
-                tag=request.image.tag or "",
-                digest=prepared.digest,
-                actor=self.actor,
-                rollback=request.rollback,
-                strategy=strategy.name,
-                container=self.spec.container,
-            )
-            if record.id is None:
-                raise LedgerError(f"the ledger {self.ledger.path} gave the deploy no id")
-            deploy_id = record.id
-            ctx.recorded(record)
-            ctx.step("record", "done", f"deploy #{deploy_id}: {request.image}@{prepared.digest}")
-            outcome = self._run(ctx, strategy, prepared, deploy_id)
-            if outcome.slot is not None:
-                self.ledger.set_slot(deploy_id, outcome.slot)
-            self.ledger.finish(
-                deploy_id,
-                outcome.status,
-                detail=outcome.message,
-                reason=outcome.reason,
-                numbers=outcome.numbers,
-            )
-            ctx.step("finish", str(outcome.status), outcome.message)
-            if request.rollback and outcome.status is DeployStatus.SUCCEEDED:
-                notes += self._mark_replaced(request)
+            yield
         finally:
             if self.lock is not None:
                 self.lock.release()
+
+    def repair(self, ctx: Context, strategy: DeployStrategy) -> list[str]:
+        """Remove what killed ``verify`` runs left, and let the strategy repair."""
+        notes: list[str] = []
+        for name in reap(self.runtime):
+            text = f"removed {name}, left by a verify run that was killed"
+            notes.append(text)
+            ctx.event("repair", "info", text)
+        return notes + strategy.repair(ctx)
+
+    def run_locked(
+        self, ctx: Context, strategy: DeployStrategy, notes: list[str]
+    ) -> DeployResult:
+        """Pull, record, run and finish one deploy; the lock is held and repair done."""
+        request = ctx.request
+        prepared = strategy.prepare(ctx)
+        notes += prepared.notes
+        record = self.ledger.start(
+            environment=self.spec.environment,
+            repository=request.image.repository,
+            tag=request.image.tag or "",
+            digest=prepared.digest,
+            actor=self.actor,
+            rollback=request.rollback,
+            strategy=strategy.name,
+            container=self.spec.container,
+        )
+        if record.id is None:
+            raise LedgerError(f"the ledger {self.ledger.path} gave the deploy no id")
+        deploy_id = record.id
+        ctx.recorded(record)
+        ctx.step("record", "done", f"deploy #{deploy_id}: {request.image}@{prepared.digest}")
+        outcome = self._run(ctx, strategy, prepared, deploy_id)
+        if outcome.slot is not None:
+            self.ledger.set_slot(deploy_id, outcome.slot)
+        followup: DeployResult | None = None
+        status, reason, message = outcome.status, outcome.reason, outcome.message
+        back = outcome.switch_back
+        if back is not None and back.target is not None:
+            # the old slot did not hold the previous version: deploy it now, as a rollback
+            followup = self.run_locked(
+                self.context(rollback_request(self.spec, back.target)), strategy, []
+            )
+            if followup.status is not DeployStatus.SUCCEEDED:
+                status, reason = DeployStatus.FAILED, "watch-rollback-failed"
+                message += f"; deploying {back.target.reference()} failed: {followup.message}"
+        self.ledger.finish(
+            deploy_id, status, detail=message, reason=reason, numbers=outcome.numbers
+        )
+        ctx.step("finish", str(status), message)
+        if back is not None and back.slot is not None:
+            followup = self.record_switch_back(back, replaced=request.image.tag or "")
+        if request.rollback and status is DeployStatus.SUCCEEDED:
+            notes += self._mark_replaced(request)
         return DeployResult(
             environment=self.spec.environment,
             strategy=strategy.name,
             container=self.spec.container,
             image=str(request.image),
             digest=prepared.digest,
-            status=outcome.status,
-            message=ctx.masker.scrub(outcome.message),
-            reason=outcome.reason,
+            status=status,
+            message=ctx.masker.scrub(message),
+            reason=reason,
             rollback=request.rollback,
             deploy_id=deploy_id,
             numbers=dict(outcome.numbers),
             reports=dict(outcome.reports),
             steps=tuple(self.ledger.steps(deploy_id)),
             notes=tuple(notes),
+            slot=outcome.slot,
+            followup=followup,
         )
+
+    def record_switch_back(self, back: SwitchBack, *, replaced: str) -> DeployResult:
+        """Record a switch back to the slot that holds the previous version: a rollback
+        that succeeded (the deploy it replaced is recorded ``rolled_back`` by the caller)."""
+        spec = self.spec
+        tag = back.tag or ""
+        record = self.ledger.start(
+            environment=spec.environment,
+            repository=spec.repository,
+            tag=tag,
+            digest=back.digest,
+            actor=self.actor,
+            rollback=True,
+            strategy=str(spec.strategy),
+            container=spec.container,
+            slot=back.slot,
+        )
+        if record.id is None:
+            raise LedgerError(f"the ledger {self.ledger.path} gave the rollback no id")
+        for phase, status, detail in back.steps:
+            self.ledger.add_step(record.id, phase, status, detail)
+        message = f"slot {back.slot} serves {tag} again: {replaced} was rolled back ({back.reason})"
+        self.ledger.finish(record.id, DeployStatus.SUCCEEDED, detail=message, reason="watch",
+                           numbers=back.numbers)  # fmt: skip
+        return DeployResult(
+            environment=spec.environment,
+            strategy=str(spec.strategy),
+            container=spec.container,
+            image=f"{spec.repository}:{tag}",
+            digest=back.digest,
+            status=DeployStatus.SUCCEEDED,
+            message=message,
+            reason="watch",
+            rollback=True,
+            deploy_id=record.id,
+            numbers=dict(back.numbers),
+            steps=tuple(self.ledger.steps(record.id)),
+            slot=back.slot,
+        )
+
+    def watch(
+        self, *, duration: float | None = None, interval: float | None = None
+    ) -> WatchResult:
+        """Watch what serves now (bluegreen, canary): :func:`tagkeeper.deploy.operate.watch`."""
+        from tagkeeper.deploy.operate import watch
+
+        return watch(self, duration=duration, interval=interval)
+
+    def switch(self, weights: Weights) -> SwitchResult:
+        """Send traffic by ``weights``: :func:`tagkeeper.deploy.operate.switch`."""
+        from tagkeeper.deploy.operate import switch
+
+        return switch(self, weights)
 
     def _run(
         self, ctx: Context, strategy: DeployStrategy, prepared: Prepared, deploy_id: int
