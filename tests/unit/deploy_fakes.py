@@ -90,6 +90,12 @@ class App:
     api_status: int = 200
     unhealthy_on_port: int | None = None  # DOWN when listening on this port only
     version: str = "1"
+    fail_after: float | None = None  # after this long: health DOWN and every API call 500
+    p95: float = 0.05  # what its requests take (metrics fakes read it)
+
+    def failing(self, up: float) -> bool:
+        """Whether its API answers 5xx ``up`` seconds after the start."""
+        return self.api_status >= 500 or (self.fail_after is not None and up >= self.fail_after)
 
 
 @dataclass
@@ -296,7 +302,13 @@ class FakeRuntime:
         up = self.clock.now - c.started_at
         path = request.url.path
         if path.startswith("/actuator/health"):
-            if up < app.healthy_after or app.health == "down" or app.unhealthy_on_port == port:
+            gone_bad = app.fail_after is not None and up >= app.fail_after
+            if (
+                up < app.healthy_after
+                or app.health == "down"
+                or app.unhealthy_on_port == port
+                or gone_bad
+            ):
                 return httpx.Response(503, json={"status": "DOWN"})
             if app.health == "unknown":
                 return httpx.Response(200, json={"status": "UNKNOWN"})
@@ -304,7 +316,7 @@ class FakeRuntime:
         if path == "/version":
             return httpx.Response(200, json={"version": app.version, "port": port})
         if path.startswith("/api/"):
-            return httpx.Response(app.api_status, json={"path": path})
+            return httpx.Response(500 if app.failing(up) else app.api_status, json={"path": path})
         return httpx.Response(404)
 
     def transport(self) -> httpx.MockTransport:

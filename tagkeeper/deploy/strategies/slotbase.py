@@ -21,7 +21,8 @@ reported and recorded in the ledger:
    held for ``step-time`` and judged on the new slot's metrics over that step (and the
    old slot's over the same window). A failed step sends every request back to the old
    slot at once, stops the canary and ends ``rolled_back`` (``canary-step``, with the
-   numbers), exit 14.
+   numbers), exit 14. When the old slot serves nothing (the first release), there is no
+   traffic to split: the release goes to the new slot at once.
 6. ``watch`` (``watch``, default 10 m; never for a rollback): the live slot's health and
    metrics every ``watch-interval``. When the rule says so, every request goes back to
    the old slot if it still holds what ``previous`` answers (else the engine deploys
@@ -181,7 +182,12 @@ class SlotStrategy:
                 return r.outcome(DeployStatus.FAILED,
                                  f"the metrics source cannot see {r.name}: {why}", "metrics")
             switched_at = ctx.clock()
-            for index, percent in enumerate(self.steps(spec), 1):
+            steps = self.steps(spec)
+            if len(steps) > 1 and slotkit.quick_health(ctx, r.old) is not None:
+                ctx.step("steps", "info", f"slot {r.old} serves nothing: the release goes to "
+                         f"slot {r.new} at once")  # fmt: skip
+                steps = (100,)
+            for index, percent in enumerate(steps, 1):
                 try:
                     failed = self.step(r, index, percent)
                 except ProxySwitchFailed as exc:
