@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tagkeeper.deploy.containers import LABEL_CONTAINER, LABEL_ENV
-from tagkeeper.deploy.spec import Network
+from tagkeeper.deploy.spec import PROXY_STRATEGIES, Network
 from tagkeeper.deploy.verify import HealthPolicy, verify
 from tagkeeper.rollback.resolve import DeployStatus
 
@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
     from tagkeeper.deploy.containers import ContainerRuntime, ContainerState
     from tagkeeper.deploy.lock import Holder
+    from tagkeeper.deploy.proxies.base import Proxy
+    from tagkeeper.deploy.slot_status import ProxyView, SlotView
     from tagkeeper.deploy.spec import DeploySpec
     from tagkeeper.rollback.resolve import DeployRecord
 
@@ -66,6 +68,9 @@ class ContainerView:
 
 @dataclass(frozen=True, slots=True)
 class StatusReport:
+    """What ``status`` found. ``slots``, ``proxy`` and ``live_slot``: bluegreen and canary
+    (:mod:`tagkeeper.deploy.slot_status`)."""
+
     environment: str
     strategy: str
     container: str | None
@@ -75,9 +80,15 @@ class StatusReport:
     lock: Holder | None
     lock_running: bool
     drift: tuple[Drift, ...] = field(default=())
+    slots: tuple[SlotView, ...] = field(default=())
+    proxy: ProxyView | None = None
+    live_slot: str | None = None
 
     @property
     def live(self) -> ContainerView | None:
+        if self.live_slot is not None:
+            found = next((s for s in self.slots if s.slot == self.live_slot), None)
+            return found.container if found is not None else None
         return next((c for c in self.containers if c.role == "live"), None)
 
     def as_dict(self) -> dict[str, Any]:
@@ -88,6 +99,9 @@ class StatusReport:
             "container": self.container,
             "image": self.image,
             "live": live.as_dict() if live is not None else None,
+            "live_slot": self.live_slot,
+            "slots": [s.as_dict() for s in self.slots] if self.slots else None,
+            "proxy": self.proxy.as_dict() if self.proxy is not None else None,
             "containers": [c.as_dict() for c in self.containers],
             "deploys": [r.as_dict() for r in self.deploys],
             "lock": (
@@ -109,8 +123,19 @@ def read_status(
     limit: int = 5,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    proxy: Proxy | None = None,
 ) -> StatusReport:
-    """The status of ``spec``'s service. ``records``: its deploys, newest first."""
+    """The status of ``spec``'s service. ``records``: its deploys, newest first.
+
+    ``proxy``: bluegreen and canary read the weights back from it (see
+    :func:`tagkeeper.deploy.slot_status.read_slot_status`).
+    """
+    if spec.strategy in PROXY_STRATEGIES and proxy is not None:
+        from tagkeeper.deploy.slot_status import read_slot_status
+
+        return read_slot_status(spec, runtime=runtime, records=records, lock=lock,
+                                client=client, proxy=proxy, limit=limit, clock=clock,
+                                sleep=sleep)  # fmt: skip
     base = spec.container_name
     views: list[ContainerView] = []
     seen: set[str] = set()
@@ -121,7 +146,7 @@ def read_status(
         seen.add(state.id)
         health = None
         if role == "live" and state.running and client is not None:
-            health = _health_now(spec, client, clock, sleep)
+            health = health_now(spec, client, clock, sleep)
         views.append(ContainerView(role, state, health))
     for state in runtime.list({LABEL_ENV: spec.environment, LABEL_CONTAINER: base}):
         if state.id not in seen:  # labelled for this service but under another name
@@ -153,17 +178,20 @@ def _image_id(
     return found.image_id if found is not None else None
 
 
-def _health_now(
+def health_now(
     spec: DeploySpec,
     client: httpx.Client,
     clock: Callable[[], float],
     sleep: Callable[[float], None],
+    port: int | None = None,
 ) -> str:
+    """``healthy``, or why not: one health round (at most 3 s) on ``port`` (default
+    the service's)."""
     host = "127.0.0.1"
     if spec.network is Network.BRIDGE and spec.bind_address not in ("0.0.0.0", "::", host):  # noqa: S104
         host = spec.bind_address if ":" not in spec.bind_address else f"[{spec.bind_address}]"
     report = verify(
-        f"http://{host}:{spec.service_port}",
+        f"http://{host}:{spec.service_port if port is None else port}",
         HealthPolicy(spec.health, interval=0.5, successes=1, timeout=HEALTH_NOW_TIMEOUT),
         client=client,
         clock=clock,
@@ -183,25 +211,8 @@ def find_drift(
 ) -> list[Drift]:
     """Every difference between the ledger, the lock and the engine; pure."""
     base = spec.container_name
-    out: list[Drift] = []
+    out = common_drift(records, holder, holder_running)
     by_role = {view.role: view for view in views}
-    for record in records:
-        if record.status is DeployStatus.STARTED and not holder_running:
-            out.append(
-                Drift(
-                    "interrupted",
-                    f"deploy #{record.id} of {record.tag} (started "
-                    f"{record.started_at.strftime('%Y-%m-%d %H:%M:%SZ')}) did not finish and "
-                    "no deploy is running: the next deploy or rollback repairs it",
-                )
-            )
-    if holder is not None and not holder_running:
-        out.append(
-            Drift(
-                "stale-lock",
-                f"the lock names {holder.describe()}, which is gone: the next deploy takes it over",
-            )
-        )
     current = next((r for r in records if r.status is DeployStatus.SUCCEEDED), None)
     live = by_role.get("live")
     if live is None:
@@ -249,6 +260,31 @@ def find_drift(
             Drift(
                 "previous-running",
                 f"{previous.state.name} runs beside {base}: they may fight for port {spec.port}",
+            )
+        )
+    return out
+
+
+def common_drift(
+    records: Sequence[DeployRecord], holder: Holder | None, holder_running: bool
+) -> list[Drift]:
+    """What every strategy reports: killed deploys and a lock left by a dead holder."""
+    out: list[Drift] = []
+    for record in records:
+        if record.status is DeployStatus.STARTED and not holder_running:
+            out.append(
+                Drift(
+                    "interrupted",
+                    f"deploy #{record.id} of {record.tag} (started "
+                    f"{record.started_at.strftime('%Y-%m-%d %H:%M:%SZ')}) did not finish and "
+                    "no deploy is running: the next deploy or rollback repairs it",
+                )
+            )
+    if holder is not None and not holder_running:
+        out.append(
+            Drift(
+                "stale-lock",
+                f"the lock names {holder.describe()}, which is gone: the next deploy takes it over",
             )
         )
     return out
