@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "rollback": ("tagkeeper.cli.deploy_cmd", "rollback", _WRAPPER),
     "verify": ("tagkeeper.cli.verify_cmd", "verify", {}),
     "status": ("tagkeeper.cli.deploy_cmd", "status", {}),
+    "watch": ("tagkeeper.cli.slots_cmd", "watch", {}),
+    "switch": ("tagkeeper.cli.slots_cmd", "switch", {}),
     "proxy-snippet": ("tagkeeper.cli.proxy_cmd", "proxy_snippet", {}),
 }
 

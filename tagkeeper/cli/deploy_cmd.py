@@ -390,7 +390,7 @@ def status(
     """What runs, its health now, the last deploys, the lock, and any drift (exit 0)."""
     from tagkeeper.cli import deploy_render
     from tagkeeper.deploy.lock import lock_path, read_holder
-    from tagkeeper.deploy.spec import CONTAINER_STRATEGIES
+    from tagkeeper.deploy.spec import CONTAINER_STRATEGIES, PROXY_STRATEGIES
     from tagkeeper.deploy.status import read_status
     from tagkeeper.rollback.ledger import Ledger, resolve_path
     from tagkeeper.rollback.ledger import exists as ledger_exists
@@ -412,9 +412,13 @@ def status(
     docker = deploy_engine.runtime()
     try:
         with deploy_engine.http_client() as client:
+            proxy = None
+            if spec.strategy in PROXY_STRATEGIES:
+                proxy = deploy_engine.slot_tools(spec, client)["proxy"]
             report = read_status(
-                spec, runtime=docker, records=records, lock=holder, client=client, limit=limit
-            )
+                spec, runtime=docker, records=records, lock=holder, client=client, limit=limit,
+                proxy=proxy,
+            )  # fmt: skip
     finally:
         close = getattr(docker, "close", None)
         if close is not None:

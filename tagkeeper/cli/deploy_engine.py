@@ -15,7 +15,7 @@ import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -61,6 +61,13 @@ def http_client() -> httpx.Client:
     import httpx
 
     return httpx.Client(trust_env=False, follow_redirects=False)
+
+
+def slot_tools(spec: DeploySpec, client: httpx.Client) -> dict[str, Any]:
+    """bluegreen/canary: the proxy and the metrics source of ``[deploy.ENV]``."""
+    from tagkeeper.deploy.strategies.slotkit import build_tools
+
+    return build_tools(spec, client)
 
 
 def environ() -> dict[str, str]:
@@ -174,7 +181,8 @@ class EngineFlags:
     ref: str | None = None
 
 
-def _seconds(flag: str, value: str | None) -> float | None:
+def duration_flag(flag: str, value: str | None) -> float | None:
+    """A duration flag's seconds (``None`` when not given), in the configuration's syntax."""
     from tagkeeper.config import parse_duration
 
     if value is None:
@@ -191,7 +199,7 @@ def engine_spec(ctx: typer.Context, environment: str, flags: EngineFlags) -> Dep
     ``--strategy`` overrides the table's; a container strategy without a table is bad input.
     Duration flags override the table's values (in the configuration's syntax).
     """
-    from tagkeeper.deploy.spec import CONTAINER_STRATEGIES
+    from tagkeeper.deploy.spec import CONTAINER_STRATEGIES, PROXY_STRATEGIES
     from tagkeeper.deploy.spec import Strategy as SpecStrategy
 
     config = common.state(ctx).config()
@@ -209,13 +217,18 @@ def engine_spec(ctx: typer.Context, environment: str, flags: EngineFlags) -> Dep
         spec = spec.with_overrides(strategy=chosen)
     if spec.strategy not in CONTAINER_STRATEGIES:
         return None
+    if flags.watch is not None and spec.strategy not in PROXY_STRATEGIES:
+        raise UsageError(
+            f"--watch applies to the bluegreen and canary strategies, not {spec.strategy}",
+            hint="a recreate deploy is checked once after the start; drop --watch",
+        )
     changes: dict[str, float] = {}
     for flag, field_name, value in (
         ("--timeout", "health_timeout", flags.timeout),
         ("--interval", "interval", flags.interval),
         ("--watch", "watch", flags.watch),
     ):
-        seconds = _seconds(flag, value)
+        seconds = duration_flag(flag, value)
         if seconds is not None:
             if seconds <= 0 and field_name != "watch":
                 raise UsageError(f"{flag} must be longer than 0")
@@ -285,7 +298,7 @@ def script_lock(
         yield
         return
     user = Actor.from_environ(environ()).user
-    wait = _seconds("--lock-wait", lock_wait) or 0.0
+    wait = duration_flag("--lock-wait", lock_wait) or 0.0
     with _lock(ledger.path, environment, spec.container or "script", wait, user) as lock:
         if lock.taken_over is not None:
             common.info(
@@ -296,18 +309,21 @@ def script_lock(
 
 
 @contextmanager
-def _engine(ctx: typer.Context, spec: DeploySpec, flags: EngineFlags) -> Iterator[Engine]:
+def engine_for(ctx: typer.Context, spec: DeploySpec, flags: EngineFlags) -> Iterator[Engine]:
+    """The engine for ``spec`` with the ledger, the lock and progress on stderr."""
     from tagkeeper.cli import deploy_render
     from tagkeeper.deploy.engine import Engine
+    from tagkeeper.deploy.spec import PROXY_STRATEGIES
     from tagkeeper.rollback.ledger import Actor, Ledger, resolve_path
 
     variables = environ()
     actor = Actor.from_environ(variables)
     path = resolve_path(flags.ledger_path, variables, common.state(ctx).config().ledger)
-    wait = _seconds("--lock-wait", flags.lock_wait) or 0.0
+    wait = duration_flag("--lock-wait", flags.lock_wait) or 0.0
     docker = runtime()
     try:
         with Ledger(path, create=True) as ledger, http_client() as client:
+            tools = slot_tools(spec, client) if spec.strategy in PROXY_STRATEGIES else None
             yield Engine(
                 spec,
                 runtime=docker,
@@ -317,6 +333,7 @@ def _engine(ctx: typer.Context, spec: DeploySpec, flags: EngineFlags) -> Iterato
                 lock=_lock(path, spec.environment, spec.container_name, wait, actor.user),
                 on_event=deploy_render.EventPrinter(),
                 environ=variables,
+                collaborators=tools,
             )
     finally:
         close = getattr(docker, "close", None)
@@ -337,7 +354,7 @@ def run_deploy(ctx: typer.Context, spec: DeploySpec, image: str, flags: EngineFl
         f"tagkeeper: deploying {request.reference} to {spec.environment} "
         f"({spec.strategy}, container {spec.container_name})"
     )
-    with interrupts(_UNDONE), _engine(ctx, spec, flags) as engine:
+    with interrupts(_UNDONE), engine_for(ctx, spec, flags) as engine:
         result = engine.deploy(request)
     _finish(result, flags, recorder)
 
@@ -349,10 +366,18 @@ def run_rollback(ctx: typer.Context, spec: DeploySpec, target: RollbackTarget,
 
     request = rollback_request(spec, target)
     if dry_run:
+        from tagkeeper.deploy.spec import PROXY_STRATEGIES
+
+        how = (
+            "switch every request to the idle slot if it holds that digest, else pull it "
+            "into the idle slot, check it and switch"
+            if spec.strategy in PROXY_STRATEGIES
+            else f"restart {spec.container_name}-previous if it holds that digest, else pull "
+            "it and pre-check a candidate"
+        )
         common.out(
             f"would roll {spec.environment} back to {request.reference} with {spec.strategy} "
-            f"(container {spec.container_name}): restart {spec.container_name}-previous if it "
-            "holds that digest, else pull it and pre-check a candidate"
+            f"(container {spec.container_name}): {how}"
         )
         return
     if flags.fmt == "github":
@@ -362,7 +387,7 @@ def run_rollback(ctx: typer.Context, spec: DeploySpec, target: RollbackTarget,
         f"tagkeeper: rolling {spec.environment} back to {request.reference} "
         f"({spec.strategy}, container {spec.container_name})"
     )
-    with interrupts(_UNDONE), _engine(ctx, spec, flags) as engine:
+    with interrupts(_UNDONE), engine_for(ctx, spec, flags) as engine:
         result = engine.deploy(request)
     _finish(result, flags, recorder)
 
@@ -441,9 +466,28 @@ def _finish(result: DeployResult, flags: EngineFlags, github: _GitHub | None) ->
             }
         )
         gha.append_summary(deploy_render.deploy_summary(result))
-    if result.exit_code != 0:
-        raise VerificationFailed(
-            f"{'rollback' if result.rollback else 'deploy'} of {result.image} to "
-            f"{result.environment} failed ({result.reason}): {result.message}",
-            hint="nothing was switched: what served before still serves",
+    raise_for(result)
+
+
+def raise_for(result: DeployResult) -> None:
+    """The error (and exit code) of a deploy that did not succeed: 14 when it was rolled
+    back automatically, 8 when the watch found nothing to roll back to, else 13."""
+    from tagkeeper.errors import ExitCode, NoRollbackTarget, RolledBack
+
+    if result.exit_code == 0:
+        return
+    kind = "rollback" if result.rollback else "deploy"
+    text = f"{kind} of {result.image} to {result.environment} "
+    if result.exit_code == ExitCode.ROLLED_BACK:
+        raise RolledBack(
+            text + f"was rolled back automatically ({result.reason}): {result.message}",
+            hint=f"tagkeeper status --env {result.environment} shows what serves; the "
+            "numbers that decided are in the ledger (tagkeeper history) and --format json",
         )
+    if result.exit_code == ExitCode.NO_TARGET:
+        raise NoRollbackTarget(text + f"failed ({result.reason}): {result.message}",
+                               hint="deploy a known-good version explicitly")  # fmt: skip
+    raise VerificationFailed(
+        text + f"failed ({result.reason}): {result.message}",
+        hint="nothing was switched: what served before still serves",
+    )

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from tagkeeper.deploy.context import Event
     from tagkeeper.deploy.engine import DeployResult
+    from tagkeeper.deploy.operate import SwitchResult, WatchResult
     from tagkeeper.deploy.status import StatusReport
     from tagkeeper.deploy.verify import VerifyReport
 
@@ -114,6 +115,17 @@ def result_lines(result: DeployResult) -> list[str]:
     gap = result.numbers.get("gap_seconds")
     if gap is not None:
         lines.append(f"  unavailable for {gap:.2f}s (stop of the old -> first healthy answer)")
+    switch = result.numbers.get("switch_seconds")
+    if result.slot is not None and isinstance(switch, (int, float)):
+        lines.append(f"  slot {result.slot}; the switch took {switch:.2f}s (write to confirmed)")
+    checks = result.numbers.get("watch_checks")
+    if isinstance(checks, int):
+        lines.append(f"  watched for {result.numbers.get('watch_seconds', 0):.0f}s "
+                     f"({checks} checks)")  # fmt: skip
+    if result.followup is not None:
+        back = result.followup
+        lines.append(f"  rolled back to {back.image} (rollback #{back.deploy_id}, slot "
+                     f"{back.slot}): {back.status}")  # fmt: skip
     lines += [f"  note: {note}" for note in result.notes]
     return lines
 
@@ -138,6 +150,9 @@ def deploy_summary(result: DeployResult) -> str:
         if not report.ok:
             rows += ["", f"#### {md_escape(name)} checks", ""]
             rows += verify_summary(report, report.container or name).splitlines()[2:]
+    if result.followup is not None:
+        rows += ["", f"#### rolled back to `{md_escape(result.followup.image)}`", "",
+                 md_escape(result.followup.message)]  # fmt: skip
     return "\n".join(rows)
 
 
@@ -157,6 +172,7 @@ def status_lines(report: StatusReport) -> list[str]:
             f"  {view.role:<9} {state.name:<24} {state.status:<8} {state.image}  {digest}  "
             f"since {since}{health}"
         )
+    lines += slot_lines(report)
     if report.lock is None:
         lines.append("lock: free")
     else:
@@ -179,6 +195,86 @@ def status_lines(report: StatusReport) -> list[str]:
         lines += [f"  - [{d.code}] {d.message}" for d in report.drift]
     else:
         lines.append("drift: none")
+    return lines
+
+
+def slot_lines(report: StatusReport) -> list[str]:
+    """The live slot, the weights (the file's, and what the proxy runs), each slot."""
+    if report.proxy is None:
+        return []
+    file = report.proxy.file
+    running = report.proxy.running
+    shown = "unreadable" if file.weights is None else str(file.weights)
+    lines = [
+        f"live slot: {report.live_slot or '?'}",
+        f"weights: {shown} (the file {file.path})",
+    ]
+    if running.weights is not None:
+        lines.append(f"  the proxy runs: {running.weights}")
+    elif running.generation is not None:
+        same = "the file's" if running.generation == file.generation else "another"
+        lines.append(f"  the proxy runs generation {running.generation} ({same})")
+    elif running.error is not None:
+        lines.append(f"  the proxy could not be asked: {running.error}")
+    for view in report.slots:
+        weight = "?" if view.weight is None else f"{view.weight}%"
+        box = view.container
+        if box is None:
+            lines.append(f"  slot {view.slot:<8} :{view.port:<5} {weight:>4}  no container")
+            continue
+        state = box.state
+        health = f"  {box.health}" if box.health else ""
+        lines.append(
+            f"  slot {view.slot:<8} :{view.port:<5} {weight:>4}  {state.name} {state.status} "
+            f"{state.image}  {(state.digest or '?')[:19]}{health}"
+        )
+    return lines
+
+
+def watch_lines(result: WatchResult) -> list[str]:
+    report = result.report
+    lines = [
+        f"watch of {result.watched.reference} (deploy #{result.watched.id}, slot "
+        f"{result.slot}) in {result.environment}: {result.status}"
+        + (f" ({result.reason})" if result.reason and result.status != "passed" else ""),
+        f"  {result.message}",
+    ]
+    for check in report.checks:
+        if check.seen != "pass":
+            lines.append(f"  at {check.at:.0f}s: {check.seen}: {check.detail}")
+    if result.followup is not None:
+        back = result.followup
+        lines.append(f"  rolled back to {back.image} (rollback #{back.deploy_id}): "
+                     f"{back.status}")  # fmt: skip
+    lines += [f"  note: {note}" for note in result.notes]
+    return lines
+
+
+def watch_summary(result: WatchResult) -> str:
+    rows = [
+        f"### tagkeeper watch: `{md_escape(result.watched.reference)}` in "
+        f"{md_escape(result.environment)}: {result.status}",
+        "",
+        md_escape(result.message),
+        "",
+        "| at | seen | detail |",
+        "|---:|---|---|",
+    ]
+    for check in result.report.checks:
+        rows.append(f"| {check.at:.0f}s | {md_escape(check.seen)} | "
+                    f"{md_escape(check.detail[:200])} |")  # fmt: skip
+    return "\n".join(rows)
+
+
+def switch_lines(result: SwitchResult) -> list[str]:
+    before = "unreadable" if result.previous is None else str(result.previous)
+    lines = [
+        f"{result.environment}: {before} -> {result.weights}, confirmed through the proxy "
+        f"in {result.applied.seconds:.2f}s"
+    ]
+    if result.deploy_id is not None:
+        lines.append(f"  recorded as deploy #{result.deploy_id} (strategy switch)")
+    lines += [f"  note: {note}" for note in result.notes]
     return lines
 
 

@@ -57,21 +57,25 @@ class SlotTools:
     metrics: MetricsSource[Any] | None = None
 
 
-def build_tools(spec: DeploySpec, client: httpx.Client) -> dict[str, Any]:
-    """The proxy and metrics source ``spec`` names, as engine collaborators."""
-    from tagkeeper.deploy.metrics.factory import open_source
+def open_slot_proxy(spec: DeploySpec, client: httpx.Client) -> Proxy:
+    """The proxy ``spec`` names (probes go to its first health path)."""
     from tagkeeper.deploy.proxies.factory import open_proxy
     from tagkeeper.deploy.proxies.snippet import setup_from_spec
 
-    out: dict[str, Any] = {
-        "proxy": open_proxy(
-            setup_from_spec(spec),
-            client,
-            probe_path=spec.health[0],
-            test_command=spec.proxy_test_command,
-            reload_command=spec.proxy_reload_command,
-        )
-    }
+    return open_proxy(
+        setup_from_spec(spec),
+        client,
+        probe_path=spec.health[0],
+        test_command=spec.proxy_test_command,
+        reload_command=spec.proxy_reload_command,
+    )
+
+
+def build_tools(spec: DeploySpec, client: httpx.Client) -> dict[str, Any]:
+    """The proxy and metrics source ``spec`` names, as engine collaborators."""
+    from tagkeeper.deploy.metrics.factory import open_source
+
+    out: dict[str, Any] = {"proxy": open_slot_proxy(spec, client)}
     if spec.metrics is not None:
         out["metrics"] = open_source(
             spec.metrics.kind, spec.metrics.target, client, queries=spec.metrics_queries or None
