@@ -161,9 +161,13 @@ def status_lines(report: StatusReport) -> list[str]:
         f"{report.environment}: {report.container or '-'} ({report.strategy}) "
         f"{report.image or ''}".rstrip()
     ]
-    if not report.containers:
+    listed = report.containers
+    if report.slots:  # the slot lines below show the slots' containers
+        slotted = {s.container.state.id for s in report.slots if s.container is not None}
+        listed = tuple(c for c in report.containers if c.state.id not in slotted)
+    elif not listed:
         lines.append("  no container")
-    for view in report.containers:
+    for view in listed:
         state = view.state
         since = state.started_at.strftime("%Y-%m-%d %H:%M:%SZ") if state.started_at else "-"
         digest = (state.digest or "?")[:19]

@@ -194,4 +194,9 @@ def _look(
     if new is None:
         return Observation.READ_ERROR, "the metrics source said nothing of the live slot"
     verdict = judge_step(new, reading.slots.get(plan.other), plan.thresholds)
+    if verdict.outcome is Outcome.INCONCLUSIVE:
+        return verdict, (
+            f"too little traffic to judge: {verdict.requests} requests reached slot "
+            f"{plan.live} (min-requests {plan.thresholds.min_requests})"
+        )
     return verdict, "; ".join(verdict.reasons)

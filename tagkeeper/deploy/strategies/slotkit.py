@@ -255,7 +255,11 @@ def watch_release(
     if report.rollback:
         ctx.step("watch", "failed", report.reason or "")
     else:
-        ctx.step("watch", "done", f"{len(report.checks)} checks passed the rule")
+        quiet = sum(1 for check in report.checks if check.seen == "inconclusive")
+        text = f"{len(report.checks)} checks, no threshold crossed"
+        if quiet:
+            text += f" ({quiet} with too little traffic to judge)"
+        ctx.step("watch", "done", text)
     return report
 
 
