@@ -184,25 +184,25 @@ def _roll_back(engine: Engine, ctx: Context, result: WatchResult, reason: str) -
     if back is None:
         return ended("failed", f"the watch rolled back ({reason}), but there is nothing to "
                      f"roll back to: slot {result.slot} still serves", "no-target")
-    assert current.id is not None  # noqa: S101 - checked by the caller
+    watched = current.id or 0  # the caller only watches a recorded deploy
     if back.slot is not None:
-        engine.ledger.mark_rolled_back(current.id, detail=f"rolled back by the watch: {reason}")
-        engine.ledger.set_numbers(current.id, {**result.report.numbers(), **back.numbers})
+        engine.ledger.mark_rolled_back(watched, detail=f"rolled back by the watch: {reason}")
+        engine.ledger.set_numbers(watched, {**result.report.numbers(), **back.numbers})
         followup = engine.record_switch_back(back, replaced=current.tag)
         return ended("rolled_back", f"{current.tag} was rolled back ({reason}): slot "
                      f"{back.slot} serves {back.tag} again", "watch", followup)  # fmt: skip
-    assert back.target is not None  # noqa: S101 - switch_back gives one or the other
-    nested = engine.run_locked(
-        engine.context(rollback_request(spec, back.target)), engine.strategy, []
-    )
+    target = back.target
+    if target is None:  # switch_back gives a slot or a target; never neither
+        raise TypeError("a switch back with neither a slot nor a target")
+    nested = engine.run_locked(engine.context(rollback_request(spec, target)), engine.strategy, [])
     if nested.status is not DeployStatus.SUCCEEDED:
         return ended("failed", f"the watch rolled back ({reason}), but deploying "
-                     f"{back.target.reference()} failed: {nested.message}", "rollback-failed",
+                     f"{target.reference()} failed: {nested.message}", "rollback-failed",
                      nested)  # fmt: skip
-    engine.ledger.mark_rolled_back(current.id, detail=f"rolled back by the watch: {reason}")
-    engine.ledger.set_numbers(current.id, result.report.numbers())
+    engine.ledger.mark_rolled_back(watched, detail=f"rolled back by the watch: {reason}")
+    engine.ledger.set_numbers(watched, result.report.numbers())
     return ended("rolled_back", f"{current.tag} was rolled back ({reason}): "
-                 f"{back.target.reference()} was deployed", "watch", nested)  # fmt: skip
+                 f"{target.reference()} was deployed", "watch", nested)  # fmt: skip
 
 
 def switch(engine: Engine, weights: Weights) -> SwitchResult:

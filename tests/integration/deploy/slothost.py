@@ -54,6 +54,12 @@ class SlotHost:
     def container(self, slot: str) -> str:
         return f"{self.host.container}-{slot}"
 
+    def running(self, slot: str) -> bool:
+        """Whether ``CONTAINER-<slot>`` runs (it must exist)."""
+        data = self.host.inspect(slot)
+        assert data is not None, f"{self.container(slot)} does not exist"
+        return bool(data["State"]["Running"])
+
     def version_port(self, version: str) -> int | None:
         """The port of the slot whose container runs ``version`` (its X-App-Port)."""
         for slot, port in zip(("blue", "green"), self.ports, strict=True):

@@ -90,8 +90,8 @@ def test_a_canary_whose_api_fails_is_rolled_back_at_its_first_step(
     assert len(failures) <= 0.05 * during.total + 3, summary.describe()
     assert set(summary.between(ended + 0.5, float("inf")).by_version) == {"1.0.0"}
     # the old slot served throughout; the canary is stopped, kept for its logs
-    assert host.inspect("green")["State"]["Running"]
-    assert not host.inspect("blue")["State"]["Running"]
+    assert slots.running("green")
+    assert not slots.running("blue")
     record = host.records()[0]
     assert (record["tag"], record["status"], record["reason"]) == ("v2.0.0", "rolled_back",
                                                                    "canary-step")  # fmt: skip
