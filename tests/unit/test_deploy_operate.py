@@ -84,6 +84,34 @@ def test_a_watch_that_sees_the_release_go_bad_switches_back(world: SlotWorld) ->
     assert world.runtime.containers["app-blue"].status == "exited"
 
 
+def test_a_watch_deploys_the_previous_version_when_the_other_slot_lost_it(
+    world: SlotWorld,
+) -> None:
+    two(world, App(version="v2.0.0", fail_after=25))
+    del world.runtime.containers["app-green"]  # removed by hand
+    result = world.engine().watch(duration=120.0)
+    assert result.status == "rolled_back"
+    assert result.followup is not None
+    assert result.followup.rollback
+    assert "instant" not in result.followup.numbers  # pulled and checked, then switched
+    assert world.serving() == "v1.0.0"
+    assert [(t, s) for t, s, _ in world.statuses()[:2]] == [
+        ("v1.0.0", DeployStatus.SUCCEEDED), ("v2.0.0", DeployStatus.ROLLED_BACK),
+    ]  # fmt: skip
+
+
+def test_a_watch_whose_switch_back_fails_says_so_and_leaves_what_serves(
+    world: SlotWorld,
+) -> None:
+    two(world, App(version="v2.0.0", fail_after=25))
+    world.proxy.fail_next("test")
+    result = world.engine().watch(duration=120.0)
+    assert result.status == "failed"
+    assert result.exit_code == ExitCode.VERIFY
+    assert "the switch back failed" in result.message
+    assert world.statuses()[0][:2] == ("v2.0.0", DeployStatus.SUCCEEDED)
+
+
 def test_a_watch_with_nothing_to_roll_back_to_exits_8(world: SlotWorld) -> None:
     world.publish("v1.0.0", App(version="v1.0.0", fail_after=25))
     world.deploy("v1.0.0")
