@@ -99,6 +99,7 @@ def act(tmp_path: Path, action_cache: Path) -> ActRunner:
         timeout: float = 300,
         remote: str | None = None,
         local_repositories: Mapping[str, Path] | None = None,
+        variables: Mapping[str, str] | None = None,
     ) -> ActResult:
         repo = scratch_repo(tmp_path / "repo", remote)
         wf = repo / ".github" / "workflows" / "test.yml"
@@ -130,6 +131,8 @@ def act(tmp_path: Path, action_cache: Path) -> ActRunner:
             cmd += ["--env", f"{key}={value}"]
         for key, value in (secrets or {}).items():
             cmd += ["-s", f"{key}={value}"]
+        for key, value in (variables or {}).items():  # the `vars` context
+            cmd += ["--var", f"{key}={value}"]
         child_env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
         proc = subprocess.run(
             cmd,

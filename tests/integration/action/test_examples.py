@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -25,7 +26,6 @@ from tests.integration.action.conftest import REPO_ROOT, ActResult, ActRunner, h
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
-    from pathlib import Path
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +43,8 @@ cp -r "$TK_STUBS" "$GITHUB_WORKSPACE/.tk-stubs"
 
 
 def stub_action(slug: str, inputs: list[str]) -> str:
-    """A composite action that writes each input it got to ``$TK_OUT/<slug>/<input>``."""
+    """A composite action that writes each input it got to ``$TK_OUT/<slug>/<input>``,
+    and answers a ``digest`` output of ``$TK_STUB_DIGEST`` (empty when it is not set)."""
     env = "".join(
         f"        IN_{i}: ${{{{ inputs.{name} }}}}\n" for i, name in enumerate(inputs)
     )
@@ -53,14 +54,19 @@ def stub_action(slug: str, inputs: list[str]) -> str:
     )
     declared = "".join(f"  {name}:\n    required: false\n" for name in ["unused", *inputs])
     env += "        NONE: none\n"
-    writes += "        true\n"
+    writes += '        echo "digest=${TK_STUB_DIGEST:-}" >> "$GITHUB_OUTPUT"\n'
     return f"""name: {slug} (stand-in)
 description: records its inputs
 inputs:
-{declared}runs:
+{declared}outputs:
+  digest:
+    description: what TK_STUB_DIGEST says
+    value: ${{{{ steps.record.outputs.digest }}}}
+runs:
   using: composite
   steps:
     - shell: bash
+      id: record
       env:
 {env}      run: |
         mkdir -p "$TK_OUT/{slug}"
@@ -117,6 +123,7 @@ def run_example(
     replace: Mapping[str, Mapping[str, Any]] | None = None,
     remote: str = REMOTE,
     succeed: bool = True,
+    variables: Mapping[str, str] | None = None,
 ) -> ActResult:
     stubs = tmp_path / "stubs"
     stubs.mkdir()
@@ -127,6 +134,7 @@ def run_example(
         remote=remote,
         env={"TK_STUBS": str(stubs), **(env or {})},
         secrets={"GITHUB_TOKEN": "ghs_" + "E" * 36, **(secrets or {})},
+        variables=variables,
     )
     if succeed:
         assert result.returncode == 0, result.log[-6000:]
@@ -269,6 +277,98 @@ def test_release_stops_before_the_push_when_the_image_fails_verify(
         assert [c for c in left if c.get("Labels", {}).get("org.tagkeeper.image") == image] == []
     finally:
         client.close()
+
+
+# The release example's deploy job reaches the host with DEPLOY_SSH (`ssh` by default).
+# Here it is this stand-in: it records the arguments it was given (what ssh would run),
+# prints the host's stderr and JSON, and exits as tagkeeper on the host did.
+FAKE_SSH = """#!/bin/sh
+printf '%s\\n' "$@" > "$TK_OUT/ssh-args"
+cat "$RUNNER_TEMP/known_hosts" > "$TK_OUT/known-hosts"
+stat -c '%a' "$RUNNER_TEMP/deploy_key" > "$TK_OUT/key-mode"
+printf '%s\\n' "$FAKE_STDERR" >&2
+printf '%s\\n' "$FAKE_JSON"
+exit "$FAKE_EXIT"
+"""
+DIGEST = "sha256:" + "d" * 64
+KNOWN = "web1.example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyOfWeb1ForTheTest"
+KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAAtestkeyonly\n-----END OPENSSH PRIVATE KEY-----"
+
+
+def _release_and_deploy(
+    act: ActRunner, tmp_path: Path, release_repo: str, *, code: int,
+    host_json: dict[str, Any], stderr: str = "  pre-check: done: healthy",
+) -> ActResult:  # fmt: skip
+    import sys
+
+    from tests.services import free_port
+
+    ssh = tmp_path / "fake-ssh"
+    ssh.write_text(FAKE_SSH, encoding="utf-8")
+    ssh.chmod(0o755)
+    return run_example(
+        act, tmp_path, "release.yml", event="push", payload={"ref": "refs/tags/v1.4.0"},
+        remote=f"https://github.com/Acme-Corp/{release_repo}.git",
+        replace={"Build into the runner's engine": BUILD_APP},
+        extra_with=_verify_here(free_port()),
+        env={"TK_PYTHON": sys.executable, "TK_STUB_DIGEST": DIGEST, "FAKE_EXIT": str(code),
+             "FAKE_JSON": json.dumps(host_json), "FAKE_STDERR": stderr},
+        variables={"DEPLOY_HOST": "deploy@web1.example.com", "DEPLOY_SSH": str(ssh),
+                   "DEPLOY_KNOWN_HOSTS": KNOWN, "DEPLOY_CONFIG": "/etc/tagkeeper/tagkeeper.toml"},
+        secrets={"DEPLOY_SSH_KEY": KEY},
+        succeed=code == 0,
+    )  # fmt: skip
+
+
+def test_release_deploys_on_the_host_over_ssh_by_digest(
+    act: ActRunner, tmp_path: Path, release_repo: str
+) -> None:
+    image = f"ghcr.io/acme-corp/{release_repo.lower()}:v1.4.0"
+    result = _release_and_deploy(act, tmp_path, release_repo, code=0, host_json={
+        "status": "succeeded", "reason": None, "message": "slot green serves it",
+        "slot": "green", "deploy_id": 7, "strategy": "bluegreen"})  # fmt: skip
+    args = result.read("ssh-args").splitlines()
+    # what ssh would run: the host's key checked, the key for that host only, then the
+    # remote command, each argument separate, pinned by the digest that was pushed
+    dash = args.index("--")
+    options, (host, *remote) = args[:dash], args[dash + 1 :]
+    assert host == "deploy@web1.example.com"
+    assert remote == ["tagkeeper", "deploy", "--env", "prod", "--image", f"{image}@{DIGEST}",
+                      "--format", "json", "--config", "/etc/tagkeeper/tagkeeper.toml"]  # fmt: skip
+    assert options[:4] == ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"]
+    known = next(o for o in options if o.startswith("UserKnownHostsFile="))
+    assert result.read("known-hosts").strip() == KNOWN
+    assert known.endswith("/known_hosts")
+    key = options[options.index("-i") + 1]
+    assert "IdentitiesOnly=yes" in options
+    assert result.read("key-mode").strip() == "600"
+    assert not Path(key).exists()  # removed once the deploy ended
+    assert "Deploy of `" + f"{image}@{DIGEST}` to prod: released" in result.log
+    assert "slot: green" in result.log
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "verdict"),
+    [
+        (14, "canary-step", "released, then rolled back automatically"),
+        (13, "pre-check", "refused: nothing was switched, the previous version still serves"),
+    ],
+)
+def test_release_job_fails_with_the_reason_when_the_deploy_did_not_hold(  # noqa: PLR0917
+    act: ActRunner, tmp_path: Path, release_repo: str, code: int, reason: str, verdict: str
+) -> None:
+    message = "the canary step 1/4 (5%) to slot blue failed: error rate 100% (20 of 20)"
+    result = _release_and_deploy(act, tmp_path, release_repo, code=code, host_json={
+        "status": "rolled_back" if code == 14 else "failed", "reason": reason,
+        "message": message, "rolled_back_to": None}, stderr="::error::from the host")  # fmt: skip
+    assert result.returncode != 0
+    assert f"to prod: {verdict}" in result.log  # the job summary
+    assert f"reason: `{reason}`" in result.log
+    assert f"::error title=deploy to prod::{verdict} ({reason}): " in result.log
+    assert "error rate 100% (20 of 20)" in result.log
+    # the host's output is shown, never run as a workflow command
+    assert "::error::from the host" in result.log
+    assert "❗  ::error::from the host" not in result.log
 
 
 @pytest.fixture
