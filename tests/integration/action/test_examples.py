@@ -320,21 +320,56 @@ def _release_and_deploy(
     )  # fmt: skip
 
 
+def _parsed(argv: list[str]) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """What tagkeeper's CLI makes of ``argv`` (parsed, never run): the root options, the
+    command and its options; click's ``UsageError`` for a line it would refuse."""
+    import typer
+
+    from tagkeeper.cli import build_app
+
+    group = typer.main.get_command(build_app())
+    with group.make_context("tagkeeper", list(argv)) as ctx:
+        # a group takes its own options first: what is left, the command and its
+        # arguments, is the end of argv
+        rest = list(argv[len(argv) - len(ctx.args) - 1 :])
+        name, sub, rest = group.resolve_command(ctx, rest)  # type: ignore[attr-defined]
+        assert name is not None
+        assert sub is not None
+        with sub.make_context(name, rest, parent=ctx) as sub_ctx:
+            return dict(ctx.params), name, dict(sub_ctx.params)
+
+
+def test_the_parsing_check_refuses_a_misplaced_option() -> None:
+    with pytest.raises(Exception, match="No such option: --config"):  # click's UsageError
+        _parsed(["deploy", "--env", "prod", "--image", "a/b:v1", "--config", "/x.toml"])
+
+
 def test_release_deploys_on_the_host_over_ssh_by_digest(
     act: ActRunner, tmp_path: Path, release_repo: str
 ) -> None:
     image = f"ghcr.io/acme-corp/{release_repo.lower()}:v1.4.0"
-    result = _release_and_deploy(act, tmp_path, release_repo, code=0, host_json={
-        "status": "succeeded", "reason": None, "message": "slot green serves it",
-        "slot": "green", "deploy_id": 7, "strategy": "bluegreen"})  # fmt: skip
+    from tagkeeper.deploy.engine import DeployResult
+    from tagkeeper.rollback.resolve import DeployStatus
+
+    answer = DeployResult("prod", "bluegreen", "app", f"{image}@{DIGEST}", DIGEST,
+                          DeployStatus.SUCCEEDED, "slot green serves it", deploy_id=7,
+                          slot="green")  # fmt: skip
+    result = _release_and_deploy(act, tmp_path, release_repo, code=0,
+                                 host_json=answer.as_dict())  # fmt: skip
     args = result.read("ssh-args").splitlines()
     # what ssh would run: the host's key checked, the key for that host only, then the
     # remote command, each argument separate, pinned by the digest that was pushed
     dash = args.index("--")
     options, (host, *remote) = args[:dash], args[dash + 1 :]
     assert host == "deploy@web1.example.com"
-    assert remote == ["tagkeeper", "deploy", "--env", "prod", "--image", f"{image}@{DIGEST}",
-                      "--format", "json", "--config", "/etc/tagkeeper/tagkeeper.toml"]  # fmt: skip
+    assert remote[0] == "tagkeeper"
+    # the command line means, to tagkeeper's own parser, exactly this deploy
+    root, command, params = _parsed(remote[1:])
+    assert str(root["config"]) == "/etc/tagkeeper/tagkeeper.toml"
+    assert command == "deploy"
+    assert (params["env"], params["image"], str(params["fmt"])) == (
+        "prod", f"{image}@{DIGEST}", "json")  # fmt: skip
+    assert params["command"] in (None, [], ())
     assert options[:4] == ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"]
     known = next(o for o in options if o.startswith("UserKnownHostsFile="))
     assert result.read("known-hosts").strip() == KNOWN
@@ -351,21 +386,37 @@ def test_release_deploys_on_the_host_over_ssh_by_digest(
     ("code", "reason", "verdict"),
     [
         (14, "canary-step", "released, then rolled back automatically"),
+        (14, "watch", "released, then rolled back automatically"),
         (13, "pre-check", "refused: nothing was switched, the previous version still serves"),
     ],
 )
 def test_release_job_fails_with_the_reason_when_the_deploy_did_not_hold(  # noqa: PLR0917
     act: ActRunner, tmp_path: Path, release_repo: str, code: int, reason: str, verdict: str
 ) -> None:
+    from tagkeeper.deploy.engine import DeployResult
+    from tagkeeper.rollback.resolve import DeployStatus
+
     message = "the canary step 1/4 (5%) to slot blue failed: error rate 100% (20 of 20)"
-    result = _release_and_deploy(act, tmp_path, release_repo, code=code, host_json={
-        "status": "rolled_back" if code == 14 else "failed", "reason": reason,
-        "message": message, "rolled_back_to": None}, stderr="::error::from the host")  # fmt: skip
+    image = f"ghcr.io/acme-corp/{release_repo.lower()}:v1.4.0@{DIGEST}"
+    status = DeployStatus.ROLLED_BACK if code == 14 else DeployStatus.FAILED
+    # what tagkeeper on the host prints with --format json for such an end
+    back = None
+    if reason == "watch":  # the old slot took every request again: its own record
+        back = DeployResult("prod", "canary", "app", image.replace("v1.4.0@", "v1.3.0@"),
+                            DIGEST, DeployStatus.SUCCEEDED, "switched back", rollback=True,
+                            deploy_id=9, slot="green")  # fmt: skip
+    host = DeployResult("prod", "canary", "app", image, DIGEST, status, message,
+                        reason=reason, deploy_id=8, slot="blue", followup=back)  # fmt: skip
+    assert host.exit_code == code
+    result = _release_and_deploy(act, tmp_path, release_repo, code=code, host_json=host.as_dict(),
+                                 stderr="::error::from the host")  # fmt: skip
     assert result.returncode != 0
     assert f"to prod: {verdict}" in result.log  # the job summary
     assert f"reason: `{reason}`" in result.log
     assert f"::error title=deploy to prod::{verdict} ({reason}): " in result.log
     assert "error rate 100% (20 of 20)" in result.log
+    if back is not None:
+        assert f"serves again: `{back.image}` (slot green)" in result.log
     # the host's output is shown, never run as a workflow command
     assert "::error::from the host" in result.log
     assert "❗  ::error::from the host" not in result.log
