@@ -112,15 +112,21 @@ def slot_host(
     registry: Registry,
     images: AppImages,
     proxy: str,
+    *,
+    keepalive: bool = False,
     **kw: Any,
 ) -> Iterator[SlotHost]:
+    """``keepalive``: nginx set up from ``proxy-snippet --keepalive``."""
     ports = (free_port(), free_port())
     host = DeployHost(folder / "host", client, registry, images, port=ports[0], **kw)
     host.extra_containers += [f"{host.container}-blue", f"{host.container}-green"]
     slots = (Slot("blue", "127.0.0.1", ports[0]), Slot("green", "127.0.0.1", ports[1]))
-    start = nginx_from_snippet if proxy == "nginx" else traefik_from_snippet
     try:
-        with start(folder / proxy, slots) as running:
+        with (
+            nginx_from_snippet(folder / proxy, slots, keepalive=keepalive)
+            if proxy == "nginx"
+            else traefik_from_snippet(folder / proxy, slots)
+        ) as running:
             made = SlotHost(host, running, ports)
             made.configure()
             yield made
