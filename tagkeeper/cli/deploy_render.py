@@ -151,7 +151,7 @@ def deploy_summary(result: DeployResult) -> str:
             rows += ["", f"#### {md_escape(name)} checks", ""]
             rows += verify_summary(report, report.container or name).splitlines()[2:]
     if result.followup is not None:
-        rows += ["", f"#### rolled back to `{md_escape(result.followup.image)}`", "",
+        rows += ["", f"#### rolled back to {md_code(result.followup.image)}", "",
                  md_escape(result.followup.message)]  # fmt: skip
     return "\n".join(rows)
 
@@ -256,7 +256,7 @@ def watch_lines(result: WatchResult) -> list[str]:
 
 def watch_summary(result: WatchResult) -> str:
     rows = [
-        f"### tagkeeper watch: `{md_escape(result.watched.reference)}` in "
+        f"### tagkeeper watch: {md_code(result.watched.reference)} in "
         f"{md_escape(result.environment)}: {result.status}",
         "",
         md_escape(result.message),
