@@ -70,8 +70,14 @@ def test_a_release_that_starts_failing_after_30_s_is_rolled_back_by_the_watch(
     assert {r.version for r in failures} == {"2.0.0"}
     first_failure = min(r.sent for r in failures)
     last_new = summary.last_seen(version="2.0.0") or 0.0
-    # two checks in a row saw it (at most two intervals), then the switch (< 1 s)
-    assert last_new - first_failure < 2 * INTERVAL + 2.0, summary.describe()
+    # two checks in a row saw it, one interval apart, after it went bad; then the switch
+    # back at once (the bound leaves room for a loaded machine, not for a third check)
+    crossed = [datetime.fromisoformat(s["at"]).timestamp() for s in payload["steps"]
+               if (s["phase"], s["status"]) == ("watch", "warning")]  # fmt: skip
+    assert len(crossed) == 2, payload["steps"]
+    assert crossed[0] > first_failure - 0.5
+    assert crossed[1] - crossed[0] < INTERVAL + 1.0
+    assert last_new - crossed[1] < 3.0, summary.describe()
     started = datetime.fromisoformat(payload["steps"][0]["at"]).timestamp()
     assert first_failure - started > 25  # it went bad at 30 s, not at once
     assert set(summary.between(last_new + 0.1, float("inf")).by_version) == {"1.0.0"}
