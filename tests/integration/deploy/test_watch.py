@@ -67,7 +67,7 @@ def test_a_release_that_starts_failing_after_30_s_is_rolled_back_by_the_watch(
     # the release served well for about 30 s, then failed; the old slot serves again
     failures = summary.failures
     assert failures, summary.describe()
-    assert {r.version for r in failures} == {"2.0.0"}
+    assert {r.version for r in failures} == {"2.0.0"}, summary.describe()
     first_failure = min(r.sent for r in failures)
     last_new = summary.last_seen(version="2.0.0") or 0.0
     # two checks in a row saw it, one interval apart, after it went bad; then the switch
