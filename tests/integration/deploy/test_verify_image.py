@@ -86,7 +86,8 @@ def test_a_passing_and_a_failing_image_leave_no_container(
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["ok"] is True
     assert _throwaways(docker_client, image) == []
-    done = subprocess.run(_verify(tmp_path, image, "--env", "EXIT_AFTER=0.5", "--successes", "5"),
+    done = subprocess.run(_verify(tmp_path, image, "--env", "EXIT_AFTER=0.5", "--successes", "5",
+                                  "--interval", "1s"),  # 4 s to see it exit, even when loaded
                           cwd=tmp_path,
                           env=_environ(), capture_output=True, text=True, check=False,
                           timeout=120)  # fmt: skip
