@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     import httpx
 
     from tagkeeper.inventory import Backend
+    from tagkeeper.registries.ghcr_api import GhcrSession
     from tagkeeper.secret import Secret
 
 Kind = Literal["ghcr", "oci", "local"]
@@ -68,6 +69,9 @@ class BackendOptions:
     time_needed: Callable[[frozenset[str]], bool] | None = field(default=None, repr=False)
     dangling: bool = False  # local backend: also list the repository's untagged leftovers
     environ: Mapping[str, str] | None = field(default=None, repr=False)
+    # GHCR: what a run of several packages learns once (token owner, owner kinds, the
+    # rate-limit budget); None: each backend asks for itself
+    ghcr_session: GhcrSession | None = field(default=None, repr=False, compare=False)
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     clock: Callable[[], float] = field(default=time.time, repr=False)
 
@@ -126,6 +130,7 @@ def _open_ghcr(image: str, options: BackendOptions, client: httpx.Client) -> Bac
         max_wait=options.max_wait,
         sleep=options.sleep,
         clock=options.clock,
+        session=options.ghcr_session,
     )
 
 

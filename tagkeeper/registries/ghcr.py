@@ -64,6 +64,7 @@ from tagkeeper.registries.cache import ManifestCache
 from tagkeeper.registries.credentials import Credentials
 from tagkeeper.registries.distribution import Registry
 from tagkeeper.registries.ghcr_api import (
+    GhcrSession,
     OwnerKind,
     PackagesApi,
     TokenKind,
@@ -176,6 +177,7 @@ class GhcrBackend(RegistryBackend):
         max_limit_retries: int = 8,
         read_plain_children: bool = False,
         recheck_window: float | None = None,
+        session: GhcrSession | None = None,
     ) -> None:
         self.host, self.owner, self.package = split_image(image)
         self.registry_url = registry_url.rstrip("/")
@@ -206,6 +208,7 @@ class GhcrBackend(RegistryBackend):
             sleep=sleep,
             clock=clock,
             max_limit_retries=max_limit_retries,
+            session=session,
         )
         if token:
             credentials = Credentials("tagkeeper", token, source="the GitHub token")

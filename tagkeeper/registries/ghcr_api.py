@@ -82,6 +82,40 @@ def read_hint(kind: TokenKind) -> str:
     return permission_hint(kind).replace("delete:packages", "read:packages")
 
 
+class RateBudget:
+    """The primary rate limit as GitHub's last answer told it (``x-ratelimit-remaining``
+    and ``-reset``), shared by every package of a run. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.remaining: int | None = None
+        self.reset: float | None = None
+
+    def note(self, remaining: int | None, reset: float | None) -> None:
+        with self._lock:
+            self.remaining, self.reset = remaining, reset
+
+    def read(self) -> tuple[int | None, float | None]:
+        """``(remaining, reset)``; ``(None, None)`` until an answer said them."""
+        with self._lock:
+            return self.remaining, self.reset
+
+
+class GhcrSession:
+    """What one run learns about GitHub once, whatever the number of packages: who the
+    token belongs to (``GET /user``), each owner's kind (``GET /users/OWNER``) and the
+    primary rate limit's :class:`RateBudget`. Give the same session to every
+    :class:`PackagesApi` of a run (one token per session)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.identified = False
+        self.login: str | None = None
+        self.scopes: frozenset[str] | None = None
+        self.owners: dict[str, OwnerKind] = {}
+        self.budget = RateBudget()
+
+
 class PackagesApi:
     """The Packages REST API for the package ``owner/package`` (see the module docstring).
 
@@ -103,6 +137,7 @@ class PackagesApi:
         sleep: Sleep,
         clock: Clock,
         max_limit_retries: int = 8,
+        session: GhcrSession | None = None,
     ) -> None:
         self.sender = sender
         self.display = display
@@ -116,15 +151,18 @@ class PackagesApi:
         self.sleep = sleep
         self.clock = clock
         self.max_limit_retries = max_limit_retries
-        self.login: str | None = None
-        self.scopes: frozenset[str] | None = None
+        self.session = session or GhcrSession()
         self._owner_kind: OwnerKind | None = None
         self._base: str | None = None
-        self._login_known = False
-        self._lock = threading.RLock()
-        self._state = threading.Lock()
-        self._remaining: int | None = None
-        self._reset: float | None = None
+        self._lock = self.session.lock
+
+    @property
+    def login(self) -> str | None:
+        return self.session.login
+
+    @property
+    def scopes(self) -> frozenset[str] | None:
+        return self.session.scopes
 
     def scrub(self, text: str) -> str:
         return self.sender.scrub(text)
@@ -144,9 +182,9 @@ class PackagesApi:
     def identify(self) -> None:
         """Ask ``GET /user`` who the token belongs to (once)."""
         with self._lock:
-            if self._login_known:
+            if self.session.identified:
                 return
-            self._login_known = True
+            self.session.identified = True
             if not self.token:
                 return
             response = self.rest("GET", f"{self.api_url}/user", kind="user")
@@ -158,36 +196,46 @@ class PackagesApi:
             if response.status_code == 200:
                 body = self.json(response, "the token's user")
                 login = body.get("login") if isinstance(body, dict) else None
-                self.login = login if isinstance(login, str) else None
+                self.session.login = login if isinstance(login, str) else None
                 scopes = response.headers.get("x-oauth-scopes")
                 if scopes is not None:
-                    self.scopes = frozenset(s.strip() for s in scopes.split(",") if s.strip())
+                    self.session.scopes = frozenset(
+                        s.strip() for s in scopes.split(",") if s.strip()
+                    )
             # 403 "Resource not accessible by integration": a GITHUB_TOKEN; no login.
+
+    def owner_segment(self, owner: str) -> tuple[OwnerKind, str]:
+        """The owner's kind and its API URL (``.../user``, ``.../orgs/O``, ``.../users/O``),
+        asked once per run (the session remembers it)."""
+        with self._lock:
+            self.identify()
+            quoted = quote(owner, safe="")
+            if self.login is not None and self.login.lower() == owner.lower():
+                return "self", f"{self.api_url}/user"
+            kind = self.session.owners.get(owner.lower())
+            if kind is None:
+                response = self.rest("GET", f"{self.api_url}/users/{quoted}", kind="user")
+                if response.status_code == 404:
+                    raise RegistryError(
+                        f"{self.display}: GitHub has no user or organisation {owner!r}",
+                        hint="check the owner part of the image name",
+                    )
+                self.expect_ok(response, f"looking up the owner {owner!r}")
+                body = self.json(response, f"the owner {owner!r}")
+                is_org = isinstance(body, dict) and body.get("type") == "Organization"
+                kind = "org" if is_org else "user"
+                self.session.owners[owner.lower()] = kind
+            segment = "orgs" if kind == "org" else "users"
+            return kind, f"{self.api_url}/{segment}/{quoted}"
 
     def packages_base(self) -> str:
         """The URL of the package (``.../packages/container/<name>``), found once."""
         with self._lock:
             if self._base is not None:
                 return self._base
-            self.identify()
+            self._owner_kind, owner_url = self.owner_segment(self.owner)
             encoded = quote(self.package, safe="")
-            if self.login is not None and self.login.lower() == self.owner.lower():
-                self._owner_kind = "self"
-                self._base = f"{self.api_url}/user/packages/container/{encoded}"
-                return self._base
-            owner = quote(self.owner, safe="")
-            response = self.rest("GET", f"{self.api_url}/users/{owner}", kind="user")
-            if response.status_code == 404:
-                raise RegistryError(
-                    f"{self.display}: GitHub has no user or organisation {self.owner!r}",
-                    hint="check the owner part of the image name",
-                )
-            self.expect_ok(response, f"looking up the owner {self.owner!r}")
-            body = self.json(response, f"the owner {self.owner!r}")
-            is_org = isinstance(body, dict) and body.get("type") == "Organization"
-            self._owner_kind = "org" if is_org else "user"
-            segment = "orgs" if is_org else "users"
-            self._base = f"{self.api_url}/{segment}/{owner}/packages/container/{encoded}"
+            self._base = f"{owner_url}/packages/container/{encoded}"
             return self._base
 
     @property
@@ -274,8 +322,7 @@ class PackagesApi:
             left, at = int(remaining), float(reset)
         except ValueError:
             return
-        with self._state:
-            self._remaining, self._reset = left, at
+        self.session.budget.note(left, at)
 
     @staticmethod
     def limit_kind(response: httpx.Response) -> Literal["primary", "secondary"] | None:
@@ -294,8 +341,7 @@ class PackagesApi:
 
     def _primary_gate(self) -> None:
         """Before a request: wait for (or stop at) an exhausted primary limit."""
-        with self._state:
-            remaining, reset = self._remaining, self._reset
+        remaining, reset = self.session.budget.read()
         if remaining is None or reset is None:
             return
         wait = reset - self.clock()
@@ -304,8 +350,7 @@ class PackagesApi:
         if remaining <= 0:
             if wait + 1 <= self.max_wait:
                 self.sleep(wait + 1)
-                with self._state:
-                    self._remaining = None
+                self.session.budget.note(None, None)
                 return
             when = datetime.fromtimestamp(reset, UTC).strftime("%H:%M:%S UTC")
             raise RateLimited(
