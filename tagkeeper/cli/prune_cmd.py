@@ -125,8 +125,43 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
         typer.Option(
             "--image",
             "-i",
-            help="Repository to prune, e.g. ghcr.io/OWNER/PACKAGE "
-            "(repeatable; default: config 'image').",
+            help="Repository to prune, e.g. ghcr.io/OWNER/PACKAGE, or a pattern: "
+            "'ghcr.io/OWNER/*' ('*' and '?' stay inside one path segment, '**' crosses "
+            "them), matched against the owner's packages (GHCR) or the registry's "
+            "_catalog (repeatable; default: config 'image').",
+            show_default=False,
+        ),
+    ] = None,
+    all_of: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--all",
+            metavar="REGISTRY/OWNER",
+            help="Prune every package of an owner, e.g. ghcr.io/acme (the same as "
+            "--image 'ghcr.io/acme/**'; an OCI registry alone: its whole catalog). "
+            "Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--exclude",
+            metavar="GLOB",
+            help="Leave out the packages matching this pattern (same form as --image, "
+            "e.g. 'ghcr.io/acme/*-cache'; repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    state_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--state",
+            metavar="FILE",
+            dir_okay=False,
+            help="JSON file remembering when each package was last pruned, so a run "
+            "stopped on the rate limit (exit 10) is followed by one that starts with what "
+            "it left (created when missing).",
             show_default=False,
         ),
     ] = None,
@@ -393,28 +428,35 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
     history to read), 4 auth/permission, 5 registry or network (also when one stops
     the deletes midway: the report still lists what was deleted), 6 partial (some deletes
     failed, were refused or changed: rerun), 7 the plan exceeds --max-delete (nothing
-    deleted), 10 stopped on the rate limit (rerun later), 11 declined, 12 the deploy
-    ledger cannot be read.
+    deleted), 10 stopped on the rate limit (rerun later; with several packages, the run
+    stops between them when the budget left cannot cover the next one), 11 declined, 12
+    the deploy ledger cannot be read.
     """
     from tagkeeper.cli import prune_render
     from tagkeeper.refs import parse_reference
     from tagkeeper.registries.factory import KINDS, BackendOptions, token_from_env
+    from tagkeeper.registries.ghcr_api import GhcrSession
+    from tagkeeper.retention.packages import PruneState, prune_packages
     from tagkeeper.retention.runner import (
         RunInterrupted,
         check_images,
         configured_policy,
         prune_images,
     )
+    from tagkeeper.retention.select import is_glob
     from tagkeeper.retention.times import time_needed
     from tagkeeper.transport import DEFAULT_MAX_WAIT, build_client
 
     config = common.state(ctx).config()
-    targets = list(images) if images else config.images()
+    targets = list(images) if images else ([] if all_of else config.images())
+    targets += [_every_package(owner) for owner in all_of or ()]
     if not targets:
         raise UsageError(
             "no image to prune",
             hint="pass --image ghcr.io/OWNER/PACKAGE or set 'image' in tagkeeper.toml",
         )
+    many = bool(exclude or state_file or any(is_glob(t) for t in targets))
+    state = PruneState.load(state_file) if many else None
     if kind is not None and kind not in KINDS:
         raise UsageError(f"--kind {kind!r} is not a backend", hint="use ghcr, oci or local")
     if local:
@@ -475,6 +517,7 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
         password=registry_password,
         time_needed=time_needed(policy),
         environ=environ,
+        ghcr_session=GhcrSession(),  # the owner, token and rate limit: once per run
     )
     scrub = secret.scrub if secret else (lambda text: text)
     renderer = prune_render.RENDERERS[fmt]()
@@ -485,7 +528,14 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
         progress=sys.stderr.isatty(),
         debug=common.state(ctx).debug,
     )
-    kinds = check_images(targets, options)  # bad names: usage errors before any request
+    if many and kind == "local":
+        raise UsageError(
+            "--image patterns, --all, --exclude and --state list a registry; the local "
+            "engine has no listing",
+            hint="name each repository with --image",
+        )
+    named = [t for t in targets if not is_glob(t)]
+    kinds = check_images(named, options)  # bad names: usage errors before any request
     if not images:  # from the configuration: the checkout's, inside Actions
         from tagkeeper.destinations import check_configured_images
 
@@ -493,7 +543,7 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
         check_configured_images(
             oci_hosts, config, environ, password_given=registry_password is not None
         )
-    insecure_hosts = [h for t in targets if (h := parse_reference(t).host)] if insecure else []
+    insecure_hosts = [t.partition("/")[0] for t in targets] if insecure else []
     with build_client(insecure_hosts=insecure_hosts) as client, ExitStack() as stack:
         guard = rollback_guard(
             ctx,
@@ -509,16 +559,30 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
         )
         guard.version_scheme = policy.version_scheme
         try:
-            run = prune_images(
-                targets,
-                policy,
-                options=options,
-                client=client,
-                clock=lambda: datetime.now(UTC),
-                guard=guard,
-                dry_run=dry_run,
-                listener=listener,
-            )
+            if many:
+                run = prune_packages(
+                    targets,
+                    policy,
+                    options=options,
+                    client=client,
+                    clock=lambda: datetime.now(UTC),
+                    excludes=exclude or (),
+                    state=state,
+                    guard=guard,
+                    dry_run=dry_run,
+                    listener=listener,
+                )
+            else:
+                run = prune_images(
+                    targets,
+                    policy,
+                    options=options,
+                    client=client,
+                    clock=lambda: datetime.now(UTC),
+                    guard=guard,
+                    dry_run=dry_run,
+                    listener=listener,
+                )
         except RunInterrupted as stop:  # Ctrl-C: what was done is still reported, exit 130
             run = stop.run
     if report is not None:
@@ -526,6 +590,12 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
     renderer.finish(run, scrub=scrub, report=report)
     if run.exit_code is not ExitCode.OK:
         raise typer.Exit(int(run.exit_code))
+
+
+def _every_package(owner: str) -> str:
+    """``--all ghcr.io/acme`` as the pattern ``ghcr.io/acme/**`` (a registry alone:
+    ``HOST/**``, its whole catalog)."""
+    return f"{owner.rstrip('/')}/**"
 
 
 class _Listener(PruneListener):

@@ -213,6 +213,19 @@ def summary_markdown(
             f"| {render.code(result.image)} | {kept} | {planned} | {deleted} | "
             f"{_problems(result, scrub)} |"
         )
+    if len(run.results) > 1 or run.left:
+        lines.append(
+            f"| **total: {len(run.results)} images** | {run.kept} | {run.planned} | "
+            f"{run.deleted} | {run.totals()['failed']} failed |"
+        )
+    if run.stopped:
+        lines += ["", render.md(scrub(run.stopped))]
+    if run.left:
+        shown = ", ".join(render.code(name) for name in run.left[:SUMMARY_ROWS])
+        more = f" and {len(run.left) - SUMMARY_ROWS} more" if len(run.left) > SUMMARY_ROWS else ""
+        lines += ["", f"Left for the next run ({len(run.left)}): {shown}{more}"]
+    for warning in run.warnings:
+        lines += ["", f"- warning: {render.md(scrub(warning))}"]
     head = "\n".join(lines) + "\n"
     details: list[str] = []
     for result in run.results:
@@ -246,6 +259,9 @@ def short_json(run: PruneRun, scrub: Callable[[str], str], report: Path | None) 
         "truncated": True,
         "report": str(report) if report is not None else None,
         "images": images,
+        "total": run.totals(),
+        "left": list(run.left),
+        "stopped": scrub(run.stopped) if run.stopped else None,
     }
 
 
@@ -310,8 +326,32 @@ class TextRenderer:
         common.info(f"warning: {render.text(image)}: {render.text(text)}")
 
     def finish(self, run: PruneRun, *, scrub: Callable[[str], str], report: Path | None) -> None:
-        """Everything written once the run is over (nothing, for text)."""
-        del run, scrub, report
+        """Everything written once the run is over: for a run of several images, the
+        totals and what is left (stderr)."""
+        del report
+        for line in totals_text(run, scrub):
+            common.info(line)
+
+
+def totals_text(run: PruneRun, scrub: Callable[[str], str] = str) -> list[str]:
+    """The run's totals for people, when it was about several images (else nothing)."""
+    if len(run.results) <= 1 and not run.left and not run.warnings:
+        return []
+    total = run.totals()
+    verb = "would delete" if run.dry_run else "deleted"
+    done = run.planned if run.dry_run else run.deleted
+    lines = [f"warning: {render.text(scrub(w))}" for w in run.warnings]
+    lines.append(
+        f"total: {total['images']} images, {total['failed']} failed, kept {total['kept']}, "
+        f"{verb} {done} (planned {total['planned']}), {total['requests']} requests"
+    )
+    if run.stopped:
+        lines.append(render.text(scrub(run.stopped)))
+    if run.left:
+        names = ", ".join(render.text(n) for n in run.left[:20])
+        more = f" and {len(run.left) - 20} more" if len(run.left) > 20 else ""
+        lines.append(f"left for the next run ({len(run.left)}): {names}{more}")
+    return lines
 
 
 class JsonRenderer(TextRenderer):
@@ -325,6 +365,8 @@ class JsonRenderer(TextRenderer):
 
     def finish(self, run: PruneRun, *, scrub: Callable[[str], str], report: Path | None) -> None:
         common.emit_json(run.to_json(scrub))
+        for line in totals_text(run, scrub):  # for people: stderr
+            common.info(line)
 
 
 class GithubRenderer(TextRenderer):
@@ -336,11 +378,13 @@ class GithubRenderer(TextRenderer):
         typer.echo(gha.annotation("warning", f"{image}: {text}"), err=True)
 
     def finish(self, run: PruneRun, *, scrub: Callable[[str], str], report: Path | None) -> None:
+        super().finish(run, scrub=scrub, report=report)
         gha.write_outputs(
             {
                 "deleted": str(run.deleted),  # 0 in a dry run
                 "kept": str(run.kept),
                 "planned": str(run.planned),  # what the plans delete, dry run or not
+                "left": str(len(run.left)),  # images a stopped run did not reach
                 "json": json_output(run, scrub=scrub, report=report),
             }
         )

@@ -328,17 +328,28 @@ class PruneListener:
 
 @dataclass(frozen=True)
 class PruneRun:
-    """How a prune of several images ended: one :class:`PruneResult` per image, in order."""
+    """How a prune of several images ended: one :class:`PruneResult` per image, in order.
+
+    ``left``: images a run of many packages did not reach (``stopped`` says why: the
+    rate-limit budget; :mod:`tagkeeper.retention.packages`). ``warnings``: what selecting
+    the images noticed.
+    """
 
     results: tuple[PruneResult, ...]
     dry_run: bool = False
     interrupted: bool = False  # Ctrl-C stopped the run (the later images did not start)
+    left: tuple[str, ...] = ()
+    stopped: str | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def exit_code(self) -> ExitCode:
         """The worst exit code of the images (:func:`tagkeeper.errors.worst`);
-        :attr:`~tagkeeper.errors.ExitCode.INTERRUPTED` when Ctrl-C stopped the run."""
-        code = ExitCode.INTERRUPTED if self.interrupted else ExitCode.OK
+        :attr:`~tagkeeper.errors.ExitCode.INTERRUPTED` when Ctrl-C stopped the run, 10
+        when it stopped on the rate-limit budget."""
+        code = ExitCode.RATE_LIMITED if self.stopped else ExitCode.OK
+        if self.interrupted:
+            code = worst(code, ExitCode.INTERRUPTED)
         for result in self.results:
             code = worst(code, result.exit_code)
         return code
@@ -357,9 +368,34 @@ class PruneRun:
         """Versions actually deleted (0 in a dry run)."""
         return sum(r.report.deleted for r in self.results if r.report is not None)
 
+    @property
+    def requests(self) -> int:
+        """Requests the images' backends sent."""
+        return sum(sum(r.requests.values()) for r in self.results)
+
+    def totals(self) -> dict[str, int]:
+        """The whole run in numbers: images pruned, failed and left, versions kept,
+        planned for deletion and deleted, requests sent."""
+        return {
+            "images": len(self.results),
+            "failed": sum(1 for r in self.results if r.exit_code is not ExitCode.OK),
+            "left": len(self.left),
+            "kept": self.kept,
+            "planned": self.planned,
+            "deleted": self.deleted,
+            "requests": self.requests,
+        }
+
     def to_json(self, scrub: Callable[[str], str] = _same) -> dict[str, Any]:
         """The document ``tagkeeper prune --format json`` prints."""
-        return {"images": [r.to_json(scrub) for r in self.results], "dry_run": self.dry_run}
+        return {
+            "images": [r.to_json(scrub) for r in self.results],
+            "dry_run": self.dry_run,
+            "total": self.totals(),
+            "left": list(self.left),
+            "stopped": scrub(self.stopped) if self.stopped else None,
+            "warnings": [scrub(w) for w in self.warnings],
+        }
 
 
 class RunInterrupted(KeyboardInterrupt):

@@ -146,6 +146,8 @@ Counters (read under ``emu.lock`` or through ``snapshot()``)
 
 KINDS
     REST: "rest.user" (GET /user), "rest.users" (GET /users/{u}), "rest.orgs" (GET /orgs/{o}),
+    "rest.packages.list" (GET /user/packages, /orgs/{o}/packages, /users/{u}/packages:
+    an owner's packages of the required ``package_type`` that the token can see),
     "rest.package" (GET .../packages/container/{p}), "rest.versions.list",
     "rest.version.get", "rest.version.delete", "rest.unknown".
     Registry: "registry.token", "registry.base" (GET /v2/), "registry.manifest.get",
@@ -414,6 +416,12 @@ class GhcrEmulator(RestApi, RegistryApi):
             ("GET", r"/user", self._h_user, "rest.user"),
             ("GET", r"/users/(?P<owner>[^/]+)", self._h_users, "rest.users"),
             ("GET", r"/orgs/(?P<owner>[^/]+)", self._h_orgs, "rest.orgs"),
+            (
+                "GET",
+                r"/(?:(?P<scope>orgs|users)/(?P<owner>[^/]+)|user)/packages",
+                self._h_packages,
+                "rest.packages.list",
+            ),
             ("GET", pkg, self._h_package, "rest.package"),
             ("GET", pkg + r"/versions", self._h_list, "rest.versions.list"),
             ("GET", pkg + r"/versions/(?P<vid>[0-9]+)", self._h_version, "rest.version.get"),

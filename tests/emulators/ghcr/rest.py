@@ -307,6 +307,57 @@ class RestApi(Limits):
             package, base = self._resolve(req, "read")
             return Response.json(self._package_json(package, base))
 
+    def _h_packages(self, req: Request) -> Response:
+        """``GET /user/packages``, ``/orgs/ORG/packages``, ``/users/USER/packages``: the
+        owner's packages of one ``package_type`` (required) that the token can see,
+        pages of ``per_page`` (default 30, at most 100), ordered by name here (GitHub
+        documents no order)."""
+        token = req.require_token()
+        scope = req.match["scope"]
+        who = {"orgs": "an-organization", "users": "a-user", None: "the-authenticated-user"}
+        doc = f"{DOCS}/packages/packages#list-packages-for-{who[scope]}"
+        package_type = req.param("package_type")
+        if package_type is None:
+            raise rest_error(
+                422, "Invalid request.\n\n\"package_type\" wasn't supplied.",
+                documentation_url=doc,
+            )
+        with self.lock:
+            if scope is None:
+                if token.kind == "github_token":
+                    raise rest_error(403, INTEGRATION_MESSAGE, documentation_url=doc)
+                account = self._accounts.get(token.login.lower())
+            else:
+                account = self._accounts.get(req.match["owner"].lower())
+                if account is not None and (scope == "orgs") != (
+                    account.type == "Organization"
+                ):
+                    account = None
+            if account is None:
+                raise rest_error(404, "Not Found", documentation_url=doc)
+            if token.kind == "classic" and not token.scopes & READ_SCOPES:
+                raise rest_error(403, READ_SCOPE_MESSAGE, documentation_url=doc)
+            visible = [
+                p
+                for (owner, _), p in sorted(self._packages.items())
+                if owner == account.login.lower()
+                and package_type == "container"
+                and (p.visibility == "public" or token.role(p.owner, p.name) is not None)
+            ]
+            segment = {
+                "orgs": f"orgs/{account.login}",
+                "users": f"users/{account.login}",
+                None: "user",
+            }[scope]
+            chunk, headers = self.paginate(req, visible)
+            body = [
+                self._package_json(
+                    p, f"{self.api_url}/{segment}/packages/container/{quote(p.name, safe='')}"
+                )
+                for p in chunk
+            ]
+        return Response.json(body, headers=headers)
+
     def _h_list(self, req: Request) -> Response:
         with self.lock:
             package, base = self._resolve(req, "read")

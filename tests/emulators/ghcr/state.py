@@ -381,6 +381,11 @@ class EmulatorState:
             self._packages[key] = package
             return package.id
 
+    def delete_package(self, owner: str, name: str) -> None:
+        """Remove a whole package (as its settings page's "Delete this package" does)."""
+        with self.lock:
+            del self._packages[(owner.lower(), name.lower())]
+
     def package_exists(self, owner: str, name: str) -> bool:
         with self.lock:
             return (owner.lower(), name.lower()) in self._packages
