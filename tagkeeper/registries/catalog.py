@@ -266,7 +266,10 @@ def _oci(
             if response.status_code in (401, 403, 404, 405) or (
                 error_codes(response) & {"UNSUPPORTED", "UNAUTHORIZED", "DENIED"}
             ):
-                raise not_offered
+                raise UsageError(
+                    f"{not_offered.message}: it answered {response.status_code}",
+                    hint=not_offered.hint,
+                )
             if response.status_code != 200:
                 raise RegistryError(
                     f"{host}: cannot list the catalog "
