@@ -172,3 +172,27 @@ def test_a_stopped_run_exits_10_and_its_json_has_totals_and_what_is_left() -> No
         "requests": 2,
     }
     json.dumps(doc)
+
+
+def test_the_renderers_show_totals_and_what_is_left() -> None:
+    from tagkeeper.cli.prune_render import short_json, summary_markdown, totals_text
+
+    run = PruneRun(
+        (PruneResult("ghcr.io/o/a"), PruneResult("ghcr.io/o/b")),
+        dry_run=True,
+        left=("ghcr.io/o/c", "ghcr.io/o/d"),
+        stopped="stopped before ghcr.io/o/c: 5 GitHub API requests left",
+        warnings=("ghcr.io/o listed 1 name(s) that are not repository names",),
+    )
+    lines = totals_text(run)
+    assert any(line.startswith("total: 2 images, 0 failed") for line in lines)
+    assert "left for the next run (2): ghcr.io/o/c, ghcr.io/o/d" in lines
+    assert run.stopped in lines
+    summary = summary_markdown(run)
+    assert "| **total: 2 images** | 0 | 0 | 0 | 0 failed |" in summary
+    assert "Left for the next run (2): `ghcr.io/o/c`, `ghcr.io/o/d`" in summary
+    short = short_json(run, str, None)
+    assert short["left"] == ["ghcr.io/o/c", "ghcr.io/o/d"]
+    assert short["total"]["left"] == 2
+    # one image, nothing left: no totals line (as before)
+    assert totals_text(PruneRun((PruneResult("ghcr.io/o/a"),))) == []
