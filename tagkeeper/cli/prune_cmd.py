@@ -436,27 +436,21 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
     from tagkeeper.refs import parse_reference
     from tagkeeper.registries.factory import KINDS, BackendOptions, token_from_env
     from tagkeeper.registries.ghcr_api import GhcrSession
-    from tagkeeper.retention.packages import PruneState, prune_packages
-    from tagkeeper.retention.runner import (
-        RunInterrupted,
-        check_images,
-        configured_policy,
-        prune_images,
-    )
-    from tagkeeper.retention.select import is_glob
+    from tagkeeper.retention.packages import PruneState, prune_targets
+    from tagkeeper.retention.runner import RunInterrupted, check_images, configured_policy
+    from tagkeeper.retention.select import every_package, is_glob
     from tagkeeper.retention.times import time_needed
     from tagkeeper.transport import DEFAULT_MAX_WAIT, build_client
 
     config = common.state(ctx).config()
     targets = list(images) if images else ([] if all_of else config.images())
-    targets += [_every_package(owner) for owner in all_of or ()]
+    targets += [every_package(owner) for owner in all_of or ()]
     if not targets:
         raise UsageError(
             "no image to prune",
             hint="pass --image ghcr.io/OWNER/PACKAGE or set 'image' in tagkeeper.toml",
         )
-    many = bool(exclude or state_file or any(is_glob(t) for t in targets))
-    state = PruneState.load(state_file) if many else None
+    state = PruneState.load(state_file) if state_file is not None else None
     if kind is not None and kind not in KINDS:
         raise UsageError(f"--kind {kind!r} is not a backend", hint="use ghcr, oci or local")
     if local:
@@ -528,12 +522,6 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
         progress=sys.stderr.isatty(),
         debug=common.state(ctx).debug,
     )
-    if many and kind == "local":
-        raise UsageError(
-            "--image patterns, --all, --exclude and --state list a registry; the local "
-            "engine has no listing",
-            hint="name each repository with --image",
-        )
     named = [t for t in targets if not is_glob(t)]
     kinds = check_images(named, options)  # bad names: usage errors before any request
     if not images:  # from the configuration: the checkout's, inside Actions
@@ -559,30 +547,18 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
         )
         guard.version_scheme = policy.version_scheme
         try:
-            if many:
-                run = prune_packages(
-                    targets,
-                    policy,
-                    options=options,
-                    client=client,
-                    clock=lambda: datetime.now(UTC),
-                    excludes=exclude or (),
-                    state=state,
-                    guard=guard,
-                    dry_run=dry_run,
-                    listener=listener,
-                )
-            else:
-                run = prune_images(
-                    targets,
-                    policy,
-                    options=options,
-                    client=client,
-                    clock=lambda: datetime.now(UTC),
-                    guard=guard,
-                    dry_run=dry_run,
-                    listener=listener,
-                )
+            run = prune_targets(
+                targets,
+                policy,
+                options=options,
+                client=client,
+                clock=lambda: datetime.now(UTC),
+                excludes=exclude or (),
+                state=state,
+                guard=guard,
+                dry_run=dry_run,
+                listener=listener,
+            )
         except RunInterrupted as stop:  # Ctrl-C: what was done is still reported, exit 130
             run = stop.run
     if report is not None:
@@ -590,12 +566,6 @@ def prune(  # noqa: PLR0915, PLR0917 - Typer passes options as arguments
     renderer.finish(run, scrub=scrub, report=report)
     if run.exit_code is not ExitCode.OK:
         raise typer.Exit(int(run.exit_code))
-
-
-def _every_package(owner: str) -> str:
-    """``--all ghcr.io/acme`` as the pattern ``ghcr.io/acme/**`` (a registry alone:
-    ``HOST/**``, its whole catalog)."""
-    return f"{owner.rstrip('/')}/**"
 
 
 class _Listener(PruneListener):

@@ -62,8 +62,10 @@ __all__ = [
     "RESERVE",
     "PruneState",
     "Selected",
+    "lists_packages",
     "order",
     "prune_packages",
+    "prune_targets",
     "requests_needed",
     "select_packages",
 ]
@@ -357,4 +359,53 @@ def prune_packages(
         left=tuple(left),
         stopped=stopped,
         warnings=selected.warnings,
+    )
+
+
+def lists_packages(
+    images: Sequence[str], excludes: Sequence[str] = (), state: Path | PruneState | None = None
+) -> bool:
+    """Whether a prune of ``images`` is a run of many packages (:func:`prune_packages`):
+    a pattern, an exclusion or a state file; else the images are pruned as given."""
+    return bool(excludes) or state is not None or any(is_glob(i) for i in images)
+
+
+def prune_targets(
+    images: Sequence[str],
+    policy: Policy,
+    *,
+    options: BackendOptions,
+    client: httpx.Client,
+    clock: Callable[[], datetime],
+    excludes: Sequence[str] = (),
+    state: PruneState | None = None,
+    guard: RollbackGuard | None = None,
+    dry_run: bool = False,
+    listener: PruneListener | None = None,
+) -> PruneRun:
+    """What ``tagkeeper prune`` runs: :func:`prune_packages` when
+    :func:`lists_packages` says so, else
+    :func:`~tagkeeper.retention.runner.prune_images` in the order given."""
+    if lists_packages(images, excludes, state):
+        return prune_packages(
+            images,
+            policy,
+            options=options,
+            client=client,
+            clock=clock,
+            excludes=excludes,
+            state=state,
+            guard=guard,
+            dry_run=dry_run,
+            listener=listener,
+        )
+    return prune_images(
+        images,
+        policy,
+        options=options,
+        client=client,
+        clock=clock,
+        guard=guard,
+        dry_run=dry_run,
+        listener=listener,
     )

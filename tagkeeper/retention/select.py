@@ -28,12 +28,18 @@ from tagkeeper.errors import UsageError
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
-__all__ = ["Glob", "is_glob", "parse_glob", "select"]
+__all__ = ["Glob", "every_package", "is_glob", "parse_glob", "select"]
 
 _WILD = frozenset("*?")
 # What a repository path may hold (the distribution spec's name grammar, lower case),
 # plus the wildcards.
 _PATTERN_RE = re.compile(r"[a-z0-9._/*?-]+")
+
+
+def every_package(owner: str) -> str:
+    """``--all ghcr.io/acme`` as a pattern: ``ghcr.io/acme/**`` (a registry host alone:
+    ``HOST/**``, its whole catalog)."""
+    return f"{owner.rstrip('/')}/**"
 
 
 def is_glob(image: str) -> bool:

@@ -196,3 +196,15 @@ def test_the_renderers_show_totals_and_what_is_left() -> None:
     assert short["total"]["left"] == 2
     # one image, nothing left: no totals line (as before)
     assert totals_text(PruneRun((PruneResult("ghcr.io/o/a"),))) == []
+
+
+def test_a_run_lists_packages_only_for_patterns_exclusions_or_a_state() -> None:
+    from tagkeeper.retention.packages import lists_packages
+    from tagkeeper.retention.select import every_package
+
+    assert not lists_packages(["ghcr.io/o/a", "ghcr.io/o/b"])  # as given, in that order
+    assert lists_packages(["ghcr.io/o/*"])
+    assert lists_packages(["ghcr.io/o/a"], ["ghcr.io/o/*-cache"])
+    assert lists_packages(["ghcr.io/o/a"], state=PruneState())
+    assert every_package("ghcr.io/acme/") == "ghcr.io/acme/**"
+    assert every_package("registry.example:5000") == "registry.example:5000/**"
