@@ -5,17 +5,23 @@ usage error where a registry offers no catalog (the GHCR emulator's ``/v2``)."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 
 from tagkeeper.cli import main
 from tagkeeper.registries import catalog
+from tagkeeper.registries.factory import BackendOptions
+from tagkeeper.retention.packages import prune_packages
+from tagkeeper.retention.planner import Policy
+from tagkeeper.retention.runner import PruneListener
 from tests.emulators import images as im
 from tests.emulators.ghcr import GhcrEmulator
 
 if TYPE_CHECKING:
+    from tagkeeper.retention.planner import Plan
     from tests.integration.oci.registry import Pusher, Registry
 
 pytestmark = pytest.mark.integration
@@ -101,3 +107,47 @@ def _no_catalog(ghcr: GhcrEmulator, capsys: pytest.CaptureFixture[str]) -> None:
     assert "does not list its repositories" in err
     assert "--image" in err  # what to do instead
     assert len(ghcr.versions("octo", "app")) == 2
+
+
+class _Meddler(PruneListener):
+    """While team/a is planned: every manifest of team/b is deleted, team/new is pushed."""
+
+    def __init__(self, registry: Registry, pusher: Pusher) -> None:
+        self.registry = registry
+        self.pusher = pusher
+
+    def planned(self, image: str, plan: Plan) -> None:
+        if not image.endswith("/team/a"):
+            return
+        with httpx.Client(timeout=10) as client:
+            for tag in self.pusher.tags("team/b"):
+                url = f"{self.registry.url}/v2/team/b/manifests/{tag}"
+                head = client.head(url, headers={"Accept": im.OCI_MANIFEST})
+                digest = head.headers["Docker-Content-Digest"]
+                gone = client.delete(f"{self.registry.url}/v2/team/b/manifests/{digest}")
+                assert gone.status_code == 202
+        self.pusher.push("team/new", im.image(label="new"), "dev-0000001")
+
+
+def test_repositories_that_appear_or_empty_during_the_run(
+    registry: Registry, pusher: Pusher
+) -> None:
+    fill(pusher)
+    with httpx.Client(trust_env=False, timeout=10) as client:
+        run = prune_packages(
+            [f"{registry.host}/team/*"],
+            Policy.uniform(1, min_age=timedelta(0)),
+            options=BackendOptions(),
+            client=client,
+            clock=lambda: datetime.now(UTC),
+            listener=_Meddler(registry, pusher),
+        )
+    by_image = {r.image: r for r in run.results}
+    assert sorted(by_image) == [f"{registry.host}/team/a", f"{registry.host}/team/b"]
+    emptied = by_image[f"{registry.host}/team/b"]
+    assert emptied.error is None  # an emptied repository has nothing to prune
+    assert emptied.plan is not None
+    assert emptied.plan.decisions == ()
+    assert int(run.exit_code) == 0
+    assert pusher.tags("team/a") == ["dev-0000003"]
+    assert pusher.tags("team/new") == ["dev-0000001"]  # listed too late: untouched
