@@ -301,7 +301,7 @@ def prune_packages(
     from tagkeeper.registries import factory
     from tagkeeper.registries.catalog import list_repositories
     from tagkeeper.registries.ghcr_api import GhcrSession
-    from tagkeeper.retention.runner import check_images
+    from tagkeeper.retention.runner import RunInterrupted, check_images
 
     session = options.ghcr_session or GhcrSession()
     options = dataclasses.replace(options, ghcr_session=session)
@@ -330,16 +330,29 @@ def prune_packages(
         if stopped is not None:
             left = names[index:]
             break
-        one = prune_images(
-            [package.image],
-            policy,
-            options=options,
-            client=client,
-            clock=clock,
-            guard=guard,
-            dry_run=dry_run,
-            listener=listener,
-        )
+        try:
+            one = prune_images(
+                [package.image],
+                policy,
+                options=options,
+                client=client,
+                clock=clock,
+                guard=guard,
+                dry_run=dry_run,
+                listener=listener,
+            )
+        except RunInterrupted as stop:  # Ctrl-C: the whole run, and what it did not reach
+            for later in names[index + 1 :]:
+                if listener is not None:
+                    listener.not_started(later)
+            done = PruneRun(
+                (*results, *stop.run.results),
+                dry_run,
+                interrupted=True,
+                left=tuple(names[index + 1 :]),
+                warnings=selected.warnings,
+            )
+            raise RunInterrupted(done) from None
         results.extend(one.results)
         result = one.results[-1] if one.results else None
         if result is None:

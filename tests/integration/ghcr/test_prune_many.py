@@ -239,3 +239,27 @@ def test_packages_that_appear_or_disappear_during_the_run(
     assert tags(ghcr, "a") == {"dev-0000002"}
     assert tags(ghcr, "c") == {"dev-0000002"}  # the run went on after the vanished one
     assert tags(ghcr, "a2") == {"dev-0000000"}
+
+
+def test_ctrl_c_in_one_package_reports_the_whole_run_and_leaves_the_later_ones(
+    ghcr: GhcrEmulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GITHUB_TOKEN", seed(ghcr, {"a": 3, "b": 3, "c": 3}))
+    real = ghcr_adapter.GhcrBackend.delete
+    calls: list[str] = []
+
+    def delete(self: ghcr_adapter.GhcrBackend, version: Any) -> Any:
+        calls.append(self.display)
+        if self.display.endswith("/b"):
+            raise KeyboardInterrupt
+        return real(self, version)
+
+    monkeypatch.setattr(ghcr_adapter.GhcrBackend, "delete", delete)
+    code, doc, err = prune(ghcr, capsys, "--image", f"ghcr.io/{ORG}/*", "--yes")
+    assert code == 130, err
+    assert [e["image"] for e in doc["images"]] == [f"ghcr.io/{ORG}/a", f"ghcr.io/{ORG}/b"]
+    assert doc["left"] == [f"ghcr.io/{ORG}/c"]
+    assert f"ghcr.io/{ORG}/c: not started" in err
+    assert tags(ghcr, "a") == {"dev-0000002"}
+    assert len(tags(ghcr, "c")) == 3
+    assert not [c for c in calls if c.endswith("/c")]
