@@ -361,7 +361,7 @@ def prune_packages(
             left = names[index + 1 :]
             break
         if result.exit_code is ExitCode.RATE_LIMITED or isinstance(result.error, RateLimited):
-            stopped = f"stopped in {package.image}: the GitHub API rate limit ran out"
+            stopped = f"stopped in {package.image}: its registry's rate limit ran out"
             left = names[index:]
             break
         if result.exit_code is ExitCode.OK and not dry_run:

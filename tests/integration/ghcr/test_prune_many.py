@@ -198,6 +198,7 @@ def test_a_limit_that_runs_out_inside_a_package_stops_with_what_was_deleted(
     assert 0 < deleted < 11
     assert len(emu.versions(ORG, "big")) == 12 - deleted
     assert doc["left"] == [f"ghcr.io/{ORG}/big", f"ghcr.io/{ORG}/small"]
+    assert doc["stopped"].startswith(f"stopped in ghcr.io/{ORG}/big")
     assert not state.exists() or "big" not in state.read_text()
 
 
