@@ -219,9 +219,10 @@ def order(packages: Sequence[Listed], state: PruneState) -> list[Listed]:
 def requests_needed(package: Listed, *, dry_run: bool) -> int:
     """GitHub API requests one package may cost: its listing pages of 100, as many again
     to confirm a listing of several pages (conditional requests: a ``304`` does not
-    count, a page that changed does), and in a real run two per version (a re-check and
-    a ``DELETE``, as if every version were deleted). ``/v2`` reads (manifests, the
-    registry token) do not count against the API's primary limit."""
+    count, a page that changed does), and in a real run two per version (its ``DELETE``
+    and, at worst, a re-check of its own, as if every version were deleted: an upper
+    bound, re-checks are shared). ``/v2`` reads (manifests, the registry token) do not
+    count against the API's primary limit."""
     pages = package.pages
     listing = pages * 2 if pages > 1 else 1
     return listing if dry_run else listing + 2 * (package.versions or 0)

@@ -149,12 +149,12 @@ def test_the_budget_stops_between_packages_and_the_next_run_starts_with_what_is_
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    # 3 lookups, then per package 1 listing page and 3 deletes (+ their re-checks);
+    # 3 lookups, then per package 1 listing page, a look at the versions and 3 deletes;
     # each package may need 1 + 2 x 4 = 9 requests, +10 kept back: 19.
-    emu = make_ghcr(primary_limit=34, primary_window=3.0)
+    emu = make_ghcr(primary_limit=28, primary_window=3.0)
     monkeypatch.setenv("GITHUB_TOKEN", seed(emu, {"a": 4, "b": 4, "c": 4}))
     state = tmp_path / "prune-state.json"
-    args = ("--image", f"ghcr.io/{ORG}/*", "--state", str(state), "--yes", "--max-wait", "0s")
+    args = ("--image", f"ghcr.io/{ORG}/*", "--state", str(state), "--yes", "--max-wait", "1s")
     code, doc, err = prune(emu, capsys, *args)
     assert code == 10, err
     done = [entry["image"] for entry in doc["images"]]
@@ -189,7 +189,7 @@ def test_a_limit_that_runs_out_inside_a_package_stops_with_what_was_deleted(
     monkeypatch.setenv("GITHUB_TOKEN", seed(emu, {"big": 12, "small": 2}))
     state = tmp_path / "state.json"
     code, doc, err = prune(
-        emu, capsys, "--all", f"ghcr.io/{ORG}", "--state", str(state), "--yes", "--max-wait", "0s"
+        emu, capsys, "--all", f"ghcr.io/{ORG}", "--state", str(state), "--yes", "--max-wait", "1s"
     )
     assert code == 10, err
     first = doc["images"][0]
