@@ -32,6 +32,7 @@ from tagkeeper.deploy.containers import (
 )
 from tagkeeper.deploy.spec import Network
 from tagkeeper.deploy.verify import HealthPolicy, VerifyReport, verify
+from tagkeeper.errors import RegistryError, UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -278,3 +279,24 @@ class Context:
             fast_until_healthy=fast,
             container=name,
         )
+
+
+def pull_pinned(ctx: Context) -> tuple[str, str]:
+    """Pull the request's image; its digest and the reference pinned to it.
+
+    A pull whose digest the engine does not name is a registry error; one whose digest is
+    not the digest the request is pinned to is refused before anything changed.
+    """
+    request = ctx.request
+    ctx.step("pull", "start", request.reference)
+    pulled = ctx.runtime.pull(request.reference)
+    if pulled.digest is None:
+        raise RegistryError(f"the engine pulled {request.reference} but names no digest")
+    if request.digest is not None and pulled.digest != request.digest:
+        raise UsageError(
+            f"{request.reference} is pinned to {request.digest}, but the engine pulled "
+            f"{pulled.digest}",
+            hint="nothing was changed; check the reference",
+        )
+    ctx.step("pull", "done", pulled.digest, digest=pulled.digest)
+    return pulled.digest, str(request.image.with_digest(pulled.digest))

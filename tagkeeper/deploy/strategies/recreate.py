@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tagkeeper.deploy.containers import Role
-from tagkeeper.deploy.context import Context, Outcome, Prepared
-from tagkeeper.errors import RegistryError, UsageError, VerificationFailed
+from tagkeeper.deploy.context import Context, Outcome, Prepared, pull_pinned
+from tagkeeper.errors import VerificationFailed
 from tagkeeper.rollback.resolve import DeployStatus
 
 if TYPE_CHECKING:
@@ -86,22 +86,11 @@ class RecreateStrategy:
         ):
             ctx.step("pull", "done", f"not needed: {names.previous} holds {request.digest}")
             return Prepared(request.digest, request.reference, reuse=names.previous)
-        ctx.step("pull", "start", request.reference)
-        pulled = ctx.runtime.pull(request.reference)
-        if pulled.digest is None:
-            raise RegistryError(f"the engine pulled {request.reference} but names no digest")
-        if request.digest is not None and pulled.digest != request.digest:
-            raise UsageError(
-                f"{request.reference} is pinned to {request.digest}, but the engine pulled "
-                f"{pulled.digest}",
-                hint="nothing was changed; check the reference",
-            )
-        reference = str(request.image.with_digest(pulled.digest))
-        ctx.step("pull", "done", pulled.digest, digest=pulled.digest)
+        digest, reference = pull_pinned(ctx)
         reuse = None
-        if request.rollback and previous is not None and previous.digest == pulled.digest:
+        if request.rollback and previous is not None and previous.digest == digest:
             reuse = names.previous
-        return Prepared(pulled.digest, reference, reuse=reuse)
+        return Prepared(digest, reference, reuse=reuse)
 
     # -- run --------------------------------------------------------------------------
 

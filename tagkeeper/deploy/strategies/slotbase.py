@@ -45,14 +45,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tagkeeper.deploy.containers import Role
-from tagkeeper.deploy.context import Context, Outcome, Prepared
+from tagkeeper.deploy.context import Context, Outcome, Prepared, pull_pinned
 from tagkeeper.deploy.judge import Outcome as Judged
 from tagkeeper.deploy.judge import Thresholds, Verdict, judge_step
 from tagkeeper.deploy.metrics.model import MetricsError
 from tagkeeper.deploy.proxies.model import ProxySwitchFailed, Weights
 from tagkeeper.deploy.strategies import slotkit
 from tagkeeper.deploy.strategies.slotkit import SlotTools, Topology, container, port
-from tagkeeper.errors import RegistryError, UsageError
 from tagkeeper.rollback.resolve import DeployStatus
 
 if TYPE_CHECKING:
@@ -131,18 +130,8 @@ class SlotStrategy:
                 if state is not None and state.digest == request.digest:
                     ctx.step("pull", "done", f"not needed: {state.name} holds {request.digest}")
                     return Prepared(request.digest, request.reference, reuse=state.name)
-        ctx.step("pull", "start", request.reference)
-        pulled = ctx.runtime.pull(request.reference)
-        if pulled.digest is None:
-            raise RegistryError(f"the engine pulled {request.reference} but names no digest")
-        if request.digest is not None and pulled.digest != request.digest:
-            raise UsageError(
-                f"{request.reference} is pinned to {request.digest}, but the engine pulled "
-                f"{pulled.digest}",
-                hint="nothing was changed; check the reference",
-            )
-        ctx.step("pull", "done", pulled.digest, digest=pulled.digest)
-        return Prepared(pulled.digest, str(request.image.with_digest(pulled.digest)))
+        digest, reference = pull_pinned(ctx)
+        return Prepared(digest, reference)
 
     # -- run --------------------------------------------------------------------------
 
