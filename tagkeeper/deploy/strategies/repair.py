@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from tagkeeper.rollback.resolve import DeployStatus
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from tagkeeper.deploy.containers import ContainerState
     from tagkeeper.deploy.context import Context
@@ -38,6 +38,36 @@ if TYPE_CHECKING:
     from tagkeeper.rollback.resolve import DeployRecord
 
     _Note = Callable[[str], None]
+
+
+def close_unfinished(
+    ctx: Context,
+    unfinished: Sequence[DeployRecord],
+    *,
+    completed: DeployRecord | None,
+    detail: str,
+    said: str,
+    note: _Note,
+) -> None:
+    """Finish every unfinished deploy: ``completed`` succeeded (``detail``), others failed.
+
+    Only the newest unfinished deploy can have been completed by a repair; an older one
+    was interrupted whatever its containers show now.
+    """
+    for record in unfinished:
+        if record.id is None:
+            continue
+        if record is completed:
+            ctx.ledger.finish(record.id, DeployStatus.SUCCEEDED, detail=detail, reason="repaired")
+            note(f"deploy #{record.id} ({record.tag}) was completed{said}")
+        else:
+            ctx.ledger.finish(
+                record.id,
+                DeployStatus.FAILED,
+                detail="interrupted: tagkeeper stopped before the deploy finished",
+                reason="interrupted",
+            )
+            note(f"deploy #{record.id} ({record.tag}) was interrupted; recorded as failed")
 
 
 def repair_recreate(ctx: Context, names: Names) -> list[str]:
@@ -74,26 +104,15 @@ def repair_recreate(ctx: Context, names: Names) -> list[str]:
     elif previous is not None and newest is not None:
         _bring_back(ctx, names, note, f"{names.previous} -> {names.live}")
     _tidy(ctx, names, note)
-    for record in unfinished:
-        if record.id is None:
-            continue
-        if record is newest and completed:
-            ctx.ledger.finish(
-                record.id,
-                DeployStatus.SUCCEEDED,
-                detail="completed by the repair before the next deploy: the new container "
-                "was running and passed its checks",
-                reason="repaired",
-            )
-            note(f"deploy #{record.id} ({record.tag}) was completed: its container passed")
-        else:
-            ctx.ledger.finish(
-                record.id,
-                DeployStatus.FAILED,
-                detail="interrupted: tagkeeper stopped before the deploy finished",
-                reason="interrupted",
-            )
-            note(f"deploy #{record.id} ({record.tag}) was interrupted; recorded as failed")
+    close_unfinished(
+        ctx,
+        unfinished,
+        completed=newest if completed else None,
+        detail="completed by the repair before the next deploy: the new container "
+        "was running and passed its checks",
+        said=": its container passed",
+        note=note,
+    )
     return notes
 
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from tagkeeper.deploy.proxies.model import drift
 from tagkeeper.deploy.slots import SlotSeen, Unfinished, plan_repair
 from tagkeeper.deploy.strategies import slotkit
-from tagkeeper.rollback.resolve import DeployStatus
+from tagkeeper.deploy.strategies.repair import close_unfinished
 
 if TYPE_CHECKING:
     from tagkeeper.deploy.context import Context
@@ -83,24 +83,13 @@ def repair_slots(ctx: Context, kit: SlotTools) -> list[str]:
     for name in plan.remove:
         ctx.runtime.remove(name)
         note(f"removed {name}: it never served")
-    for record in unfinished:
-        if record.id is None:
-            continue
-        if record is newest and plan.completed:
-            ctx.ledger.finish(
-                record.id,
-                DeployStatus.SUCCEEDED,
-                detail="completed by the repair before the next deploy: its slot serves and "
-                "passed its check (the watch did not finish)",
-                reason="repaired",
-            )
-            note(f"deploy #{record.id} ({record.tag}) was completed")
-        else:
-            ctx.ledger.finish(
-                record.id,
-                DeployStatus.FAILED,
-                detail="interrupted: tagkeeper stopped before the deploy finished",
-                reason="interrupted",
-            )
-            note(f"deploy #{record.id} ({record.tag}) was interrupted; recorded as failed")
+    close_unfinished(
+        ctx,
+        unfinished,
+        completed=newest if plan.completed else None,
+        detail="completed by the repair before the next deploy: its slot serves and "
+        "passed its check (the watch did not finish)",
+        said="",
+        note=note,
+    )
     return notes
