@@ -40,14 +40,14 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from tagkeeper.deploy.admit import admit
 from tagkeeper.deploy.checks import Masker, load_smoke, render, secret_values
 from tagkeeper.deploy.containers import read_env_file
 from tagkeeper.deploy.context import LOG_LINES, Context, DeployRequest, OnEvent
 from tagkeeper.deploy.spec import PROXY_STRATEGIES
 from tagkeeper.deploy.throwaway import reap
-from tagkeeper.errors import ExitCode, LedgerError, PolicyViolation, TagkeeperError, UsageError
-from tagkeeper.gate.rules import policy_for
-from tagkeeper.refs import ImageRef, parse_reference
+from tagkeeper.errors import ExitCode, LedgerError, TagkeeperError, UsageError
+from tagkeeper.refs import ImageRef
 from tagkeeper.rollback.resolve import DeployStatus
 
 if TYPE_CHECKING:
@@ -73,18 +73,7 @@ def plan_request(spec: DeploySpec, image: str, *, allow_prerelease: bool = False
     Mutable tags are refused for prod (:class:`PolicyViolation`, exit 3); the reference
     must name a tag (deploys are recorded by tag) and the configured repository.
     """
-    verdict = policy_for(spec.environment, allow_prerelease=allow_prerelease).judge_text(image)
-    if not verdict.ok:
-        raise PolicyViolation(
-            f"refusing to deploy {image} to {spec.environment}: {verdict.message}",
-            hint="nothing was run or recorded",
-        )
-    ref = parse_reference(image)
-    if ref.tag is None:
-        raise UsageError(
-            f"{image} has no tag; tagkeeper records deploys by tag",
-            hint=f"write it as {ref.repository}:<tag>@{ref.digest}",
-        )
+    ref = admit(image, spec.environment, allow_prerelease=allow_prerelease)
     if spec.image is not None and ref.repository != spec.image:
         raise UsageError(
             f"{image} is not an image of {spec.image}, which [deploy.{spec.environment}] deploys",

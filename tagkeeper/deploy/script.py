@@ -35,10 +35,10 @@ import threading
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+from tagkeeper.deploy.admit import admit
 from tagkeeper.deploy.passenv import CommandEnv, choose
-from tagkeeper.errors import PolicyViolation, RegistryError, TagkeeperError, UsageError
-from tagkeeper.gate.rules import policy_for
-from tagkeeper.refs import ImageRef, parse_reference
+from tagkeeper.errors import RegistryError, TagkeeperError, UsageError
+from tagkeeper.refs import ImageRef
 from tagkeeper.rollback.resolve import DeployRecord, DeployStatus
 
 if TYPE_CHECKING:
@@ -127,18 +127,7 @@ def plan_deploy(
             hint="put the command after '--', e.g. tagkeeper deploy --env prod --image "
             "ghcr.io/o/app:v1.2.3 -- ./deploy.sh",
         )
-    verdict = policy_for(environment, allow_prerelease=allow_prerelease).judge_text(image)
-    if not verdict.ok:
-        raise PolicyViolation(
-            f"refusing to deploy {image} to {environment}: {verdict.message}",
-            hint="nothing was run or recorded",
-        )
-    ref = parse_reference(image)
-    if ref.tag is None:
-        raise UsageError(
-            f"{image} has no tag; tagkeeper records deploys by tag",
-            hint=f"write it as {ref.repository}:<tag>@{ref.digest}",
-        )
+    ref = admit(image, environment, allow_prerelease=allow_prerelease)
     if ref.digest and digest and ref.digest != digest:
         raise UsageError(f"{image} is pinned to {ref.digest}, but the digest given is {digest}")
     return DeployPlan(
