@@ -430,7 +430,12 @@ class World:
             environ={"SMOKE_TOKEN": "tok-123456"},
             clock=self.clock,
             sleep=self.clock.sleep,
+            collaborators=self.collaborators(),
         )
+
+    def collaborators(self) -> Mapping[str, Any] | None:
+        """What the engine gets besides the runtime and ledger (none for recreate)."""
+        return None
 
     def deploy(self, tag: str, **kw: Any) -> DeployResult:
         return self.engine(**kw).deploy(plan_request(self.spec, f"{REPO}:{tag}"))

@@ -42,8 +42,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from pathlib import Path
 
-    from tagkeeper.deploy.engine import Engine
-    from tagkeeper.deploy.lock import DeployLock
     from tagkeeper.deploy.spec import DeploySpec
 
 BLUE, GREEN = 8520, 8521
@@ -223,23 +221,8 @@ class SlotWorld(World):
         self.proxy = FakeProxy(self.clock, self.kill, self.tmp / "app.conf")
         self.metrics = FakeMetrics(self.runtime, self.proxy, self.rate)
 
-    def engine(self, *, lock: DeployLock | None = None, spec: DeploySpec | None = None) -> Engine:
-        from tagkeeper.deploy.engine import Engine
-        from tests.unit.deploy_fakes import ACTOR
-
-        return Engine(
-            spec or self.spec,
-            runtime=self.runtime,
-            ledger=self.ledger,  # type: ignore[arg-type]
-            client=self.client,
-            actor=ACTOR,
-            lock=lock,
-            on_event=self.events.append,
-            environ={"SMOKE_TOKEN": "tok-123456"},
-            clock=self.clock,
-            sleep=self.clock.sleep,
-            collaborators={"proxy": self.proxy, "metrics": self.metrics},
-        )
+    def collaborators(self) -> Mapping[str, Any]:
+        return {"proxy": self.proxy, "metrics": self.metrics}
 
     def serving(self) -> str | None:
         """The version the proxy sends every request to (None: none, or split)."""
